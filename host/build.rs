@@ -1,0 +1,98 @@
+//! Builds the runtime to WebAssembly and hands the blob to the node as its genesis runtime.
+//!
+//! Like Substrate's wasm builder, this runs a nested `cargo rustc` of the `vexidus-runtime` crate
+//! for `wasm32-unknown-unknown` with the `runtime-wasm` profile, in a target directory of its own
+//! (so it never waits on the outer build's lock). Everything that could leak the build machine
+//! into the bytes is pinned: the profile (LTO, one codegen unit, stripped), the flags (outer
+//! `RUSTFLAGS` and wrappers are dropped), and paths (remapped to fixed prefixes). Two clean
+//! builds give identical bytes; `tests/tests/reproducible.rs` checks it.
+//!
+//! `VEXIDUS_RUNTIME_FEATURES` (comma-separated) builds the runtime with extra cargo features.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
+
+    for dir in ["runtime", "runtime-api", "governance-pallet"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
+    println!("cargo:rerun-if-env-changed=VEXIDUS_RUNTIME_FEATURES");
+    println!("cargo:rerun-if-env-changed=VEXIDUS_WASM_TARGET_DIR");
+
+    let features = env::var("VEXIDUS_RUNTIME_FEATURES").unwrap_or_default();
+    let target_dir = env::var_os("VEXIDUS_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_target_dir(&out_dir, &features));
+
+    let blob = build_runtime(&root, &target_dir, &features);
+    let dest = out_dir.join("vexidus_runtime.wasm");
+    std::fs::copy(&blob, &dest).expect("copy the runtime blob into OUT_DIR");
+    println!("cargo:rustc-env=VEXIDUS_RUNTIME_WASM={}", dest.display());
+}
+
+/// `<target>/runtime-wasm[-features]`, next to the outer build's profile directories.
+fn default_target_dir(out_dir: &Path, features: &str) -> PathBuf {
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out (or with a target triple in between).
+    let target = out_dir
+        .ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.join("wasm"));
+    let suffix = if features.is_empty() { String::new() } else { format!("-{}", features.replace(',', "-")) };
+    target.join(format!("runtime-wasm{suffix}"))
+}
+
+/// Builds the runtime blob and returns its path. Public so the reproducibility test can use the
+/// same command line (see `tests/`).
+fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo_home = env::var("CARGO_HOME").ok().or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    let mut rustflags = vec![
+        format!("--remap-path-prefix={}=/vexidus", root.display()),
+        format!("--remap-path-prefix={}=/target", target_dir.display()),
+    ];
+    if let Some(home) = cargo_home {
+        rustflags.push(format!("--remap-path-prefix={home}=/cargo"));
+    }
+
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["rustc", "--locked", "-p", "vexidus-runtime", "--target", "wasm32-unknown-unknown"])
+        .args(["--profile", "runtime-wasm", "--crate-type", "cdylib"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"));
+    cmd.env("SOURCE_DATE_EPOCH", "0");
+
+    let status = cmd.status().expect("run cargo to build the runtime");
+    if !status.success() {
+        panic!(
+            "building the runtime for wasm32-unknown-unknown failed ({status}); is the target installed? \
+             `rustup target add wasm32-unknown-unknown` (rust-toolchain.toml asks for it)"
+        );
+    }
+    target_dir.join("wasm32-unknown-unknown/runtime-wasm/vexidus_runtime.wasm")
+}

@@ -1,0 +1,521 @@
+//! The WebAssembly executor: runs runtime entry points in wasmtime.
+//!
+//! Shaped like smoldot's host: a [`Prototype`] (validated, compiled, cacheable, cheap to share)
+//! is separate from a running call, and storage is reached through the [`Externalities`] trait
+//! the caller supplies, so the same executor runs against RocksDB, a block overlay, an in-memory
+//! map or a throwaway copy without knowing which.
+//!
+//! Every call runs in a fresh instance (pooling allocator + copy-on-write memory images make
+//! that cheap), under a deterministic fuel limit, a fixed stack and a memory limit. A trap, an
+//! exhausted fuel budget or a memory bomb ends the call with an [`ExecError`]; the node goes on.
+
+pub mod blob;
+
+use parity_scale_codec::{Decode, Encode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use vexidus_runtime_api::abi;
+use vexidus_runtime_api::{Hash, RuntimeVersion};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
+
+pub use blob::BlobError;
+
+/// Storage as the runtime reaches it, supplied by the caller of each call.
+pub trait Externalities {
+    /// Reads a value.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// Writes a value.
+    fn set(&mut self, key: &[u8], value: &[u8]);
+    /// Deletes a value.
+    fn remove(&mut self, key: &[u8]);
+    /// The next key strictly after `key`.
+    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// Fuel budgets per kind of call. Deterministic: the same call runs out at the same
+/// instruction on every node.
+#[derive(Clone, Copy, Debug)]
+pub struct FuelLimits {
+    /// `vex_genesis_build`.
+    pub genesis: u64,
+    /// `vex_begin_block`, `vex_end_block`, `vex_migrate`.
+    pub block: u64,
+    /// `vex_apply_transaction`, `vex_validate_transaction`.
+    pub transaction: u64,
+    /// `vex_query`.
+    pub query: u64,
+}
+
+impl Default for FuelLimits {
+    fn default() -> Self {
+        Self { genesis: 20_000_000_000, block: 2_000_000_000, transaction: 200_000_000, query: 1_000_000_000 }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The blob failed a static check.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// wasmtime refused to compile or instantiate it.
+    #[error("cannot compile runtime: {0}")]
+    Compile(String),
+    /// Instantiation failed (e.g. no free instance slot, data segment out of bounds).
+    #[error("cannot instantiate runtime: {0}")]
+    Instantiate(String),
+    /// The runtime trapped.
+    #[error("runtime trapped in `{entry}`: {reason}")]
+    Trap {
+        /// Entry point.
+        entry: String,
+        /// The trap, with the runtime's last error log line if it left one.
+        reason: String,
+    },
+    /// The fuel budget ran out.
+    #[error("runtime ran out of fuel in `{entry}` (limit {limit})")]
+    OutOfFuel {
+        /// Entry point.
+        entry: String,
+        /// The budget.
+        limit: u64,
+    },
+    /// The runtime tried to grow memory beyond the limit.
+    #[error("runtime exceeded the memory limit of {limit_bytes} bytes in `{entry}`")]
+    MemoryLimit {
+        /// Entry point.
+        entry: String,
+        /// Limit.
+        limit_bytes: usize,
+    },
+    /// The result pointer/length is outside guest memory, or does not decode.
+    #[error("runtime returned a bad result from `{entry}`: {reason}")]
+    BadOutput {
+        /// Entry point.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A storage read failed underneath the runtime.
+    #[error("storage error during `{entry}`: {reason}")]
+    Storage {
+        /// Entry point.
+        entry: String,
+        /// The storage error.
+        reason: String,
+    },
+}
+
+/// A validated, compiled runtime ready to be instantiated.
+pub struct Prototype {
+    /// blake3 of the code.
+    pub code_hash: Hash,
+    /// The version from its custom section.
+    pub version: RuntimeVersion,
+    pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for Prototype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prototype").field("code_hash", &hex::encode(self.code_hash)).field("version", &self.version).finish()
+    }
+}
+
+/// Where compiled modules are kept across restarts (the node uses a RocksDB column family).
+pub trait ModuleStore: Send + Sync {
+    /// Loads serialized module bytes.
+    fn load(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Stores serialized module bytes.
+    fn store(&self, key: &[u8], bytes: &[u8]);
+}
+
+/// The result of a call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The SCALE-encoded result.
+    pub output: Vec<u8>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+}
+
+/// Largest memory one instance may use.
+pub const MEMORY_LIMIT_BYTES: usize = (blob::MAX_MEMORY_PAGES as usize) * 65536;
+const MAX_WASM_STACK: usize = 1024 * 1024;
+const MAX_LOG_LINES: usize = 64;
+const MAX_LOG_LINE: usize = 4096;
+
+/// State a running call carries.
+pub struct HostState {
+    ext: Option<*mut (dyn Externalities + 'static)>,
+    memory: Option<Memory>,
+    limits: StoreLimits,
+    logs: Vec<(u32, String)>,
+    storage_error: Option<String>,
+}
+
+// SAFETY: `ext` is only set for the duration of one synchronous `Executor::call`, on the calling
+// thread, and the store it lives in is dropped before that call returns.
+unsafe impl Send for HostState {}
+
+/// The process-wide wasmtime engine (ARCHITECTURE: one per process).
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(256)
+            .total_memories(256)
+            .total_tables(256)
+            .max_memory_size(MEMORY_LIMIT_BYTES);
+        // Threads are compiled out (wasmtime's `threads` feature is off), so shared memory and
+        // atomics can never reach a runtime.
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&config) {
+            Ok(engine) => engine,
+            // Pooling needs virtual address space; fall back to on-demand allocation rather
+            // than refusing to start on a constrained machine.
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e}); using on-demand instances");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).expect("a default wasmtime configuration always builds")
+            }
+        }
+    })
+}
+
+/// Compiles, caches and calls runtimes.
+pub struct Executor {
+    linker: Linker<HostState>,
+    cache: Mutex<HashMap<Hash, Arc<Prototype>>>,
+    module_store: Option<Arc<dyn ModuleStore>>,
+    /// Fuel budgets.
+    pub fuel: FuelLimits,
+}
+
+impl Executor {
+    /// An executor with an optional persistent module cache.
+    pub fn new(module_store: Option<Arc<dyn ModuleStore>>) -> Self {
+        Self { linker: host_functions(), cache: Mutex::new(HashMap::new()), module_store, fuel: FuelLimits::default() }
+    }
+
+    /// Static checks only (SPEC §5), with the size limit in force.
+    pub fn check_blob(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> {
+        blob::check(code, max_size)
+    }
+
+    /// The prototype of `code`: from the memory cache, else from the module store, else checked
+    /// and compiled (and stored).
+    pub fn prototype(&self, code: &[u8]) -> Result<Arc<Prototype>, ExecError> {
+        let code_hash = *blake3::hash(code).as_bytes();
+        if let Some(p) = self.lock_cache().get(&code_hash) {
+            return Ok(p.clone());
+        }
+        let version = blob::check(code, usize::MAX)?;
+        let module = self.load_or_compile(&code_hash, code)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| ExecError::Instantiate(format!("{e:#}")))?;
+        let proto = Arc::new(Prototype { code_hash, version, pre });
+        self.lock_cache().insert(code_hash, proto.clone());
+        Ok(proto)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Arc<Prototype>>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn store_key(code_hash: &Hash) -> Vec<u8> {
+        use std::hash::{Hash as _, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine().precompile_compatibility_hash().hash(&mut h);
+        let mut key = code_hash.to_vec();
+        key.extend_from_slice(&h.finish().to_le_bytes());
+        key
+    }
+
+    fn load_or_compile(&self, code_hash: &Hash, code: &[u8]) -> Result<Module, ExecError> {
+        let key = Self::store_key(code_hash);
+        if let Some(store) = &self.module_store {
+            if let Some(stored) = store.load(&key) {
+                // Layout: blake3(serialized) || serialized. A torn or tampered entry is ignored.
+                if stored.len() > 32 && blake3::hash(&stored[32..]).as_bytes() == &stored[..32] {
+                    // SAFETY: the bytes were produced by `Module::serialize` of an engine with
+                    // the same compatibility hash (part of the key), written by this node into
+                    // its own database, and their checksum matches what was written.
+                    match unsafe { Module::deserialize(engine(), &stored[32..]) } {
+                        Ok(m) => return Ok(m),
+                        Err(e) => tracing::warn!("cached module unusable, recompiling: {e}"),
+                    }
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let module = Module::new(engine(), code).map_err(|e| ExecError::Compile(format!("{e:#}")))?;
+        tracing::info!(code_hash = %hex::encode(code_hash), ms = started.elapsed().as_millis() as u64, "compiled runtime");
+        if let Some(store) = &self.module_store {
+            if let Ok(bytes) = module.serialize() {
+                let mut value = blake3::hash(&bytes).as_bytes().to_vec();
+                value.extend_from_slice(&bytes);
+                store.store(&key, &value);
+            }
+        }
+        Ok(module)
+    }
+
+    /// Calls `entry` with raw input bytes.
+    pub fn call_raw(
+        &self,
+        proto: &Prototype,
+        entry: &str,
+        input: &[u8],
+        ext: &mut dyn Externalities,
+        fuel: u64,
+    ) -> Result<CallOutcome, ExecError> {
+        // SAFETY: erases the borrow's lifetime so the pointer can sit in the `'static` store
+        // data. The store is created here and dropped at the end of this function, and no host
+        // function can run after that, so the pointer is never used beyond the borrow.
+        let ext_ptr: *mut (dyn Externalities + 'static) = unsafe {
+            std::mem::transmute::<*mut (dyn Externalities + '_), *mut (dyn Externalities + 'static)>(ext)
+        };
+        let state = HostState {
+            ext: Some(ext_ptr),
+            memory: None,
+            limits: StoreLimitsBuilder::new().memory_size(MEMORY_LIMIT_BYTES).trap_on_grow_failure(true).build(),
+            logs: Vec::new(),
+            storage_error: None,
+        };
+        let mut store = Store::new(engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(fuel).map_err(|e| ExecError::Instantiate(e.to_string()))?;
+
+        let instance = proto.pre.instantiate(&mut store).map_err(|e| classify(&store, entry, fuel, e))?;
+        let memory = instance
+            .get_memory(&mut store, abi::MEMORY)
+            .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
+        store.data_mut().memory = Some(memory);
+
+        let alloc = instance
+            .get_typed_func::<u32, u32>(&mut store, abi::ALLOC)
+            .map_err(|e| ExecError::Instantiate(e.to_string()))?;
+        let func = instance
+            .get_typed_func::<(u32, u32), u64>(&mut store, entry)
+            .map_err(|e| ExecError::Instantiate(format!("entry point `{entry}`: {e}")))?;
+
+        let len = u32::try_from(input.len()).map_err(|_| ExecError::Instantiate("input too large".into()))?;
+        let ptr = alloc.call(&mut store, len).map_err(|e| classify(&store, entry, fuel, e))?;
+        memory.write(&mut store, ptr as usize, input).map_err(|_| ExecError::BadOutput {
+            entry: entry.into(),
+            reason: "vex_alloc returned memory out of bounds".into(),
+        })?;
+        let packed = func.call(&mut store, (ptr, len)).map_err(|e| classify(&store, entry, fuel, e))?;
+        let (out_ptr, out_len) = abi::unpack(packed);
+        let mut output = vec![0u8; out_len as usize];
+        memory.read(&store, out_ptr as usize, &mut output).map_err(|_| ExecError::BadOutput {
+            entry: entry.into(),
+            reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
+        })?;
+        let fuel_used = fuel - store.get_fuel().unwrap_or(0);
+        for (level, line) in &store.data().logs {
+            log_runtime(*level, line);
+        }
+        Ok(CallOutcome { output, fuel_used })
+    }
+
+    /// Calls `entry` with a SCALE-encoded input and decodes its SCALE-encoded output.
+    pub fn call<I: Encode, O: Decode>(
+        &self,
+        proto: &Prototype,
+        entry: &str,
+        input: &I,
+        ext: &mut dyn Externalities,
+        fuel: u64,
+    ) -> Result<O, ExecError> {
+        let out = self.call_raw(proto, entry, &input.encode(), ext, fuel)?;
+        O::decode(&mut &out.output[..])
+            .map_err(|e| ExecError::BadOutput { entry: entry.into(), reason: format!("does not decode: {e}") })
+    }
+}
+
+fn log_runtime(level: u32, line: &str) {
+    match level {
+        0 => tracing::error!(target: "runtime", "{line}"),
+        1 => tracing::warn!(target: "runtime", "{line}"),
+        2 => tracing::info!(target: "runtime", "{line}"),
+        3 => tracing::debug!(target: "runtime", "{line}"),
+        _ => tracing::trace!(target: "runtime", "{line}"),
+    }
+}
+
+/// Turns a wasmtime error into the reason a call failed.
+fn classify(store: &Store<HostState>, entry: &str, fuel: u64, err: wasmtime::Error) -> ExecError {
+    let state = store.data();
+    if let Some(reason) = &state.storage_error {
+        return ExecError::Storage { entry: entry.into(), reason: reason.clone() };
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::OutOfFuel {
+            return ExecError::OutOfFuel { entry: entry.into(), limit: fuel };
+        }
+    }
+    let text = format!("{err:#}");
+    if text.contains("memory") && (text.contains("grow") || text.contains("limit") || text.contains("minimum")) {
+        return ExecError::MemoryLimit { entry: entry.into(), limit_bytes: MEMORY_LIMIT_BYTES };
+    }
+    let last_error = state.logs.iter().rev().find(|(l, _)| *l == 0).map(|(_, m)| m.clone());
+    let reason = match (err.downcast_ref::<Trap>(), last_error) {
+        (Some(trap), Some(msg)) => format!("{trap} ({msg})"),
+        (Some(trap), None) => trap.to_string(),
+        (None, Some(msg)) => format!("{text} ({msg})"),
+        (None, None) => text,
+    };
+    ExecError::Trap { entry: entry.into(), reason }
+}
+
+type Caller<'a> = wasmtime::Caller<'a, HostState>;
+
+fn guest_range(mem_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize).filter(|e| *e <= mem_len);
+    match end {
+        Some(end) => Ok(start..end),
+        None => Err(wasmtime::Error::msg(format!("{what}: guest range {ptr:#x}+{len} out of bounds"))),
+    }
+}
+
+/// Runs `f` with guest memory and the externalities of the current call.
+fn with_ext<R>(
+    caller: &mut Caller<'_>,
+    f: impl FnOnce(&mut [u8], &mut dyn Externalities, &mut Option<String>) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let memory = caller.data().memory.ok_or_else(|| wasmtime::Error::msg("host function called before memory export"))?;
+    let (mem, state) = memory.data_and_store_mut(caller);
+    let ext = state.ext.ok_or_else(|| wasmtime::Error::msg("no storage attached to this call"))?;
+    // SAFETY: see `Executor::call_raw`; the pointer is valid for the whole call and no other
+    // reference to the externalities exists while a host function runs.
+    let ext = unsafe { &mut *ext };
+    f(mem, ext, &mut state.storage_error)
+}
+
+/// Writes `value` into the guest buffer if it fits; returns its length, or -1 for `None`.
+fn write_result(mem: &mut [u8], out_ptr: u32, out_cap: u32, value: Option<Vec<u8>>, what: &str) -> wasmtime::Result<i64> {
+    let Some(value) = value else { return Ok(-1) };
+    if value.len() <= out_cap as usize {
+        let r = guest_range(mem.len(), out_ptr, value.len() as u32, what)?;
+        mem[r].copy_from_slice(&value);
+    }
+    Ok(value.len() as i64)
+}
+
+fn storage_failed(slot: &mut Option<String>, e: String) -> wasmtime::Error {
+    *slot = Some(e.clone());
+    wasmtime::Error::msg(e)
+}
+
+/// The host functions of ABI version 1 (see `vexidus_runtime_api::abi`).
+fn host_functions() -> Linker<HostState> {
+    let mut linker = Linker::new(engine());
+    let m = abi::HOST_MODULE;
+    let result = (|| -> wasmtime::Result<()> {
+        linker.func_wrap(m, "storage_get_v1", |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
+            with_ext(&mut c, |mem, ext, err| {
+                let key = mem[guest_range(mem.len(), kp, kl, "storage_get_v1 key")?].to_vec();
+                let value = ext.get(&key).map_err(|e| storage_failed(err, e))?;
+                write_result(mem, op, oc, value, "storage_get_v1 out")
+            })
+        })?;
+        linker.func_wrap(m, "storage_set_v1", |mut c: Caller<'_>, kp: u32, kl: u32, vp: u32, vl: u32| {
+            with_ext(&mut c, |mem, ext, _| {
+                let key = guest_range(mem.len(), kp, kl, "storage_set_v1 key")?;
+                let val = guest_range(mem.len(), vp, vl, "storage_set_v1 value")?;
+                ext.set(&mem[key], &mem[val]);
+                Ok(())
+            })
+        })?;
+        linker.func_wrap(m, "storage_remove_v1", |mut c: Caller<'_>, kp: u32, kl: u32| {
+            with_ext(&mut c, |mem, ext, _| {
+                let key = guest_range(mem.len(), kp, kl, "storage_remove_v1 key")?;
+                ext.remove(&mem[key]);
+                Ok(())
+            })
+        })?;
+        linker.func_wrap(m, "storage_next_key_v1", |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
+            with_ext(&mut c, |mem, ext, err| {
+                let key = mem[guest_range(mem.len(), kp, kl, "storage_next_key_v1 key")?].to_vec();
+                let next = ext.next_key(&key).map_err(|e| storage_failed(err, e))?;
+                write_result(mem, op, oc, next, "storage_next_key_v1 out")
+            })
+        })?;
+        linker.func_wrap(m, "blake3_v1", |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
+            with_ext(&mut c, |mem, _, _| {
+                let digest = *blake3::hash(&mem[guest_range(mem.len(), p, l, "blake3_v1 input")?]).as_bytes();
+                let out = guest_range(mem.len(), o, 32, "blake3_v1 out")?;
+                mem[out].copy_from_slice(&digest);
+                Ok(())
+            })
+        })?;
+        linker.func_wrap(m, "sha256_v1", |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
+            with_ext(&mut c, |mem, _, _| {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(&mem[guest_range(mem.len(), p, l, "sha256_v1 input")?]);
+                let out = guest_range(mem.len(), o, 32, "sha256_v1 out")?;
+                mem[out].copy_from_slice(&digest);
+                Ok(())
+            })
+        })?;
+        linker.func_wrap(m, "ed25519_verify_v1", |mut c: Caller<'_>, mp: u32, ml: u32, sp: u32, pp: u32| {
+            with_ext(&mut c, |mem, _, _| {
+                let msg = &mem[guest_range(mem.len(), mp, ml, "ed25519_verify_v1 msg")?];
+                let sig: [u8; 64] = mem[guest_range(mem.len(), sp, 64, "ed25519_verify_v1 sig")?].try_into()?;
+                let pk: [u8; 32] = mem[guest_range(mem.len(), pp, 32, "ed25519_verify_v1 key")?].try_into()?;
+                let ok = ed25519_consensus::VerificationKey::try_from(pk)
+                    .map(|vk| vk.verify(&ed25519_consensus::Signature::from(sig), msg).is_ok())
+                    .unwrap_or(false);
+                Ok(ok as u32)
+            })
+        })?;
+        linker.func_wrap(m, "log_v1", |mut c: Caller<'_>, level: u32, p: u32, l: u32| {
+            let memory = c.data().memory.ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+            let (mem, state) = memory.data_and_store_mut(&mut c);
+            let bytes = &mem[guest_range(mem.len(), p, l, "log_v1")?];
+            if state.logs.len() < MAX_LOG_LINES {
+                let mut line = String::from_utf8_lossy(bytes).into_owned();
+                line.truncate(MAX_LOG_LINE);
+                state.logs.push((level, line));
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })();
+    result.expect("host function signatures are fixed at compile time");
+    linker
+}
+
+/// An [`Externalities`] over an in-memory map, for tests and one-off calls.
+#[derive(Default, Debug, Clone)]
+pub struct MemoryExt {
+    /// The state.
+    pub map: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Externalities for MemoryExt {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.map.insert(key.to_vec(), value.to_vec());
+    }
+    fn remove(&mut self, key: &[u8]) {
+        self.map.remove(key);
+    }
+    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        use std::ops::Bound;
+        Ok(self.map.range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded)).next().map(|(k, _)| k.clone()))
+    }
+}

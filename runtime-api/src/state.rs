@@ -1,0 +1,165 @@
+//! Values the runtime keeps in state and hands to the host: accounts, validators, parameters,
+//! governance settings, the runtime version and the genesis configuration.
+
+use crate::primitives::{Address, PublicKey};
+use crate::NANO_PER_VXS;
+use alloc::{string::String, vec::Vec};
+use borsh::{BorshDeserialize, BorshSerialize};
+use parity_scale_codec::{Decode, Encode};
+
+/// An account: spendable balance and the next nonce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct AccountInfo {
+    /// Spendable balance in nanoVXS.
+    pub balance: u128,
+    /// The nonce the account's next transaction must carry.
+    pub nonce: u64,
+}
+
+/// A registered validator.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ValidatorInfo {
+    /// The validator's signing key.
+    pub public_key: PublicKey,
+    /// Its address (`blake3(public_key)`).
+    pub address: Address,
+    /// Bonded self-stake in nanoVXS.
+    pub self_stake: u128,
+    /// Stake delegated to it by others, in nanoVXS.
+    pub delegated: u128,
+    /// Commission in basis points.
+    pub commission_bps: u16,
+    /// Jailed until this height (exclusive); 0 when never jailed.
+    pub jailed_until: u64,
+    /// Rewards accrued and not yet claimed, in nanoVXS.
+    pub unclaimed_rewards: u128,
+    /// Height at which it registered (0 for genesis validators).
+    pub registered_at: u64,
+}
+
+impl ValidatorInfo {
+    /// Total stake that counts for consensus weight.
+    pub fn total_stake(&self) -> u128 {
+        self.self_stake.saturating_add(self.delegated)
+    }
+
+    /// Whether the validator is jailed at `height`.
+    pub fn is_jailed_at(&self, height: u64) -> bool {
+        height < self.jailed_until
+    }
+}
+
+/// The protocol parameters of SPEC §6 with their current values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Parameters {
+    /// nanoVXS per gas.
+    pub gas_price: u128,
+    /// Most transactions in one block.
+    pub max_txs_per_block: u32,
+    /// Least self-stake to register a validator (nanoVXS).
+    pub min_stake: u128,
+    /// Highest commission (basis points).
+    pub max_commission_bps: u16,
+    /// Vote length in blocks.
+    pub voting_period_blocks: u64,
+    /// Quorum in percent.
+    pub quorum_percent: u8,
+    /// Least lead from scheduling to target height, in blocks.
+    pub upgrade_min_lead_blocks: u64,
+    /// Grace period after an upgrade, in blocks.
+    pub upgrade_grace_blocks: u64,
+    /// Largest runtime blob in bytes.
+    pub max_runtime_code_bytes: u32,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Self {
+            gas_price: 10,
+            max_txs_per_block: 10_000,
+            min_stake: 1_000 * NANO_PER_VXS,
+            max_commission_bps: 5_000,
+            voting_period_blocks: 500,
+            quorum_percent: 67,
+            upgrade_min_lead_blocks: 100,
+            upgrade_grace_blocks: 100,
+            max_runtime_code_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// How upgrade plans are approved.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode,
+)]
+pub enum GovernanceMode {
+    /// A plan is approved the moment the authority schedules it.
+    #[default]
+    #[codec(index = 0)]
+    SeedAuthority,
+    /// A plan opens a stake-weighted vote of the active validators.
+    #[codec(index = 1)]
+    Full,
+}
+
+impl GovernanceMode {
+    /// The name used on the command line and in RPC (`seed-authority`, `full`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GovernanceMode::SeedAuthority => "seed-authority",
+            GovernanceMode::Full => "full",
+        }
+    }
+}
+
+/// Chain-level governance settings fixed in genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct GovernanceSettings {
+    /// Approval mode of upgrade plans.
+    pub mode: GovernanceMode,
+    /// The key allowed to schedule and cancel upgrades.
+    pub upgrade_authority: PublicKey,
+}
+
+/// A validator present at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct GenesisValidator {
+    /// Its signing key.
+    pub public_key: PublicKey,
+    /// Bonded self-stake in nanoVXS (minted at genesis, on top of balances).
+    pub stake: u128,
+    /// Commission in basis points.
+    pub commission_bps: u16,
+}
+
+/// Everything a chain starts from. The runtime blob itself is stored by the host under `:code`
+/// before `vex_genesis_build` runs.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct GenesisConfig {
+    /// The chain's identifier; part of every signing message.
+    pub chain_id: String,
+    /// Target block interval in milliseconds (not governable).
+    pub block_time_ms: u64,
+    /// Initial balances in nanoVXS.
+    pub balances: Vec<(Address, u128)>,
+    /// Initial validators.
+    pub validators: Vec<GenesisValidator>,
+    /// Governance settings.
+    pub governance: GovernanceSettings,
+    /// Initial protocol parameters.
+    pub parameters: Parameters,
+}
+
+/// A runtime's identity, read by the host from the `vexidus_runtime_version` custom section
+/// without executing the blob.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+pub struct RuntimeVersion {
+    /// The runtime family; an upgrade must keep it.
+    pub spec_name: String,
+    /// Monotonic version of the state-transition rules; an upgrade must raise it.
+    pub spec_version: u32,
+    /// Version of the implementation of the same rules.
+    pub impl_version: u32,
+    /// The host⇄runtime ABI the blob is built against (see [`crate::abi`]).
+    pub abi_version: u32,
+}

@@ -1,0 +1,406 @@
+//! Transactions ("bundles") and their operations.
+//!
+//! The one-byte Borsh discriminants of [`Operation`] are part of the wire format and fixed
+//! forever: a discriminant is never reused or renumbered. 6..=45 and 49..=59 are reserved.
+//! The SCALE indices are the same numbers.
+
+use crate::primitives::{Address, PublicKey, Signature};
+use alloc::{boxed::Box, string::String, vec::Vec};
+use borsh::{BorshDeserialize, BorshSerialize};
+use parity_scale_codec::{Decode, Encode};
+
+/// Most operations one transaction may carry.
+pub const MAX_OPERATIONS: usize = 16;
+
+/// Largest encoded transaction the host accepts (bytes). Runtime upgrades carry the blob inside
+/// the transaction, so this is the largest runtime (16 MiB, the upper bound of
+/// `max_runtime_code_bytes`) plus room for the envelope.
+pub const MAX_TRANSACTION_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
+
+/// The unsigned body of a transaction: what the sender signs (Borsh-encoded, under the
+/// `vexidus/tx/v1` domain).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+pub struct Transaction {
+    /// The chain this transaction is meant for. A node refuses transactions of other chains.
+    pub chain_id: String,
+    /// The sender's Ed25519 public key; the sending account is its address.
+    pub sender: PublicKey,
+    /// The sender's nonce: strictly sequential per account, starting at 0.
+    pub nonce: u64,
+    /// The most gas the sender will pay for; `max_gas × gas_price` must be held up front.
+    pub max_gas: u64,
+    /// The last block height at which the transaction may be included.
+    pub valid_until: u64,
+    /// One to [`MAX_OPERATIONS`] operations, applied in order, all or nothing.
+    pub operations: Vec<Operation>,
+}
+
+/// A transaction with its sender's signature.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+pub struct SignedTransaction {
+    /// The signed body.
+    pub transaction: Transaction,
+    /// Ed25519 signature by `transaction.sender` over the `vexidus/tx/v1` signing message.
+    pub signature: Signature,
+}
+
+/// What a scheduled upgrade replaces.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum UpgradeTarget {
+    /// A new host binary, carried by the VexVisor supervisor.
+    #[codec(index = 0)]
+    Binary {
+        /// Where the binary can be downloaded (http, https or file).
+        binary_url: String,
+        /// SHA-256 digest of the binary; must be 32 bytes.
+        sha256: Vec<u8>,
+        /// Optional Ed25519 signature by the upgrade authority over the digest
+        /// (`vexidus/binary/v1` domain).
+        signature: Option<Vec<u8>>,
+    } = 0,
+    /// A new WebAssembly runtime that replaces `:code` at the target height.
+    #[codec(index = 1)]
+    Runtime {
+        /// The runtime blob.
+        code: Vec<u8>,
+    } = 1,
+}
+
+/// The governable protocol parameters (SPEC §6).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Encode, Decode,
+)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum ParamKey {
+    /// nanoVXS per unit of gas.
+    #[codec(index = 0)]
+    GasPrice = 0,
+    /// Most transactions in one block.
+    #[codec(index = 1)]
+    MaxTxsPerBlock = 1,
+    /// Least self-stake to register a validator (nanoVXS).
+    #[codec(index = 2)]
+    MinStake = 2,
+    /// Highest commission a validator may set (basis points).
+    #[codec(index = 3)]
+    MaxCommissionBps = 3,
+    /// Length of upgrade and proposal votes (blocks).
+    #[codec(index = 4)]
+    VotingPeriodBlocks = 4,
+    /// Approving share of stake an upgrade plan needs; turnout a proposal needs (percent).
+    #[codec(index = 5)]
+    QuorumPercent = 5,
+    /// Least distance between scheduling and the target height (blocks).
+    #[codec(index = 6)]
+    UpgradeMinLeadBlocks = 6,
+    /// Blocks after an upgrade in which nobody is counted as missing blocks.
+    #[codec(index = 7)]
+    UpgradeGraceBlocks = 7,
+    /// Largest runtime blob accepted (bytes).
+    #[codec(index = 8)]
+    MaxRuntimeCodeBytes = 8,
+}
+
+/// What a governance proposal does once passed and executed.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum ProposalKind {
+    /// Set a protocol parameter to a value within its bounds.
+    #[codec(index = 0)]
+    ParameterChange {
+        /// The parameter.
+        key: ParamKey,
+        /// Its new value.
+        value: u128,
+    } = 0,
+    /// Pay from the treasury.
+    #[codec(index = 1)]
+    TreasurySpend {
+        /// Recipient.
+        to: Address,
+        /// Amount in nanoVXS.
+        amount: u128,
+    } = 1,
+    /// A signalling proposal with no effect on chain.
+    #[codec(index = 2)]
+    Text {
+        /// Title.
+        title: String,
+        /// Body.
+        body: String,
+    } = 2,
+}
+
+/// One operation of a transaction. See SPEC §3 for who may send each and its gas.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum Operation {
+    /// Move `amount` nanoVXS to `to`.
+    #[codec(index = 0)]
+    Transfer {
+        /// Recipient address.
+        to: Address,
+        /// Amount in nanoVXS.
+        amount: u128,
+    } = 0,
+    /// Become a validator by bonding `stake` from the sender's balance.
+    #[codec(index = 1)]
+    RegisterValidator {
+        /// Self-stake in nanoVXS; at least `min_stake`.
+        stake: u128,
+        /// Commission in basis points; at most `max_commission_bps`.
+        commission_bps: u16,
+    } = 1,
+    /// Bond `amount` to `validator`.
+    #[codec(index = 2)]
+    Delegate {
+        /// The validator's address.
+        validator: Address,
+        /// Amount in nanoVXS.
+        amount: u128,
+    } = 2,
+    /// Unbond `amount` from `validator`.
+    #[codec(index = 3)]
+    Undelegate {
+        /// The validator's address.
+        validator: Address,
+        /// Amount in nanoVXS.
+        amount: u128,
+    } = 3,
+    /// Move the sender's accrued validator rewards to its balance.
+    #[codec(index = 4)]
+    ClaimRewards = 4,
+    /// Leave jail once the jail period has passed.
+    #[codec(index = 5)]
+    Unjail = 5,
+    /// Schedule an upgrade plan (upgrade authority only).
+    #[codec(index = 46)]
+    ScheduleUpgrade {
+        /// Plan name: `[a-z0-9._-]{1,64}`, not starting with `.`, never reused.
+        name: String,
+        /// Target height.
+        height: u64,
+        /// Free-form link to release notes.
+        info_url: String,
+        /// What is upgraded.
+        target: UpgradeTarget,
+    } = 46,
+    /// Cancel the active plan (upgrade authority only).
+    #[codec(index = 47)]
+    CancelUpgrade {
+        /// Plan name.
+        name: String,
+    } = 47,
+    /// Vote on the active plan (active validators, `full` mode only).
+    #[codec(index = 48)]
+    VoteUpgrade {
+        /// Plan name.
+        name: String,
+        /// Approve or reject.
+        approve: bool,
+    } = 48,
+    /// Open a governance proposal.
+    #[codec(index = 60)]
+    CreateProposal {
+        /// What the proposal does.
+        kind: ProposalKind,
+    } = 60,
+    /// Vote on a proposal (active validators).
+    #[codec(index = 61)]
+    VoteProposal {
+        /// Proposal id.
+        id: u64,
+        /// Approve or reject.
+        approve: bool,
+    } = 61,
+    /// Execute a passed proposal (anyone).
+    #[codec(index = 62)]
+    ExecuteProposal {
+        /// Proposal id.
+        id: u64,
+    } = 62,
+    /// Withdraw a proposal (its proposer).
+    #[codec(index = 63)]
+    CancelProposal {
+        /// Proposal id.
+        id: u64,
+    } = 63,
+    /// Create a multisig account.
+    #[codec(index = 64)]
+    CreateMultiSig {
+        /// Addresses allowed to propose and approve.
+        signers: Vec<Address>,
+        /// Approvals needed.
+        threshold: u8,
+        /// Human-readable label.
+        label: String,
+    } = 64,
+    /// Propose an operation the multisig account will send.
+    #[codec(index = 65)]
+    ProposeMultiSig {
+        /// The multisig account.
+        multisig: Address,
+        /// The wrapped operation.
+        op: Box<Operation>,
+    } = 65,
+    /// Approve a pending multisig operation.
+    #[codec(index = 66)]
+    ApproveMultiSig {
+        /// The multisig account.
+        multisig: Address,
+        /// The pending operation's id.
+        proposal_id: u64,
+    } = 66,
+    /// Withdraw one's approval of a pending multisig operation.
+    #[codec(index = 67)]
+    RevokeMultiSig {
+        /// The multisig account.
+        multisig: Address,
+        /// The pending operation's id.
+        proposal_id: u64,
+    } = 67,
+}
+
+impl Operation {
+    /// The fixed discriminant of this operation (SPEC §3).
+    pub fn discriminant(&self) -> u8 {
+        // SAFETY: `Operation` is `repr(u8)`, so its first byte is the discriminant
+        // (the documented layout of primitive-representation enums).
+        unsafe { *(self as *const Self as *const u8) }
+    }
+
+    /// Gas this operation costs (SPEC §3). Runtime upgrades add 16 gas per byte of code.
+    pub fn gas(&self) -> u64 {
+        match self {
+            Operation::Transfer { .. } => 21_000,
+            Operation::RegisterValidator { .. }
+            | Operation::Delegate { .. }
+            | Operation::Undelegate { .. } => 50_000,
+            Operation::ClaimRewards | Operation::Unjail => 30_000,
+            Operation::ScheduleUpgrade { target, .. } => {
+                let code = match target {
+                    UpgradeTarget::Runtime { code } => code.len() as u64,
+                    UpgradeTarget::Binary { .. } => 0,
+                };
+                80_000 + 16 * code
+            }
+            Operation::CancelUpgrade { .. } => 60_000,
+            Operation::VoteUpgrade { .. } => 40_000,
+            Operation::CreateProposal { .. } => 80_000,
+            Operation::VoteProposal { .. } => 40_000,
+            Operation::ExecuteProposal { .. }
+            | Operation::CancelProposal { .. }
+            | Operation::CreateMultiSig { .. }
+            | Operation::ProposeMultiSig { .. }
+            | Operation::ApproveMultiSig { .. }
+            | Operation::RevokeMultiSig { .. } => 60_000,
+        }
+    }
+
+    /// A short name for logs and receipts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Transfer { .. } => "Transfer",
+            Operation::RegisterValidator { .. } => "RegisterValidator",
+            Operation::Delegate { .. } => "Delegate",
+            Operation::Undelegate { .. } => "Undelegate",
+            Operation::ClaimRewards => "ClaimRewards",
+            Operation::Unjail => "Unjail",
+            Operation::ScheduleUpgrade { .. } => "ScheduleUpgrade",
+            Operation::CancelUpgrade { .. } => "CancelUpgrade",
+            Operation::VoteUpgrade { .. } => "VoteUpgrade",
+            Operation::CreateProposal { .. } => "CreateProposal",
+            Operation::VoteProposal { .. } => "VoteProposal",
+            Operation::ExecuteProposal { .. } => "ExecuteProposal",
+            Operation::CancelProposal { .. } => "CancelProposal",
+            Operation::CreateMultiSig { .. } => "CreateMultiSig",
+            Operation::ProposeMultiSig { .. } => "ProposeMultiSig",
+            Operation::ApproveMultiSig { .. } => "ApproveMultiSig",
+            Operation::RevokeMultiSig { .. } => "RevokeMultiSig",
+        }
+    }
+}
+
+impl Transaction {
+    /// Gas the operations need, summed; saturating so a hostile transaction cannot overflow it.
+    pub fn intrinsic_gas(&self) -> u64 {
+        self.operations
+            .iter()
+            .fold(0u64, |acc, op| acc.saturating_add(op.gas()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// The wire format is pinned: these bytes may never change.
+    #[test]
+    fn discriminants_are_fixed_on_the_wire() {
+        let cases: Vec<(Operation, u8)> = vec![
+            (Operation::Transfer { to: Address([1; 32]), amount: 5 }, 0),
+            (Operation::RegisterValidator { stake: 1, commission_bps: 2 }, 1),
+            (Operation::Delegate { validator: Address([0; 32]), amount: 1 }, 2),
+            (Operation::Undelegate { validator: Address([0; 32]), amount: 1 }, 3),
+            (Operation::ClaimRewards, 4),
+            (Operation::Unjail, 5),
+            (
+                Operation::ScheduleUpgrade {
+                    name: "a".into(),
+                    height: 1,
+                    info_url: String::new(),
+                    target: UpgradeTarget::Runtime { code: vec![] },
+                },
+                46,
+            ),
+            (Operation::CancelUpgrade { name: "a".into() }, 47),
+            (Operation::VoteUpgrade { name: "a".into(), approve: true }, 48),
+            (
+                Operation::CreateProposal {
+                    kind: ProposalKind::Text { title: String::new(), body: String::new() },
+                },
+                60,
+            ),
+            (Operation::VoteProposal { id: 0, approve: true }, 61),
+            (Operation::ExecuteProposal { id: 0 }, 62),
+            (Operation::CancelProposal { id: 0 }, 63),
+            (Operation::CreateMultiSig { signers: vec![], threshold: 1, label: String::new() }, 64),
+            (
+                Operation::ProposeMultiSig {
+                    multisig: Address([0; 32]),
+                    op: Box::new(Operation::ClaimRewards),
+                },
+                65,
+            ),
+            (Operation::ApproveMultiSig { multisig: Address([0; 32]), proposal_id: 0 }, 66),
+            (Operation::RevokeMultiSig { multisig: Address([0; 32]), proposal_id: 0 }, 67),
+        ];
+        for (op, disc) in cases {
+            assert_eq!(op.discriminant(), disc, "{}", op.name());
+            let borsh_bytes = borsh::to_vec(&op).expect("encodes");
+            assert_eq!(borsh_bytes[0], disc, "borsh discriminant of {}", op.name());
+            assert_eq!(op.encode()[0], disc, "SCALE index of {}", op.name());
+            let back: Operation = borsh::from_slice(&borsh_bytes).expect("decodes");
+            assert_eq!(back, op);
+        }
+        // A transfer, byte for byte: discriminant, address, u128 little-endian.
+        let t = Operation::Transfer { to: Address([7; 32]), amount: 258 };
+        let mut expected = vec![0u8];
+        expected.extend_from_slice(&[7; 32]);
+        expected.extend_from_slice(&258u128.to_le_bytes());
+        assert_eq!(borsh::to_vec(&t).expect("encodes"), expected);
+    }
+
+    #[test]
+    fn reserved_discriminants_do_not_decode() {
+        for d in (6u8..=45).chain(49..=59).chain(68..=255) {
+            assert!(borsh::from_slice::<Operation>(&[d]).is_err(), "{d}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Operations: what each one does to state, and every way it can fail.
+
+use crate::env::Env;
+use crate::storage;
+use alloc::{format, string::String, vec::Vec};
+use core::fmt;
+use vexidus_runtime_api::block::Event;
+use vexidus_runtime_api::transaction::Operation;
+use vexidus_runtime_api::{Address, PublicKey, ValidatorInfo};
+
+/// Why an operation failed. Included in the receipt in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchError {
+    /// Not enough spendable balance.
+    InsufficientBalance {
+        /// Needed.
+        needed: u128,
+        /// Held.
+        available: u128,
+    },
+    /// A balance would overflow `u128`.
+    Overflow,
+    /// The sender is already a validator.
+    AlreadyValidator,
+    /// Self-stake below `min_stake`.
+    StakeBelowMinimum {
+        /// Offered.
+        stake: u128,
+        /// Required.
+        min_stake: u128,
+    },
+    /// Commission above `max_commission_bps`.
+    CommissionTooHigh {
+        /// Offered.
+        commission_bps: u16,
+        /// Allowed.
+        max: u16,
+    },
+    /// No validator at that address.
+    UnknownValidator(Address),
+    /// The sender is not a validator.
+    NotAValidator,
+    /// Less delegated than asked to undelegate.
+    InsufficientDelegation {
+        /// Asked.
+        requested: u128,
+        /// Bonded.
+        delegated: u128,
+    },
+    /// Zero amount where a positive one is needed.
+    ZeroAmount,
+    /// Nothing to claim.
+    NoRewards,
+    /// The validator is not jailed.
+    NotJailed,
+    /// The jail period has not passed.
+    StillJailed {
+        /// Jailed until this height.
+        until: u64,
+    },
+    /// The operation is defined but this runtime version does not implement it yet.
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::InsufficientBalance { needed, available } => write!(
+                f,
+                "insufficient balance: needs {needed} nanoVXS, account holds {available} nanoVXS"
+            ),
+            DispatchError::Overflow => f.write_str("balance overflow"),
+            DispatchError::AlreadyValidator => f.write_str("sender is already a validator"),
+            DispatchError::StakeBelowMinimum { stake, min_stake } => write!(
+                f,
+                "stake {stake} nanoVXS is below the minimum of {min_stake} nanoVXS"
+            ),
+            DispatchError::CommissionTooHigh { commission_bps, max } => write!(
+                f,
+                "commission {commission_bps} bps is above the maximum of {max} bps"
+            ),
+            DispatchError::UnknownValidator(a) => write!(f, "no validator at {a}"),
+            DispatchError::NotAValidator => f.write_str("sender is not a validator"),
+            DispatchError::InsufficientDelegation { requested, delegated } => write!(
+                f,
+                "cannot undelegate {requested} nanoVXS: only {delegated} nanoVXS delegated"
+            ),
+            DispatchError::ZeroAmount => f.write_str("amount must be greater than zero"),
+            DispatchError::NoRewards => f.write_str("no rewards to claim"),
+            DispatchError::NotJailed => f.write_str("validator is not jailed"),
+            DispatchError::StillJailed { until } => {
+                write!(f, "validator is jailed until height {until}")
+            }
+            DispatchError::Unsupported(name) => write!(
+                f,
+                "operation {name} is not supported by this runtime version"
+            ),
+        }
+    }
+}
+
+/// What an operation sees of its surroundings.
+pub struct Context<'a> {
+    /// Block height.
+    pub height: u64,
+    /// Sending account.
+    pub sender: Address,
+    /// Sending key.
+    pub sender_key: &'a PublicKey,
+    /// Events emitted so far by this transaction.
+    pub events: &'a mut Vec<Event>,
+}
+
+/// Applies one operation.
+pub fn dispatch(env: &mut impl Env, ctx: &mut Context<'_>, op: &Operation) -> Result<(), DispatchError> {
+    match op {
+        Operation::Transfer { to, amount } => transfer(env, ctx, *to, *amount),
+        Operation::RegisterValidator { stake, commission_bps } => {
+            register_validator(env, ctx, *stake, *commission_bps)
+        }
+        Operation::Delegate { validator, amount } => delegate(env, ctx, *validator, *amount),
+        Operation::Undelegate { validator, amount } => undelegate(env, ctx, *validator, *amount),
+        Operation::ClaimRewards => claim_rewards(env, ctx),
+        Operation::Unjail => unjail(env, ctx),
+        other => Err(DispatchError::Unsupported(other.name())),
+    }
+}
+
+/// Takes `amount` from `who`'s balance.
+pub fn debit(env: &mut impl Env, who: &Address, amount: u128) -> Result<(), DispatchError> {
+    let mut acct = storage::account(env, who);
+    acct.balance = acct.balance.checked_sub(amount).ok_or(
+        DispatchError::InsufficientBalance { needed: amount, available: acct.balance },
+    )?;
+    storage::set_account(env, who, &acct);
+    Ok(())
+}
+
+/// Adds `amount` to `who`'s balance.
+pub fn credit(env: &mut impl Env, who: &Address, amount: u128) -> Result<(), DispatchError> {
+    let mut acct = storage::account(env, who);
+    acct.balance = acct.balance.checked_add(amount).ok_or(DispatchError::Overflow)?;
+    storage::set_account(env, who, &acct);
+    Ok(())
+}
+
+fn transfer(env: &mut impl Env, ctx: &mut Context<'_>, to: Address, amount: u128) -> Result<(), DispatchError> {
+    debit(env, &ctx.sender, amount)?;
+    credit(env, &to, amount)?;
+    ctx.events.push(Event::Transferred { from: ctx.sender, to, amount });
+    Ok(())
+}
+
+fn register_validator(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    stake: u128,
+    commission_bps: u16,
+) -> Result<(), DispatchError> {
+    let params = storage::parameters(env);
+    if storage::validator(env, &ctx.sender).is_some() {
+        return Err(DispatchError::AlreadyValidator);
+    }
+    if stake < params.min_stake {
+        return Err(DispatchError::StakeBelowMinimum { stake, min_stake: params.min_stake });
+    }
+    if commission_bps > params.max_commission_bps {
+        return Err(DispatchError::CommissionTooHigh { commission_bps, max: params.max_commission_bps });
+    }
+    debit(env, &ctx.sender, stake)?;
+    storage::set_validator(
+        env,
+        &ValidatorInfo {
+            public_key: *ctx.sender_key,
+            address: ctx.sender,
+            self_stake: stake,
+            delegated: 0,
+            commission_bps,
+            jailed_until: 0,
+            unclaimed_rewards: 0,
+            registered_at: ctx.height,
+        },
+    );
+    ctx.events.push(Event::ValidatorRegistered { validator: ctx.sender, stake, commission_bps });
+    Ok(())
+}
+
+fn delegate(env: &mut impl Env, ctx: &mut Context<'_>, validator: Address, amount: u128) -> Result<(), DispatchError> {
+    if amount == 0 {
+        return Err(DispatchError::ZeroAmount);
+    }
+    let mut v = storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
+    debit(env, &ctx.sender, amount)?;
+    let bonded = storage::delegation(env, &ctx.sender, &validator);
+    let bonded = bonded.checked_add(amount).ok_or(DispatchError::Overflow)?;
+    v.delegated = v.delegated.checked_add(amount).ok_or(DispatchError::Overflow)?;
+    storage::set_delegation(env, &ctx.sender, &validator, bonded);
+    storage::set_validator(env, &v);
+    ctx.events.push(Event::Delegated { delegator: ctx.sender, validator, amount });
+    Ok(())
+}
+
+fn undelegate(env: &mut impl Env, ctx: &mut Context<'_>, validator: Address, amount: u128) -> Result<(), DispatchError> {
+    if amount == 0 {
+        return Err(DispatchError::ZeroAmount);
+    }
+    let mut v = storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
+    let bonded = storage::delegation(env, &ctx.sender, &validator);
+    let rest = bonded
+        .checked_sub(amount)
+        .ok_or(DispatchError::InsufficientDelegation { requested: amount, delegated: bonded })?;
+    v.delegated = v.delegated.saturating_sub(amount);
+    storage::set_delegation(env, &ctx.sender, &validator, rest);
+    storage::set_validator(env, &v);
+    credit(env, &ctx.sender, amount)?;
+    ctx.events.push(Event::Undelegated { delegator: ctx.sender, validator, amount });
+    Ok(())
+}
+
+fn claim_rewards(env: &mut impl Env, ctx: &mut Context<'_>) -> Result<(), DispatchError> {
+    let mut v = storage::validator(env, &ctx.sender).ok_or(DispatchError::NotAValidator)?;
+    if v.unclaimed_rewards == 0 {
+        return Err(DispatchError::NoRewards);
+    }
+    let amount = core::mem::take(&mut v.unclaimed_rewards);
+    storage::set_validator(env, &v);
+    credit(env, &ctx.sender, amount)?;
+    ctx.events.push(Event::RewardsClaimed { validator: ctx.sender, amount });
+    Ok(())
+}
+
+fn unjail(env: &mut impl Env, ctx: &mut Context<'_>) -> Result<(), DispatchError> {
+    let mut v = storage::validator(env, &ctx.sender).ok_or(DispatchError::NotAValidator)?;
+    if v.jailed_until == 0 {
+        return Err(DispatchError::NotJailed);
+    }
+    if v.is_jailed_at(ctx.height) {
+        return Err(DispatchError::StillJailed { until: v.jailed_until });
+    }
+    v.jailed_until = 0;
+    storage::set_validator(env, &v);
+    ctx.events.push(Event::Unjailed { validator: ctx.sender });
+    Ok(())
+}
+
+/// Formats a failed operation for the receipt.
+pub fn describe_failure(index: usize, op: &Operation, err: &DispatchError) -> String {
+    format!("operation {index} ({}) failed: {err}", op.name())
+}

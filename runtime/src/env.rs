@@ -1,0 +1,103 @@
+//! The runtime's only window on the world: storage and hashing, provided by the host.
+//!
+//! Inside WebAssembly, [`HostEnv`] calls the host functions of the ABI. Natively (`std`), any
+//! [`Env`] works, which lets tests and benchmarks run the same logic without wasm.
+
+use alloc::vec::Vec;
+
+/// Storage and hashing as the runtime's logic uses them.
+pub trait Env {
+    /// Reads a value.
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Writes a value.
+    fn set(&mut self, key: &[u8], value: &[u8]);
+    /// Deletes a value.
+    fn remove(&mut self, key: &[u8]);
+    /// The next key strictly after `key`, in byte order.
+    fn next_key(&mut self, key: &[u8]) -> Option<Vec<u8>>;
+    /// blake3 of `data`.
+    fn blake3(&self, data: &[u8]) -> [u8; 32];
+    /// Emits a log line (not part of consensus).
+    fn log(&self, level: u32, message: &str);
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use wasm::HostEnv;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use super::Env;
+    use alloc::vec::Vec;
+
+    #[link(wasm_import_module = "vexidus")]
+    unsafe extern "C" {
+        fn storage_get_v1(key_ptr: u32, key_len: u32, out_ptr: u32, out_cap: u32) -> i64;
+        fn storage_set_v1(key_ptr: u32, key_len: u32, val_ptr: u32, val_len: u32);
+        fn storage_remove_v1(key_ptr: u32, key_len: u32);
+        fn storage_next_key_v1(key_ptr: u32, key_len: u32, out_ptr: u32, out_cap: u32) -> i64;
+        fn blake3_v1(ptr: u32, len: u32, out_ptr: u32);
+        fn log_v1(level: u32, ptr: u32, len: u32);
+    }
+
+    /// The host functions of ABI version 1.
+    pub struct HostEnv;
+
+    /// Calls a "write into my buffer" host function, growing the buffer once if the first guess
+    /// was too small.
+    fn read_with(mut f: impl FnMut(u32, u32) -> i64) -> Option<Vec<u8>> {
+        let mut buf: Vec<u8> = Vec::with_capacity(128);
+        let len = f(buf.as_mut_ptr() as u32, buf.capacity() as u32);
+        if len < 0 {
+            return None;
+        }
+        let len = len as usize;
+        if len > buf.capacity() {
+            buf = Vec::with_capacity(len);
+            let again = f(buf.as_mut_ptr() as u32, buf.capacity() as u32);
+            debug_assert_eq!(again as usize, len);
+        }
+        // SAFETY: the host wrote exactly `len` bytes into the buffer, whose capacity is >= len.
+        unsafe { buf.set_len(len) };
+        Some(buf)
+    }
+
+    impl Env for HostEnv {
+        fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            // SAFETY: the pointers are valid guest memory for the lengths given.
+            read_with(|out, cap| unsafe {
+                storage_get_v1(key.as_ptr() as u32, key.len() as u32, out, cap)
+            })
+        }
+        fn set(&mut self, key: &[u8], value: &[u8]) {
+            // SAFETY: valid guest memory for the lengths given.
+            unsafe {
+                storage_set_v1(
+                    key.as_ptr() as u32,
+                    key.len() as u32,
+                    value.as_ptr() as u32,
+                    value.len() as u32,
+                )
+            }
+        }
+        fn remove(&mut self, key: &[u8]) {
+            // SAFETY: valid guest memory for the length given.
+            unsafe { storage_remove_v1(key.as_ptr() as u32, key.len() as u32) }
+        }
+        fn next_key(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            // SAFETY: the pointers are valid guest memory for the lengths given.
+            read_with(|out, cap| unsafe {
+                storage_next_key_v1(key.as_ptr() as u32, key.len() as u32, out, cap)
+            })
+        }
+        fn blake3(&self, data: &[u8]) -> [u8; 32] {
+            let mut out = [0u8; 32];
+            // SAFETY: `out` is 32 writable bytes; `data` valid for its length.
+            unsafe { blake3_v1(data.as_ptr() as u32, data.len() as u32, out.as_mut_ptr() as u32) };
+            out
+        }
+        fn log(&self, level: u32, message: &str) {
+            // SAFETY: valid guest memory for the length given.
+            unsafe { log_v1(level, message.as_ptr() as u32, message.len() as u32) }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The entry points' logic, generic over [`Env`] so it runs the same in wasm and natively.
+
+use crate::dispatch::{self, Context};
+use crate::env::Env;
+use crate::overlay::Overlay;
+use crate::storage;
+use alloc::{string::String, vec::Vec};
+use vexidus_runtime_api::abi::{
+    ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction, MigrateArgs,
+    Query, QueryResponse, ValidTransaction, ValidateArgs,
+};
+use vexidus_runtime_api::block::{Event, Receipt};
+use vexidus_runtime_api::transaction::{Transaction, MAX_OPERATIONS};
+use vexidus_runtime_api::{Address, GenesisConfig, PublicKey, ValidatorInfo};
+
+/// Share of every fee paid to the block proposer, in percent; the rest goes to the treasury.
+pub const PROPOSER_FEE_PERCENT: u128 = 80;
+
+/// The treasury account: `blake3("vexidus/treasury")`.
+pub fn treasury(env: &impl Env) -> Address {
+    Address(env.blake3(b"vexidus/treasury"))
+}
+
+fn address_of(env: &impl Env, key: &PublicKey) -> Address {
+    Address(env.blake3(&key.0))
+}
+
+/// Writes the genesis state.
+pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), String> {
+    if config.chain_id.is_empty() {
+        return Err("genesis: chain_id is empty".into());
+    }
+    storage::write(env, storage::CHAIN_ID, &config.chain_id);
+    storage::write(env, storage::BLOCK_TIME, &config.block_time_ms);
+    storage::write(env, storage::PARAMS, &config.parameters);
+    storage::write(env, storage::GOVERNANCE, &config.governance);
+    for (who, amount) in &config.balances {
+        dispatch::credit(env, who, *amount)
+            .map_err(|e| alloc::format!("genesis balance of {who}: {e}"))?;
+    }
+    for v in &config.validators {
+        let address = address_of(env, &v.public_key);
+        if storage::validator(env, &address).is_some() {
+            return Err(alloc::format!("genesis: validator {address} listed twice"));
+        }
+        storage::set_validator(
+            env,
+            &ValidatorInfo {
+                public_key: v.public_key,
+                address,
+                self_stake: v.stake,
+                delegated: 0,
+                commission_bps: v.commission_bps,
+                jailed_until: 0,
+                unclaimed_rewards: 0,
+                registered_at: 0,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Runs before the block's transactions.
+pub fn begin_block(_env: &mut impl Env, _ctx: BlockContext) -> Result<BeginBlockOutcome, String> {
+    Ok(BeginBlockOutcome::default())
+}
+
+/// Runs after the block's transactions.
+pub fn end_block(_env: &mut impl Env, _ctx: BlockContext) -> Result<EndBlockOutcome, String> {
+    Ok(EndBlockOutcome::default())
+}
+
+/// Checks everything about a transaction that does not depend on its operations' effects.
+/// `exact_nonce` demands the account's next nonce (block inclusion); otherwise a future nonce is
+/// allowed (pool admission) and the account's nonce is returned for the pool to order by.
+fn check(
+    env: &mut impl Env,
+    tx: &Transaction,
+    height: u64,
+    exact_nonce: bool,
+) -> Result<u64, InvalidTransaction> {
+    let chain = storage::chain_id(env);
+    if tx.chain_id != chain {
+        return Err(InvalidTransaction::WrongChain { expected: chain, found: tx.chain_id.clone() });
+    }
+    if tx.operations.is_empty() || tx.operations.len() > MAX_OPERATIONS {
+        return Err(InvalidTransaction::OperationCount { found: tx.operations.len() as u32 });
+    }
+    let needed = tx.intrinsic_gas();
+    if tx.max_gas < needed {
+        return Err(InvalidTransaction::GasLimitTooLow { needed, max_gas: tx.max_gas });
+    }
+    if height > tx.valid_until {
+        return Err(InvalidTransaction::Expired { valid_until: tx.valid_until, height });
+    }
+    let sender = address_of(env, &tx.sender);
+    let acct = storage::account(env, &sender);
+    if tx.nonce < acct.nonce {
+        return Err(InvalidTransaction::StaleNonce { expected: acct.nonce, found: tx.nonce });
+    }
+    if exact_nonce && tx.nonce > acct.nonce {
+        return Err(InvalidTransaction::FutureNonce { expected: acct.nonce, found: tx.nonce });
+    }
+    let max_fee = max_fee(env, tx);
+    if acct.balance < max_fee {
+        return Err(InvalidTransaction::InsufficientFunds { needed: max_fee, available: acct.balance });
+    }
+    Ok(acct.nonce)
+}
+
+fn max_fee(env: &mut impl Env, tx: &Transaction) -> u128 {
+    (tx.max_gas as u128).saturating_mul(storage::parameters(env).gas_price)
+}
+
+/// Checks a transaction for the pool.
+pub fn validate_transaction(
+    env: &mut impl Env,
+    args: ValidateArgs,
+) -> Result<ValidTransaction, InvalidTransaction> {
+    let account_nonce = check(env, &args.transaction.transaction, args.height, false)?;
+    Ok(ValidTransaction { account_nonce })
+}
+
+/// Applies one transaction: escrow the largest fee, run the operations all-or-nothing, then
+/// refund unused gas, split the fee and bump the nonce.
+pub fn apply_transaction(env: &mut impl Env, args: ApplyArgs) -> Result<Receipt, InvalidTransaction> {
+    let tx = &args.transaction.transaction;
+    check(env, tx, args.height, true)?;
+    let sender = address_of(env, &tx.sender);
+    let gas_price = storage::parameters(env).gas_price;
+    let escrow = max_fee(env, tx);
+
+    let mut acct = storage::account(env, &sender);
+    acct.balance -= escrow; // `check` proved balance >= escrow
+    acct.nonce += 1;
+    storage::set_account(env, &sender, &acct);
+
+    let mut events = Vec::new();
+    let mut gas_used = 0u64;
+    let mut error = None;
+    {
+        let mut overlay = Overlay::new(env);
+        let mut ctx = Context { height: args.height, sender, sender_key: &tx.sender, events: &mut events };
+        for (i, op) in tx.operations.iter().enumerate() {
+            gas_used = gas_used.saturating_add(op.gas());
+            if let Err(e) = dispatch::dispatch(&mut overlay, &mut ctx, op) {
+                error = Some(dispatch::describe_failure(i, op, &e));
+                break;
+            }
+        }
+        if error.is_none() {
+            overlay.commit();
+        }
+    }
+    if error.is_some() {
+        events.clear();
+    }
+
+    let fee = (gas_used as u128) * gas_price;
+    let refund = escrow - fee; // gas_used <= intrinsic gas <= max_gas
+    let proposer = address_of(env, &args.proposer);
+    let to_proposer = fee * PROPOSER_FEE_PERCENT / 100;
+    let to_treasury = fee - to_proposer;
+    let treasury = treasury(env);
+    // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
+    let _ = dispatch::credit(env, &sender, refund);
+    let _ = dispatch::credit(env, &proposer, to_proposer);
+    let _ = dispatch::credit(env, &treasury, to_treasury);
+    events.push(Event::FeePaid { payer: sender, fee, to_proposer, to_treasury });
+
+    Ok(Receipt { success: error.is_none(), error, gas_used, fee, events })
+}
+
+/// Answers a read-only query.
+pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
+    Ok(match q {
+        Query::Account(a) => QueryResponse::Account(storage::account(env, &a)),
+        Query::Validators => QueryResponse::Validators(storage::validators(env)),
+        Query::Validator(a) => QueryResponse::Validator(storage::validator(env, &a)),
+        Query::Parameters => QueryResponse::Parameters(storage::parameters(env)),
+        Query::Governance => QueryResponse::Governance(
+            storage::governance(env).ok_or_else(|| String::from("no governance settings in state"))?,
+        ),
+        Query::ChainId => QueryResponse::ChainId(storage::chain_id(env)),
+        Query::Treasury => QueryResponse::Treasury(treasury(env)),
+    })
+}
+
+/// The on-upgrade migration. Version 1 is the first runtime: nothing to migrate.
+pub fn migrate(_env: &mut impl Env, _args: MigrateArgs) -> Result<(), String> {
+    Ok(())
+}

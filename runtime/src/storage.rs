@@ -1,0 +1,124 @@
+//! Where the runtime keeps things: storage keys and typed accessors.
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `:code` | the runtime blob (written by the host at genesis, by upgrades later) |
+//! | `:chain_id` | SCALE `String` |
+//! | `:block_time_ms` | SCALE `u64` |
+//! | `:params` | SCALE [`Parameters`] |
+//! | `:governance` | SCALE [`GovernanceSettings`] |
+//! | `acct/` ‖ address | SCALE [`AccountInfo`] |
+//! | `val/` ‖ address | SCALE [`ValidatorInfo`] |
+//! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
+
+use crate::env::Env;
+use alloc::vec::Vec;
+use parity_scale_codec::{Decode, Encode};
+use vexidus_runtime_api::{
+    AccountInfo, Address, GovernanceSettings, Parameters, ValidatorInfo,
+};
+
+/// Chain id key.
+pub const CHAIN_ID: &[u8] = b":chain_id";
+/// Block time key.
+pub const BLOCK_TIME: &[u8] = b":block_time_ms";
+/// Parameters key.
+pub const PARAMS: &[u8] = b":params";
+/// Governance settings key.
+pub const GOVERNANCE: &[u8] = b":governance";
+/// Prefix of accounts.
+pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+/// Prefix of validators.
+pub const VALIDATOR_PREFIX: &[u8] = b"val/";
+/// Prefix of delegations.
+pub const DELEGATION_PREFIX: &[u8] = b"dlg/";
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Reads and decodes a value. A value that does not decode is a corrupted state, which no
+/// correct runtime can produce; it is treated as absent rather than trapping every block.
+pub fn read<T: Decode>(env: &mut impl Env, key: &[u8]) -> Option<T> {
+    env.get(key).and_then(|v| T::decode(&mut &v[..]).ok())
+}
+
+/// Encodes and writes a value.
+pub fn write<T: Encode>(env: &mut impl Env, key: &[u8], value: &T) {
+    env.set(key, &value.encode());
+}
+
+/// The account of `who` (zero when absent).
+pub fn account(env: &mut impl Env, who: &Address) -> AccountInfo {
+    read(env, &key(ACCOUNT_PREFIX, &[&who.0])).unwrap_or_default()
+}
+
+/// Stores the account of `who`; an empty account is removed so state stays small.
+pub fn set_account(env: &mut impl Env, who: &Address, info: &AccountInfo) {
+    let k = key(ACCOUNT_PREFIX, &[&who.0]);
+    if *info == AccountInfo::default() {
+        env.remove(&k);
+    } else {
+        write(env, &k, info);
+    }
+}
+
+/// The validator registered at `who`.
+pub fn validator(env: &mut impl Env, who: &Address) -> Option<ValidatorInfo> {
+    read(env, &key(VALIDATOR_PREFIX, &[&who.0]))
+}
+
+/// Stores a validator.
+pub fn set_validator(env: &mut impl Env, info: &ValidatorInfo) {
+    write(env, &key(VALIDATOR_PREFIX, &[&info.address.0]), info);
+}
+
+/// Every validator, in address order.
+pub fn validators(env: &mut impl Env) -> Vec<ValidatorInfo> {
+    let mut out = Vec::new();
+    let mut cursor = VALIDATOR_PREFIX.to_vec();
+    while let Some(k) = env.next_key(&cursor) {
+        if !k.starts_with(VALIDATOR_PREFIX) {
+            break;
+        }
+        if let Some(v) = read::<ValidatorInfo>(env, &k) {
+            out.push(v);
+        }
+        cursor = k;
+    }
+    out
+}
+
+/// Stake `delegator` has bonded to `validator`.
+pub fn delegation(env: &mut impl Env, delegator: &Address, validator: &Address) -> u128 {
+    read(env, &key(DELEGATION_PREFIX, &[&delegator.0, &validator.0])).unwrap_or(0)
+}
+
+/// Stores a delegation; zero removes it.
+pub fn set_delegation(env: &mut impl Env, delegator: &Address, validator: &Address, amount: u128) {
+    let k = key(DELEGATION_PREFIX, &[&delegator.0, &validator.0]);
+    if amount == 0 {
+        env.remove(&k);
+    } else {
+        write(env, &k, &amount);
+    }
+}
+
+/// Current protocol parameters.
+pub fn parameters(env: &mut impl Env) -> Parameters {
+    read(env, PARAMS).unwrap_or_default()
+}
+
+/// Governance settings.
+pub fn governance(env: &mut impl Env) -> Option<GovernanceSettings> {
+    read(env, GOVERNANCE)
+}
+
+/// The chain id.
+pub fn chain_id(env: &mut impl Env) -> alloc::string::String {
+    read(env, CHAIN_ID).unwrap_or_default()
+}
