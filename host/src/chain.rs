@@ -1,0 +1,421 @@
+//! The chain: genesis, block production, block import and reads of head state.
+//!
+//! Production and import share one execution path ([`Chain::execute`]); the only difference is
+//! what happens to a transaction the runtime refuses: production leaves it out of the block,
+//! import refuses the whole block. Either way a block's effects reach the database in one
+//! atomic batch together with its state root.
+
+use crate::executor::{ExecError, Executor, Prototype};
+use crate::storage::lthash::LtHash;
+use crate::storage::overlay::{Changes, StateOverlay};
+use crate::storage::{BlockCommit, Db, HeadInfo, StorageError};
+use std::sync::Arc;
+use vexidus_runtime_api::abi::{
+    self, ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction, Query,
+    QueryResponse, ValidTransaction, ValidateArgs,
+};
+use vexidus_runtime_api::signing::{self, Keypair};
+use vexidus_runtime_api::{Block, GenesisConfig, Hash, Header, PublicKey, Receipt, Signature, SignedTransaction};
+
+/// Chain errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The runtime failed outside a single transaction.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The runtime refused to build genesis, or the stored chain is another one.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// An imported block is invalid.
+    #[error("invalid block at height {height}: {reason}")]
+    InvalidBlock {
+        /// Its height.
+        height: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An approved binary upgrade this binary does not implement is due at `height`.
+    #[error("binary upgrade `{name}` is due at height {height} and this binary does not implement it")]
+    UpgradeHalt {
+        /// Plan name.
+        name: String,
+        /// The height that was not executed.
+        height: u64,
+    },
+    /// The runtime answered with an error.
+    #[error("runtime error: {0}")]
+    Runtime(String),
+}
+
+/// Chain result.
+pub type Result<T> = std::result::Result<T, ChainError>;
+
+/// A block the chain produced or imported, with what came out of it.
+#[derive(Debug, Clone)]
+pub struct ExecutedBlock {
+    /// The block.
+    pub block: Block,
+    /// Its hash.
+    pub hash: Hash,
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+    /// Transactions left out during production, with the reason.
+    pub rejected: Vec<(Hash, String)>,
+}
+
+/// Whether refused transactions are dropped (production) or fail the block (import).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Produce,
+    Import,
+}
+
+/// The chain state machine over one database.
+pub struct Chain {
+    db: Arc<Db>,
+    executor: Arc<Executor>,
+    head: HeadInfo,
+    lthash: LtHash,
+    runtime: Arc<Prototype>,
+    genesis: GenesisConfig,
+    implemented_upgrades: Vec<String>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("head", &self.head).field("runtime", &self.runtime).finish()
+    }
+}
+
+/// blake3 over the concatenated transaction hashes.
+pub fn transactions_root(hashes: &[Hash]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    for x in hashes {
+        h.update(x);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// blake3 over the SCALE-encoded receipts.
+pub fn receipts_root(receipts: &[Receipt]) -> Hash {
+    use parity_scale_codec::Encode;
+    *blake3::hash(&receipts.encode()).as_bytes()
+}
+
+impl Chain {
+    /// Opens the chain stored in `db`, building genesis from `genesis` and `genesis_code` when the
+    /// database is empty. A database holding another chain is refused.
+    pub fn open(
+        db: Arc<Db>,
+        executor: Arc<Executor>,
+        genesis: &GenesisConfig,
+        genesis_code: &[u8],
+        implemented_upgrades: Vec<String>,
+    ) -> Result<Self> {
+        let runtime = match db.head()? {
+            None => Self::build_genesis(&db, &executor, genesis, genesis_code)?,
+            Some(_) => {
+                let stored = db.genesis()?.ok_or_else(|| ChainError::Genesis("database has blocks but no genesis".into()))?;
+                if stored != *genesis {
+                    return Err(ChainError::Genesis(format!(
+                        "the data directory holds chain {:?}, not the requested genesis of chain {:?}; use another --data-dir",
+                        stored.chain_id, genesis.chain_id
+                    )));
+                }
+                let code = crate::storage::StateBackend::get(&*db, abi::CODE_KEY)
+                    .map_err(|e| ChainError::Storage(StorageError::Corrupt(e)))?
+                    .ok_or_else(|| ChainError::Genesis("no runtime under :code".into()))?;
+                executor.prototype(&code)?
+            }
+        };
+        let head = db.head()?.ok_or_else(|| ChainError::Genesis("genesis was not stored".into()))?;
+        let lthash = db.lthash()?;
+        Ok(Self { db, executor, head, lthash, runtime, genesis: genesis.clone(), implemented_upgrades })
+    }
+
+    /// Opens the chain already stored in `db`, with the genesis it records.
+    pub fn open_existing(db: Arc<Db>, executor: Arc<Executor>, implemented_upgrades: Vec<String>) -> Result<Self> {
+        let genesis = db.genesis()?.ok_or_else(|| ChainError::Genesis("the database holds no chain".into()))?;
+        Self::open(db, executor, &genesis, &[], implemented_upgrades)
+    }
+
+    fn build_genesis(db: &Db, executor: &Executor, genesis: &GenesisConfig, code: &[u8]) -> Result<Arc<Prototype>> {
+        let runtime = executor.prototype(code)?;
+        let mut overlay = StateOverlay::new(db);
+        crate::executor::Externalities::set(&mut overlay, abi::CODE_KEY, code);
+        let built: std::result::Result<(), String> =
+            executor.call(&runtime, abi::GENESIS_BUILD, genesis, &mut overlay, executor.fuel.genesis)?;
+        built.map_err(ChainError::Genesis)?;
+        let changes = overlay.into_changes();
+        let lthash = db.updated_lthash(&LtHash::default(), &changes)?;
+        let header = Header {
+            parent_hash: [0; 32],
+            height: 0,
+            timestamp_ms: 0,
+            proposer: PublicKey::default(),
+            state_root: lthash.root(),
+            transactions_root: transactions_root(&[]),
+            receipts_root: receipts_root(&[]),
+        };
+        let block = Block { header, transactions: vec![], signature: Signature::default() };
+        let hash = signing::header_hash(&block.header);
+        db.commit_block(BlockCommit {
+            block: &block,
+            hash,
+            receipts: &[],
+            tx_hashes: &[],
+            changes: &changes,
+            lthash: &lthash,
+            genesis: Some(genesis),
+        })?;
+        tracing::info!(chain_id = %genesis.chain_id, state_root = %hex::encode(block.header.state_root), "built genesis");
+        Ok(runtime)
+    }
+
+    /// The head.
+    pub fn head(&self) -> &HeadInfo {
+        &self.head
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    /// The runtime that executes the next block (the chain's own `:code`).
+    pub fn runtime(&self) -> &Arc<Prototype> {
+        &self.runtime
+    }
+
+    /// The genesis configuration.
+    pub fn genesis(&self) -> &GenesisConfig {
+        &self.genesis
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.genesis.chain_id
+    }
+
+    /// The in-memory LtHash accumulator of the head state.
+    pub fn lthash(&self) -> &LtHash {
+        &self.lthash
+    }
+
+    /// Asks the runtime a read-only question about the head state.
+    pub fn query(&self, q: Query) -> Result<QueryResponse> {
+        let mut overlay = StateOverlay::new(&*self.db);
+        let r: std::result::Result<QueryResponse, String> =
+            self.executor.call(&self.runtime, abi::QUERY, &q, &mut overlay, self.executor.fuel.query)?;
+        r.map_err(ChainError::Runtime)
+    }
+
+    /// Checks a transaction against the head state for the pool (signature already verified).
+    pub fn validate_transaction(
+        &self,
+        tx: &SignedTransaction,
+    ) -> Result<std::result::Result<ValidTransaction, InvalidTransaction>> {
+        let mut overlay = StateOverlay::new(&*self.db);
+        let args = ValidateArgs { height: self.head.height + 1, transaction: tx.clone() };
+        Ok(self.executor.call(
+            &self.runtime,
+            abi::VALIDATE_TRANSACTION,
+            &args,
+            &mut overlay,
+            self.executor.fuel.transaction,
+        )?)
+    }
+
+    /// Builds, signs and commits the next block from `candidates`, leaving out the ones the
+    /// runtime refuses.
+    pub fn produce_block(
+        &mut self,
+        candidates: Vec<SignedTransaction>,
+        key: &Keypair,
+        timestamp_ms: u64,
+    ) -> Result<ExecutedBlock> {
+        self.produce_block_with(candidates, key, timestamp_ms, Changes::new())
+    }
+
+    /// [`Self::produce_block`] with `pre_state` written into the block's state before
+    /// `begin_block`. Only the in-process harness uses this (to swap a runtime blob without
+    /// governance); such a block cannot be re-imported by another node.
+    pub(crate) fn produce_block_with(
+        &mut self,
+        candidates: Vec<SignedTransaction>,
+        key: &Keypair,
+        timestamp_ms: u64,
+        pre_state: Changes,
+    ) -> Result<ExecutedBlock> {
+        let height = self.head.height + 1;
+        let ctx = self.context(height, key.public());
+        let db = self.db.clone();
+        let mut overlay = StateOverlay::new(&*db);
+        for (k, v) in &pre_state {
+            match v {
+                Some(v) => crate::executor::Externalities::set(&mut overlay, k, v),
+                None => crate::executor::Externalities::remove(&mut overlay, k),
+            }
+        }
+        overlay.commit_transaction();
+        let (txs, receipts, rejected) = self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
+        let changes = overlay.into_changes();
+        let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
+        let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
+        let header = Header {
+            parent_hash: self.head.hash,
+            height,
+            timestamp_ms,
+            proposer: key.public(),
+            state_root: lthash.root(),
+            transactions_root: transactions_root(&tx_hashes),
+            receipts_root: receipts_root(&receipts),
+        };
+        let hash = signing::header_hash(&header);
+        let signature = key.sign(signing::BLOCK_DOMAIN, self.chain_id(), &hash);
+        let block = Block { header, transactions: txs, signature };
+        self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
+        Ok(ExecutedBlock { block, hash, receipts, rejected })
+    }
+
+    /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage).
+    pub fn import_block(&mut self, block: Block) -> Result<ExecutedBlock> {
+        let height = block.header.height;
+        let invalid = |reason: String| ChainError::InvalidBlock { height, reason };
+        if height != self.head.height + 1 {
+            return Err(invalid(format!("expected height {}", self.head.height + 1)));
+        }
+        if block.header.parent_hash != self.head.hash {
+            return Err(invalid(format!("parent {} is not the head {}", hex::encode(block.header.parent_hash), hex::encode(self.head.hash))));
+        }
+        let hash = signing::header_hash(&block.header);
+        if !signing::verify(&block.header.proposer, signing::BLOCK_DOMAIN, self.chain_id(), &hash, &block.signature) {
+            return Err(invalid("bad proposer signature".into()));
+        }
+        let proposer_address = block.header.proposer.address();
+        match self.query(Query::Validator(proposer_address))? {
+            QueryResponse::Validator(Some(v)) if !v.is_jailed_at(height) => {}
+            _ => return Err(invalid(format!("proposer {proposer_address} is not an active validator"))),
+        }
+        if let Some(i) = block.transactions.iter().position(|t| !signing::verify_transaction(t)) {
+            return Err(invalid(format!("transaction {i} has a bad signature")));
+        }
+        let tx_hashes: Vec<Hash> = block.transactions.iter().map(signing::transaction_hash).collect();
+        if transactions_root(&tx_hashes) != block.header.transactions_root {
+            return Err(invalid("transactions root mismatch".into()));
+        }
+        let ctx = self.context(height, block.header.proposer);
+        let db = self.db.clone();
+        let mut overlay = StateOverlay::new(&*db);
+        let (_, receipts, _) = self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
+        let changes = overlay.into_changes();
+        let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
+        if lthash.root() != block.header.state_root {
+            return Err(invalid(format!(
+                "state root mismatch: block says {}, execution gives {}",
+                hex::encode(block.header.state_root),
+                hex::encode(lthash.root())
+            )));
+        }
+        if receipts_root(&receipts) != block.header.receipts_root {
+            return Err(invalid("receipts root mismatch".into()));
+        }
+        self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
+        Ok(ExecutedBlock { block, hash, receipts, rejected: vec![] })
+    }
+
+    fn context(&self, height: u64, proposer: PublicKey) -> BlockContext {
+        BlockContext {
+            height,
+            parent_hash: self.head.hash,
+            proposer,
+            implemented_upgrades: self.implemented_upgrades.clone(),
+        }
+    }
+
+    /// begin_block → transactions → end_block, on `overlay`.
+    fn execute(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        ctx: &BlockContext,
+        candidates: Vec<SignedTransaction>,
+        mode: Mode,
+    ) -> Result<(Vec<SignedTransaction>, Vec<Receipt>, Vec<(Hash, String)>)> {
+        let fuel = self.executor.fuel;
+        let begin: std::result::Result<BeginBlockOutcome, String> =
+            self.executor.call(&self.runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
+        let begin = begin.map_err(ChainError::Runtime)?;
+        if let Some(name) = begin.halt_for_upgrade {
+            return Err(ChainError::UpgradeHalt { name, height: ctx.height });
+        }
+        overlay.commit_transaction();
+
+        let mut included = Vec::with_capacity(candidates.len());
+        let mut receipts = Vec::with_capacity(candidates.len());
+        let mut rejected = Vec::new();
+        for (i, tx) in candidates.into_iter().enumerate() {
+            let args = ApplyArgs { height: ctx.height, proposer: ctx.proposer, transaction: tx };
+            let outcome: std::result::Result<std::result::Result<Receipt, InvalidTransaction>, ExecError> =
+                self.executor.call(&self.runtime, abi::APPLY_TRANSACTION, &args, overlay, fuel.transaction);
+            let reason = match outcome {
+                Ok(Ok(receipt)) => {
+                    overlay.commit_transaction();
+                    included.push(args.transaction);
+                    receipts.push(receipt);
+                    continue;
+                }
+                Ok(Err(invalid)) => invalid.to_string(),
+                Err(ExecError::Storage { reason, .. }) => {
+                    return Err(ChainError::Storage(StorageError::Corrupt(reason)));
+                }
+                Err(e) => e.to_string(),
+            };
+            overlay.discard_transaction();
+            if mode == Mode::Import {
+                return Err(ChainError::InvalidBlock { height: ctx.height, reason: format!("transaction {i}: {reason}") });
+            }
+            rejected.push((signing::transaction_hash(&args.transaction), reason));
+        }
+
+        let end: std::result::Result<EndBlockOutcome, String> =
+            self.executor.call(&self.runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
+        end.map_err(ChainError::Runtime)?;
+        overlay.commit_transaction();
+        Ok((included, receipts, rejected))
+    }
+
+    fn commit(
+        &mut self,
+        block: &Block,
+        hash: Hash,
+        receipts: &[Receipt],
+        tx_hashes: &[Hash],
+        changes: &Changes,
+        lthash: LtHash,
+    ) -> Result<()> {
+        self.db.commit_block(BlockCommit {
+            block,
+            hash,
+            receipts,
+            tx_hashes,
+            changes,
+            lthash: &lthash,
+            genesis: None,
+        })?;
+        self.head = HeadInfo { height: block.header.height, hash, state_root: block.header.state_root };
+        self.lthash = lthash;
+        if let Some(Some(code)) = changes.get(abi::CODE_KEY) {
+            self.runtime = self.executor.prototype(code)?;
+            tracing::info!(version = ?self.runtime.version, "runtime switched");
+        }
+        Ok(())
+    }
+}

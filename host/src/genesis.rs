@@ -1,0 +1,204 @@
+//! Genesis configurations: the development chain of `--dev`, and the JSON genesis file.
+
+use serde::{Deserialize, Serialize};
+use vexidus_runtime_api::signing::{dev_seed, Keypair};
+use vexidus_runtime_api::state::GenesisValidator;
+use vexidus_runtime_api::{
+    Address, GenesisConfig, GovernanceMode, GovernanceSettings, Parameters, PublicKey, NANO_PER_VXS,
+};
+
+/// Chain id of the development chain.
+pub const DEV_CHAIN_ID: &str = "vexidus-dev";
+
+/// Seeds of the prefunded development accounts besides the validator: `blake3("vexidus/dev/<name>")`.
+pub const DEV_ACCOUNTS: &[&str] = &["bob", "charlie", "dave"];
+
+/// The seed of a named development account.
+pub fn dev_account_seed(name: &str) -> [u8; 32] {
+    *blake3::hash(format!("vexidus/dev/{name}").as_bytes()).as_bytes()
+}
+
+/// The development chain: the well-known dev key (`vexidus keys dev`) is its only validator and
+/// its upgrade authority; it and a few named accounts start funded; blocks every second.
+pub fn dev_genesis() -> GenesisConfig {
+    let alice = Keypair::from_seed(dev_seed()).public();
+    let mut balances = vec![(alice.address(), 1_000_000 * NANO_PER_VXS)];
+    for name in DEV_ACCOUNTS {
+        balances.push((Keypair::from_seed(dev_account_seed(name)).public().address(), 100_000 * NANO_PER_VXS));
+    }
+    GenesisConfig {
+        chain_id: DEV_CHAIN_ID.into(),
+        block_time_ms: 1_000,
+        balances,
+        validators: vec![GenesisValidator { public_key: alice, stake: 100_000 * NANO_PER_VXS, commission_bps: 500 }],
+        governance: GovernanceSettings { mode: GovernanceMode::SeedAuthority, upgrade_authority: alice },
+        parameters: Parameters::default(),
+    }
+}
+
+/// The JSON form of a genesis file (`--genesis FILE`). Amounts are integers in nanoVXS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    /// Chain id.
+    pub chain_id: String,
+    /// Block time in milliseconds.
+    pub block_time_ms: u64,
+    /// Initial balances.
+    pub balances: Vec<BalanceEntry>,
+    /// Initial validators.
+    pub validators: Vec<ValidatorEntry>,
+    /// `seed-authority` or `full`.
+    pub governance_mode: String,
+    /// The upgrade authority's public key (`0x` + 64 hex).
+    pub upgrade_authority: String,
+    /// Parameters; omitted ones take their defaults.
+    #[serde(default)]
+    pub parameters: ParametersEntry,
+}
+
+/// One funded account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceEntry {
+    /// Address.
+    pub address: String,
+    /// nanoVXS.
+    pub amount: u128,
+}
+
+/// One genesis validator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorEntry {
+    /// Public key.
+    pub public_key: String,
+    /// Stake in nanoVXS.
+    pub stake: u128,
+    /// Commission in basis points.
+    pub commission_bps: u16,
+}
+
+/// Parameters in a genesis file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ParametersEntry {
+    pub gas_price: u128,
+    pub max_txs_per_block: u32,
+    pub min_stake: u128,
+    pub max_commission_bps: u16,
+    pub voting_period_blocks: u64,
+    pub quorum_percent: u8,
+    pub upgrade_min_lead_blocks: u64,
+    pub upgrade_grace_blocks: u64,
+    pub max_runtime_code_bytes: u32,
+}
+
+impl Default for ParametersEntry {
+    fn default() -> Self {
+        Parameters::default().into()
+    }
+}
+
+impl From<Parameters> for ParametersEntry {
+    fn from(p: Parameters) -> Self {
+        Self {
+            gas_price: p.gas_price,
+            max_txs_per_block: p.max_txs_per_block,
+            min_stake: p.min_stake,
+            max_commission_bps: p.max_commission_bps,
+            voting_period_blocks: p.voting_period_blocks,
+            quorum_percent: p.quorum_percent,
+            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
+            upgrade_grace_blocks: p.upgrade_grace_blocks,
+            max_runtime_code_bytes: p.max_runtime_code_bytes,
+        }
+    }
+}
+
+impl From<ParametersEntry> for Parameters {
+    fn from(p: ParametersEntry) -> Self {
+        Self {
+            gas_price: p.gas_price,
+            max_txs_per_block: p.max_txs_per_block,
+            min_stake: p.min_stake,
+            max_commission_bps: p.max_commission_bps,
+            voting_period_blocks: p.voting_period_blocks,
+            quorum_percent: p.quorum_percent,
+            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
+            upgrade_grace_blocks: p.upgrade_grace_blocks,
+            max_runtime_code_bytes: p.max_runtime_code_bytes,
+        }
+    }
+}
+
+impl GenesisFile {
+    /// The file form of a configuration.
+    pub fn from_config(c: &GenesisConfig) -> Self {
+        Self {
+            chain_id: c.chain_id.clone(),
+            block_time_ms: c.block_time_ms,
+            balances: c.balances.iter().map(|(a, amount)| BalanceEntry { address: a.to_string(), amount: *amount }).collect(),
+            validators: c
+                .validators
+                .iter()
+                .map(|v| ValidatorEntry { public_key: v.public_key.to_string(), stake: v.stake, commission_bps: v.commission_bps })
+                .collect(),
+            governance_mode: c.governance.mode.as_str().into(),
+            upgrade_authority: c.governance.upgrade_authority.to_string(),
+            parameters: c.parameters.into(),
+        }
+    }
+
+    /// Checks the file and turns it into a configuration; the error says which field is wrong.
+    pub fn into_config(self) -> Result<GenesisConfig, String> {
+        let mode = match self.governance_mode.as_str() {
+            "seed-authority" => GovernanceMode::SeedAuthority,
+            "full" => GovernanceMode::Full,
+            other => return Err(format!("governance_mode {other:?}: expected \"seed-authority\" or \"full\"")),
+        };
+        let upgrade_authority =
+            PublicKey::from_hex(&self.upgrade_authority).map_err(|e| format!("upgrade_authority: {e}"))?;
+        let balances = self
+            .balances
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Ok((Address::from_hex(&b.address).map_err(|e| format!("balances[{i}].address: {e}"))?, b.amount)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let validators = self
+            .validators
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Ok(GenesisValidator {
+                    public_key: PublicKey::from_hex(&v.public_key).map_err(|e| format!("validators[{i}].public_key: {e}"))?,
+                    stake: v.stake,
+                    commission_bps: v.commission_bps,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if validators.is_empty() {
+            return Err("validators: a chain needs at least one validator".into());
+        }
+        if self.block_time_ms == 0 {
+            return Err("block_time_ms must be positive".into());
+        }
+        Ok(GenesisConfig {
+            chain_id: self.chain_id,
+            block_time_ms: self.block_time_ms,
+            balances,
+            validators,
+            governance: GovernanceSettings { mode, upgrade_authority },
+            parameters: self.parameters.into(),
+        })
+    }
+
+    /// Reads and checks a genesis file.
+    pub fn load(path: &std::path::Path) -> Result<GenesisConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read genesis file {}: {e}", path.display()))?;
+        let file: GenesisFile =
+            serde_json::from_str(&text).map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))?;
+        file.into_config().map_err(|e| format!("genesis file {}: {e}", path.display()))
+    }
+}

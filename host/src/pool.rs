@@ -1,0 +1,195 @@
+//! Ingress and the transaction pool.
+//!
+//! Ingress turns bytes from RPC into a pooled transaction: size cap, Borsh decode, chain id,
+//! signature (ZIP-215), then the runtime's own checks (nonce, balance for `max_gas × gas_price`,
+//! expiry). The pool keeps each sender's transactions in nonce order with no gaps, and hands them
+//! out in arrival order, which never puts a sender's nonce n+1 before n.
+
+use crate::chain::{Chain, ChainError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use vexidus_runtime_api::abi::InvalidTransaction;
+use vexidus_runtime_api::signing;
+use vexidus_runtime_api::transaction::MAX_TRANSACTION_BYTES;
+use vexidus_runtime_api::{Address, Hash, SignedTransaction};
+
+/// Why a transaction was refused at the door.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    /// Larger than the cap.
+    #[error("transaction is {size} bytes, larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// Not a Borsh-encoded signed transaction.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// For another chain.
+    #[error("wrong chain id: transaction is for {found:?}, this node runs {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's.
+        found: String,
+    },
+    /// The signature does not verify.
+    #[error("bad signature: the signature does not verify for sender {0}")]
+    BadSignature(String),
+    /// The runtime refused it.
+    #[error("{0}")]
+    Invalid(InvalidTransaction),
+    /// Already in the pool.
+    #[error("transaction {0} is already pending")]
+    AlreadyPending(String),
+    /// A nonce the pool cannot place: a gap after the pending ones, or a clash with another
+    /// pending transaction.
+    #[error("nonce {found} is in the future: the sender's next usable nonce is {expected}")]
+    NonceGap {
+        /// Next usable nonce (account nonce + pending).
+        expected: u64,
+        /// The transaction's.
+        found: u64,
+    },
+    /// Another pending transaction already uses this nonce.
+    #[error("nonce {0} is already used by another pending transaction of this sender")]
+    NonceTaken(u64),
+    /// The pool is full.
+    #[error("transaction pool is full ({0} transactions); try again later")]
+    PoolFull(usize),
+    /// The node could not check it.
+    #[error("node error: {0}")]
+    Node(#[from] ChainError),
+}
+
+/// A pending transaction.
+#[derive(Debug, Clone)]
+pub struct Pooled {
+    /// The transaction.
+    pub tx: SignedTransaction,
+    /// Its hash.
+    pub hash: Hash,
+    /// Sender address.
+    pub sender: Address,
+    seq: u64,
+}
+
+/// Pending transactions.
+#[derive(Debug)]
+pub struct Pool {
+    by_hash: HashMap<Hash, Pooled>,
+    by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    by_arrival: BTreeMap<u64, Hash>,
+    next_seq: u64,
+    capacity: usize,
+}
+
+impl Pool {
+    /// An empty pool holding at most `capacity` transactions.
+    pub fn new(capacity: usize) -> Self {
+        Self { by_hash: HashMap::new(), by_sender: HashMap::new(), by_arrival: BTreeMap::new(), next_seq: 0, capacity }
+    }
+
+    /// Number of pending transactions.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Whether `hash` is pending.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    /// Decodes, checks and adds a transaction; returns its hash.
+    pub fn admit(&mut self, chain: &Chain, bytes: &[u8]) -> Result<Hash, TxError> {
+        let tx = decode(bytes)?;
+        self.admit_decoded(chain, tx)
+    }
+
+    /// Checks and adds a decoded transaction; returns its hash.
+    pub fn admit_decoded(&mut self, chain: &Chain, tx: SignedTransaction) -> Result<Hash, TxError> {
+        if tx.transaction.chain_id != chain.chain_id() {
+            return Err(TxError::WrongChain { expected: chain.chain_id().into(), found: tx.transaction.chain_id.clone() });
+        }
+        if !signing::verify_transaction(&tx) {
+            return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
+        }
+        let hash = signing::transaction_hash(&tx);
+        if self.by_hash.contains_key(&hash) {
+            return Err(TxError::AlreadyPending(format!("0x{}", hex::encode(hash))));
+        }
+        let valid = chain.validate_transaction(&tx)?.map_err(TxError::Invalid)?;
+        let sender = tx.transaction.sender.address();
+        let pending = self.by_sender.get(&sender);
+        let nonce = tx.transaction.nonce;
+        if pending.is_some_and(|p| p.contains_key(&nonce)) {
+            return Err(TxError::NonceTaken(nonce));
+        }
+        // Pending nonces always run without gaps from the account nonce.
+        let next = valid.account_nonce + pending.map_or(0, |p| p.range(valid.account_nonce..).count() as u64);
+        if nonce != next {
+            return Err(TxError::NonceGap { expected: next, found: nonce });
+        }
+        if self.by_hash.len() >= self.capacity {
+            return Err(TxError::PoolFull(self.capacity));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_sender.entry(sender).or_default().insert(nonce, hash);
+        self.by_arrival.insert(seq, hash);
+        self.by_hash.insert(hash, Pooled { tx, hash, sender, seq });
+        Ok(hash)
+    }
+
+    /// Up to `max` transactions in arrival order, for the next block.
+    pub fn ready(&self, max: usize) -> Vec<SignedTransaction> {
+        self.by_arrival.values().take(max).filter_map(|h| self.by_hash.get(h)).map(|p| p.tx.clone()).collect()
+    }
+
+    fn remove(&mut self, hash: &Hash) -> Option<Pooled> {
+        let p = self.by_hash.remove(hash)?;
+        self.by_arrival.remove(&p.seq);
+        if let Some(s) = self.by_sender.get_mut(&p.sender) {
+            s.remove(&p.tx.transaction.nonce);
+            if s.is_empty() {
+                self.by_sender.remove(&p.sender);
+            }
+        }
+        Some(p)
+    }
+
+    /// Forgets what a block included, and what it refused together with every later nonce of
+    /// the same senders (they can no longer be included in order).
+    pub fn prune(&mut self, included: &[Hash], rejected: &[(Hash, String)]) {
+        for h in included {
+            self.remove(h);
+        }
+        let mut cut: HashSet<(Address, u64)> = HashSet::new();
+        for (h, _) in rejected {
+            if let Some(p) = self.remove(h) {
+                cut.insert((p.sender, p.tx.transaction.nonce));
+            }
+        }
+        for (sender, from) in cut {
+            let later: Vec<Hash> =
+                self.by_sender.get(&sender).map(|s| s.range(from..).map(|(_, h)| *h).collect()).unwrap_or_default();
+            for h in later {
+                self.remove(&h);
+            }
+        }
+    }
+}
+
+/// Decodes a Borsh-encoded signed transaction under the size cap.
+pub fn decode(bytes: &[u8]) -> Result<SignedTransaction, TxError> {
+    if bytes.len() > MAX_TRANSACTION_BYTES {
+        return Err(TxError::TooLarge { size: bytes.len(), limit: MAX_TRANSACTION_BYTES });
+    }
+    borsh::from_slice(bytes).map_err(|e| TxError::Malformed(e.to_string()))
+}

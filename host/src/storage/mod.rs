@@ -1,0 +1,284 @@
+//! Storage: one embedded RocksDB per node, one atomic write batch per block (SPEC §11).
+//!
+//! Column families:
+//!
+//! | family | key | value |
+//! | --- | --- | --- |
+//! | `state` | state key | value |
+//! | `blocks` | block hash | Borsh [`Block`] |
+//! | `heights` | height (u64 BE) | block hash |
+//! | `receipts` | height (u64 BE) | SCALE `Vec<Receipt>` |
+//! | `tx_index` | transaction hash | SCALE `(height u64, index u32)` |
+//! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
+//! | `meta` | `head`, `lthash`, `genesis` | the head, the LtHash accumulator, the genesis config |
+//!
+//! The LtHash accumulator is written in the same batch as the state it summarises, so the
+//! stored root always matches the stored state, whatever moment the process dies at.
+
+pub mod lthash;
+pub mod overlay;
+
+use crate::executor::ModuleStore;
+use lthash::LtHash;
+use overlay::Changes;
+use parity_scale_codec::{Decode, Encode};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+use vexidus_runtime_api::{Block, GenesisConfig, Hash, Receipt};
+
+const CF_STATE: &str = "state";
+const CF_BLOCKS: &str = "blocks";
+const CF_HEIGHTS: &str = "heights";
+const CF_RECEIPTS: &str = "receipts";
+const CF_TX_INDEX: &str = "tx_index";
+const CF_MODULES: &str = "modules";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 7] = [CF_STATE, CF_BLOCKS, CF_HEIGHTS, CF_RECEIPTS, CF_TX_INDEX, CF_MODULES, CF_META];
+
+const META_HEAD: &[u8] = b"head";
+const META_LTHASH: &[u8] = b"lthash";
+const META_GENESIS: &[u8] = b"genesis";
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB failed.
+    #[error("database error: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored value does not decode: the database is damaged.
+    #[error("corrupted database: {0}")]
+    Corrupt(String),
+}
+
+/// Storage result.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Read access to the committed state, as overlays and the executor need it.
+pub trait StateBackend {
+    /// Reads a value.
+    fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String>;
+    /// The next key strictly after `key`.
+    fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String>;
+}
+
+/// The head of the stored chain.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct HeadInfo {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: Hash,
+    /// State root after it.
+    pub state_root: Hash,
+}
+
+/// Everything one block writes, committed atomically.
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// Its hash.
+    pub hash: Hash,
+    /// Receipts in transaction order.
+    pub receipts: &'a [Receipt],
+    /// Transaction hashes in order.
+    pub tx_hashes: &'a [Hash],
+    /// State changes.
+    pub changes: &'a Changes,
+    /// The accumulator after the changes.
+    pub lthash: &'a LtHash,
+    /// The genesis configuration, for the genesis block only.
+    pub genesis: Option<&'a GenesisConfig>,
+}
+
+/// The node's database.
+pub struct Db {
+    db: DB,
+    sync_writes: bool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.db.path()).finish()
+    }
+}
+
+fn height_key(h: u64) -> [u8; 8] {
+    h.to_be_bytes()
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(512);
+        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Self { db, sync_writes: true })
+    }
+
+    /// Turns fsync per block off (tests and throwaway databases).
+    pub fn set_sync_writes(&mut self, sync: bool) {
+        self.sync_writes = sync;
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("every column family is created on open")
+    }
+
+    fn get_cf(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn decode<T: Decode>(bytes: &[u8], what: &str) -> Result<T> {
+        T::decode(&mut &bytes[..]).map_err(|e| StorageError::Corrupt(format!("{what}: {e}")))
+    }
+
+    /// The stored head, `None` for an empty database.
+    pub fn head(&self) -> Result<Option<HeadInfo>> {
+        self.get_cf(CF_META, META_HEAD)?.map(|b| Self::decode(&b, "head")).transpose()
+    }
+
+    /// The stored LtHash accumulator.
+    pub fn lthash(&self) -> Result<LtHash> {
+        match self.get_cf(CF_META, META_LTHASH)? {
+            Some(b) => LtHash::from_bytes(&b).ok_or_else(|| StorageError::Corrupt("lthash length".into())),
+            None => Ok(LtHash::default()),
+        }
+    }
+
+    /// The genesis configuration the chain started from.
+    pub fn genesis(&self) -> Result<Option<GenesisConfig>> {
+        self.get_cf(CF_META, META_GENESIS)?.map(|b| Self::decode(&b, "genesis")).transpose()
+    }
+
+    /// A block by hash.
+    pub fn block(&self, hash: &Hash) -> Result<Option<Block>> {
+        self.get_cf(CF_BLOCKS, hash)?
+            .map(|b| borsh::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("block: {e}"))))
+            .transpose()
+    }
+
+    /// The hash of the block at `height`.
+    pub fn hash_at(&self, height: u64) -> Result<Option<Hash>> {
+        Ok(self.get_cf(CF_HEIGHTS, &height_key(height))?.and_then(|b| b.try_into().ok()))
+    }
+
+    /// The block at `height`.
+    pub fn block_at(&self, height: u64) -> Result<Option<Block>> {
+        match self.hash_at(height)? {
+            Some(h) => self.block(&h),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipts of the block at `height`.
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>> {
+        self.get_cf(CF_RECEIPTS, &height_key(height))?.map(|b| Self::decode(&b, "receipts")).transpose()
+    }
+
+    /// Where a transaction was included: (height, index).
+    pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<(u64, u32)>> {
+        self.get_cf(CF_TX_INDEX, tx_hash)?.map(|b| Self::decode(&b, "tx index")).transpose()
+    }
+
+    /// Every state pair, in key order (for audits; reads the whole state).
+    pub fn state_pairs(&self) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::Start).map(|r| r.map_err(StorageError::from))
+    }
+
+    /// Recomputes the LtHash of the whole stored state from scratch.
+    pub fn recompute_lthash(&self) -> Result<LtHash> {
+        let mut acc = LtHash::default();
+        for pair in self.state_pairs() {
+            let (k, v) = pair?;
+            acc.insert(&k, &v);
+        }
+        Ok(acc)
+    }
+
+    /// The accumulator after applying `changes` to the stored state.
+    pub fn updated_lthash(&self, base: &LtHash, changes: &Changes) -> Result<LtHash> {
+        let mut acc = base.clone();
+        for (k, new) in changes {
+            let old = self.get_cf(CF_STATE, k)?;
+            if old.as_deref() == new.as_deref() {
+                continue;
+            }
+            if let Some(old) = old {
+                acc.remove(k, &old);
+            }
+            if let Some(new) = new {
+                acc.insert(k, new);
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Writes a whole block in one atomic batch.
+    pub fn commit_block(&self, c: BlockCommit<'_>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let state = self.cf(CF_STATE);
+        for (k, v) in c.changes {
+            match v {
+                Some(v) => batch.put_cf(state, k, v),
+                None => batch.delete_cf(state, k),
+            }
+        }
+        let height = c.block.header.height;
+        let block_bytes = borsh::to_vec(c.block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        batch.put_cf(self.cf(CF_BLOCKS), c.hash, block_bytes);
+        batch.put_cf(self.cf(CF_HEIGHTS), height_key(height), c.hash);
+        batch.put_cf(self.cf(CF_RECEIPTS), height_key(height), c.receipts.encode());
+        for (i, h) in c.tx_hashes.iter().enumerate() {
+            batch.put_cf(self.cf(CF_TX_INDEX), h, (height, i as u32).encode());
+        }
+        let meta = self.cf(CF_META);
+        batch.put_cf(meta, META_LTHASH, c.lthash.to_bytes());
+        let head = HeadInfo { height, hash: c.hash, state_root: c.block.header.state_root };
+        batch.put_cf(meta, META_HEAD, head.encode());
+        if let Some(g) = c.genesis {
+            batch.put_cf(meta, META_GENESIS, g.encode());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// A [`ModuleStore`] view of the `modules` family.
+    pub fn module_store(self: &std::sync::Arc<Self>) -> std::sync::Arc<dyn ModuleStore> {
+        std::sync::Arc::new(DbModules(self.clone()))
+    }
+}
+
+impl StateBackend for Db {
+    fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.get_cf(CF_STATE, key).map_err(|e| e.to_string())
+    }
+
+    fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+        let mut it = self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::From(key, Direction::Forward));
+        for item in &mut it {
+            let (k, _) = item.map_err(|e| e.to_string())?;
+            if &*k != key {
+                return Ok(Some(k.into_vec()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+struct DbModules(std::sync::Arc<Db>);
+
+impl ModuleStore for DbModules {
+    fn load(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get_cf(CF_MODULES, key).ok().flatten()
+    }
+    fn store(&self, key: &[u8], bytes: &[u8]) {
+        if let Err(e) = self.0.db.put_cf(self.0.cf(CF_MODULES), key, bytes) {
+            tracing::warn!("cannot cache compiled module: {e}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Overlays over the database state: a block's changes, and above them the changes of the
+//! transaction being applied, so a transaction the node refuses leaves nothing behind.
+
+use crate::executor::Externalities;
+use crate::storage::StateBackend;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// A change set: `None` marks a deletion.
+pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Transaction overlay → block overlay → backend.
+pub struct StateOverlay<'a> {
+    backend: &'a dyn StateBackend,
+    block: Changes,
+    tx: Changes,
+}
+
+impl<'a> StateOverlay<'a> {
+    /// An empty overlay over `backend`.
+    pub fn new(backend: &'a dyn StateBackend) -> Self {
+        Self { backend, block: Changes::new(), tx: Changes::new() }
+    }
+
+    /// Folds the pending transaction's changes into the block's.
+    pub fn commit_transaction(&mut self) {
+        let tx = std::mem::take(&mut self.tx);
+        self.block.extend(tx);
+    }
+
+    /// Drops the pending transaction's changes.
+    pub fn discard_transaction(&mut self) {
+        self.tx.clear();
+    }
+
+    /// The block's changes (the pending transaction must have been committed or discarded).
+    pub fn into_changes(mut self) -> Changes {
+        self.commit_transaction();
+        self.block
+    }
+
+    /// The block's changes so far, without the pending transaction.
+    pub fn block_changes(&self) -> &Changes {
+        &self.block
+    }
+
+    fn change(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.tx.get(key).or_else(|| self.block.get(key))
+    }
+}
+
+impl Externalities for StateOverlay<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self.change(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.backend.get(key),
+        }
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.tx.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.tx.insert(key.to_vec(), None);
+    }
+
+    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let mut cursor = key.to_vec();
+        let from_backend = loop {
+            match self.backend.next_key(&cursor)? {
+                Some(k) if matches!(self.change(&k), Some(None)) => cursor = k,
+                other => break other,
+            }
+        };
+        let range = (Bound::Excluded(key), Bound::Unbounded);
+        let from_block = self
+            .block
+            .range::<[u8], _>(range)
+            .find(|(k, v)| v.is_some() && !matches!(self.tx.get(*k), Some(None)))
+            .map(|(k, _)| k.clone());
+        let from_tx = self.tx.range::<[u8], _>(range).find(|(_, v)| v.is_some()).map(|(k, _)| k.clone());
+        Ok([from_backend, from_block, from_tx].into_iter().flatten().min())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
+    impl StateBackend for Map {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn next_key(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            Ok(self.0.range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded)).next().map(|(k, _)| k.clone()))
+        }
+    }
+
+    #[test]
+    fn layers_merge_for_reads_and_iteration() {
+        let backend = Map([(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"3".to_vec())].into());
+        let mut o = StateOverlay::new(&backend);
+        o.set(b"b", b"2");
+        o.remove(b"c");
+        o.commit_transaction();
+        o.set(b"d", b"4");
+        o.remove(b"b");
+        assert_eq!(o.next_key(b"a").expect("ok"), Some(b"d".to_vec()));
+        o.discard_transaction();
+        assert_eq!(o.next_key(b"a").expect("ok"), Some(b"b".to_vec()));
+        assert_eq!(o.next_key(b"b").expect("ok"), None);
+        assert_eq!(o.get(b"c").expect("ok"), None);
+        assert_eq!(o.get(b"a").expect("ok"), Some(b"1".to_vec()));
+        let changes = o.into_changes();
+        assert_eq!(changes.len(), 2);
+    }
+}
