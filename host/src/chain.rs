@@ -169,7 +169,7 @@ impl Chain {
             tx_hashes: &[],
             changes: &changes,
             lthash: &lthash,
-            genesis: Some(genesis),
+            genesis: Some((genesis, code)),
         })?;
         tracing::info!(chain_id = %genesis.chain_id, state_root = %hex::encode(block.header.state_root), "built genesis");
         Ok(runtime)

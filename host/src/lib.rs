@@ -9,3 +9,5 @@ pub mod storage;
 pub mod genesis;
 pub mod pool;
 pub mod harness;
+pub mod node;
+pub mod rpc;

@@ -43,6 +43,18 @@ impl Keypair {
         Self { signing: ed25519_dalek::SigningKey::from_bytes(&seed) }
     }
 
+    /// Parses a key file's contents: the 32-byte seed as 64 hex characters, optional `0x`,
+    /// surrounding whitespace ignored.
+    pub fn from_seed_hex(text: &str) -> Result<Self, crate::primitives::HexError> {
+        let key = crate::PublicKey::from_hex(text)?; // same shape: 32 bytes of hex
+        Ok(Self::from_seed(key.0))
+    }
+
+    /// The key file form of the seed: 64 lowercase hex characters.
+    pub fn seed_hex(&self) -> String {
+        hex::encode(self.seed())
+    }
+
     /// The secret seed.
     pub fn seed(&self) -> [u8; 32] {
         self.signing.to_bytes()

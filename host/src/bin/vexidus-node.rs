@@ -1,1 +1,193 @@
-fn main() {}
+//! `vexidus-node`: the Vexidus validator daemon. `main` only parses flags, sets up logging and
+//! maps errors to exit codes; the work lives in the `vexidus_host` library.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use vexidus_host::node::{self, NodeConfig};
+use vexidus_host::rpc::RpcConfig;
+use vexidus_runtime_api::signing::{dev_seed, Keypair};
+
+#[derive(Parser, Debug)]
+#[command(name = "vexidus-node", version, about = "The Vexidus validator node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Start (or continue) a single-validator development chain: the well-known dev key is the
+    /// validator and upgrade authority, dev accounts are funded, blocks every second.
+    #[arg(long)]
+    dev: bool,
+    /// Data directory (database, upgrade-info.json).
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Genesis file (JSON) of the chain to start.
+    #[arg(long, conflicts_with = "dev")]
+    genesis: Option<PathBuf>,
+    /// Key file of this node's validator key.
+    #[arg(long)]
+    validator_key: Option<PathBuf>,
+    /// JSON-RPC listen address (HTTP and WebSocket).
+    #[arg(long, default_value = "127.0.0.1:9933")]
+    rpc_addr: SocketAddr,
+    /// Block time in seconds for a new --dev chain (a genesis setting; fractions allowed).
+    #[arg(long, requires = "dev")]
+    block_time: Option<f64>,
+    /// JSON-RPC requests per second allowed per client IP.
+    #[arg(long, default_value_t = 100)]
+    rpc_rate_limit: u32,
+    /// Largest JSON-RPC request body in bytes.
+    #[arg(long, default_value_t = 40 * 1024 * 1024)]
+    rpc_max_request_bytes: u32,
+    /// Most pending transactions kept in the pool.
+    #[arg(long, default_value_t = 100_000)]
+    pool_capacity: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Re-executes every stored block from genesis into an empty database and checks that every
+    /// state root comes out the same (the determinism audit).
+    Replay {
+        /// Data directory of the chain to replay (the node must not be running on it).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Empty directory to replay into.
+        #[arg(long)]
+        into: PathBuf,
+    },
+    /// Recomputes the state root from every stored key-value pair and compares it with the
+    /// stored accumulator and the head block.
+    CheckState {
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VEXIDUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,jsonrpsee=warn,wasmtime=warn,cranelift=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Some(Command::Replay { ref data_dir, ref into }) => replay(data_dir, into),
+        Some(Command::CheckState { ref data_dir }) => check_state(data_dir),
+        None => run(cli),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn read_key(path: &PathBuf) -> anyhow::Result<Keypair> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    Keypair::from_seed_hex(&text).map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let genesis = if cli.dev {
+        let mut g = vexidus_host::genesis::dev_genesis();
+        if let Some(secs) = cli.block_time {
+            if !(secs > 0.0 && secs <= 3600.0) {
+                bail!("--block-time must be between 0 and 3600 seconds, got {secs}");
+            }
+            g.block_time_ms = (secs * 1000.0).round().max(1.0) as u64;
+        }
+        Some(g)
+    } else if let Some(path) = &cli.genesis {
+        Some(vexidus_host::genesis::GenesisFile::load(path).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let validator_key = match (&cli.validator_key, cli.dev) {
+        (Some(path), _) => Some(read_key(path)?),
+        (None, true) => Some(Keypair::from_seed(dev_seed())),
+        (None, false) => None,
+    };
+    let config = NodeConfig {
+        data_dir: cli.data_dir,
+        genesis,
+        validator_key,
+        rpc: RpcConfig { addr: cli.rpc_addr, rate_limit: cli.rpc_rate_limit, max_request_bytes: cli.rpc_max_request_bytes },
+        implemented_upgrades: Vec::new(),
+        pool_capacity: cli.pool_capacity,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(node::run(config, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn replay(data_dir: &PathBuf, into: &PathBuf) -> anyhow::Result<()> {
+    let source = node::open_chain(data_dir, None, Vec::new())?;
+    if into.exists() && std::fs::read_dir(into)?.next().is_some() {
+        bail!("{} is not empty; replay needs an empty directory", into.display());
+    }
+    let src_db = source.db().clone();
+    let genesis = source.genesis().clone();
+    let code = src_db.genesis_code()?.context("the source database has no genesis runtime")?;
+    std::fs::create_dir_all(into)?;
+    let mut db = vexidus_host::storage::Db::open(&into.join("db"))?;
+    db.set_sync_writes(false);
+    let db = std::sync::Arc::new(db);
+    let executor = std::sync::Arc::new(vexidus_host::executor::Executor::new(Some(db.module_store())));
+    let mut target = vexidus_host::chain::Chain::open(db, executor, &genesis, &code, Vec::new())?;
+    if target.head().hash != src_db.hash_at(0)?.context("source has no genesis block")? {
+        bail!("genesis block differs: state root {} vs stored", hex::encode(target.head().state_root));
+    }
+    let head = source.head().height;
+    let started = std::time::Instant::now();
+    for h in 1..=head {
+        let block = src_db.block_at(h)?.with_context(|| format!("block {h} missing from the source"))?;
+        let expected = block.header.state_root;
+        let executed = target.import_block(block).with_context(|| format!("replaying block {h}"))?;
+        if executed.block.header.state_root != expected {
+            bail!("state root differs at height {h}");
+        }
+    }
+    println!(
+        "replayed {head} blocks in {:.2}s: every state root matches; head {} state root 0x{}",
+        started.elapsed().as_secs_f64(),
+        head,
+        hex::encode(target.head().state_root)
+    );
+    Ok(())
+}
+
+fn check_state(data_dir: &PathBuf) -> anyhow::Result<()> {
+    let chain = node::open_chain(data_dir, None, Vec::new())?;
+    let db = chain.db();
+    let stored = db.lthash()?;
+    let recomputed = db.recompute_lthash()?;
+    let head = chain.head();
+    let header_root = db.block(&head.hash)?.context("head block missing")?.header.state_root;
+    let report = serde_json::json!({
+        "height": head.height,
+        "head_state_root": format!("0x{}", hex::encode(head.state_root)),
+        "header_state_root": format!("0x{}", hex::encode(header_root)),
+        "stored_accumulator_root": format!("0x{}", hex::encode(stored.root())),
+        "recomputed_root": format!("0x{}", hex::encode(recomputed.root())),
+    });
+    println!("{report}");
+    if stored != recomputed || head.state_root != recomputed.root() || header_root != head.state_root {
+        bail!("state root mismatch: the stored state does not match its root");
+    }
+    Ok(())
+}

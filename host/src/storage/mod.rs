@@ -10,7 +10,7 @@
 //! | `receipts` | height (u64 BE) | SCALE `Vec<Receipt>` |
 //! | `tx_index` | transaction hash | SCALE `(height u64, index u32)` |
 //! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
-//! | `meta` | `head`, `lthash`, `genesis` | the head, the LtHash accumulator, the genesis config |
+//! | `meta` | `head`, `lthash`, `genesis`, `genesis_code` | the head, the LtHash accumulator, the genesis config and blob |
 //!
 //! The LtHash accumulator is written in the same batch as the state it summarises, so the
 //! stored root always matches the stored state, whatever moment the process dies at.
@@ -38,6 +38,7 @@ const ALL_CFS: [&str; 7] = [CF_STATE, CF_BLOCKS, CF_HEIGHTS, CF_RECEIPTS, CF_TX_
 const META_HEAD: &[u8] = b"head";
 const META_LTHASH: &[u8] = b"lthash";
 const META_GENESIS: &[u8] = b"genesis";
+const META_GENESIS_CODE: &[u8] = b"genesis_code";
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +87,8 @@ pub struct BlockCommit<'a> {
     pub changes: &'a Changes,
     /// The accumulator after the changes.
     pub lthash: &'a LtHash,
-    /// The genesis configuration, for the genesis block only.
-    pub genesis: Option<&'a GenesisConfig>,
+    /// The genesis configuration and runtime blob, for the genesis block only.
+    pub genesis: Option<(&'a GenesisConfig, &'a [u8])>,
 }
 
 /// The node's database.
@@ -151,6 +152,11 @@ impl Db {
     /// The genesis configuration the chain started from.
     pub fn genesis(&self) -> Result<Option<GenesisConfig>> {
         self.get_cf(CF_META, META_GENESIS)?.map(|b| Self::decode(&b, "genesis")).transpose()
+    }
+
+    /// The runtime blob the chain started with.
+    pub fn genesis_code(&self) -> Result<Option<Vec<u8>>> {
+        self.get_cf(CF_META, META_GENESIS_CODE)
     }
 
     /// A block by hash.
@@ -238,8 +244,9 @@ impl Db {
         batch.put_cf(meta, META_LTHASH, c.lthash.to_bytes());
         let head = HeadInfo { height, hash: c.hash, state_root: c.block.header.state_root };
         batch.put_cf(meta, META_HEAD, head.encode());
-        if let Some(g) = c.genesis {
+        if let Some((g, code)) = c.genesis {
             batch.put_cf(meta, META_GENESIS, g.encode());
+            batch.put_cf(meta, META_GENESIS_CODE, code);
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync_writes);

@@ -1,0 +1,205 @@
+//! The node service: shared state, block production on a timer, RPC, orderly shutdown.
+
+use crate::chain::{Chain, ChainError, ExecutedBlock};
+use crate::executor::Executor;
+use crate::pool::{Pool, TxError};
+use crate::rpc::{self, RpcConfig};
+use crate::storage::Db;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::signing::{self, Keypair};
+use vexidus_runtime_api::{GenesisConfig, Hash};
+
+/// Everything the node needs to start.
+pub struct NodeConfig {
+    /// Data directory; the database lives in `<data_dir>/db`.
+    pub data_dir: PathBuf,
+    /// The chain to start or continue. `None`: continue the chain stored in the data directory.
+    pub genesis: Option<GenesisConfig>,
+    /// The validator key; without one the node produces no blocks.
+    pub validator_key: Option<Keypair>,
+    /// RPC settings.
+    pub rpc: RpcConfig,
+    /// Upgrade names this binary implements.
+    pub implemented_upgrades: Vec<String>,
+    /// Most pending transactions.
+    pub pool_capacity: usize,
+}
+
+/// State shared by the producer and the RPC handlers.
+pub struct NodeState {
+    chain: RwLock<Chain>,
+    pool: Mutex<Pool>,
+    /// New heads, as JSON, for subscriptions.
+    pub heads: broadcast::Sender<Value>,
+    validator: Option<String>,
+}
+
+impl NodeState {
+    /// Wraps a chain.
+    pub fn new(chain: Chain, pool_capacity: usize, validator: Option<&Keypair>) -> Self {
+        Self {
+            chain: RwLock::new(chain),
+            pool: Mutex::new(Pool::new(pool_capacity)),
+            heads: broadcast::channel(256).0,
+            validator: validator.map(|k| k.public().to_string()),
+        }
+    }
+
+    /// Read access to the chain.
+    pub fn read_chain(&self) -> RwLockReadGuard<'_, Chain> {
+        self.chain.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ingress: checks a Borsh-encoded signed transaction and pools it.
+    pub fn submit(&self, bytes: &[u8]) -> Result<Hash, TxError> {
+        let tx = crate::pool::decode(bytes)?;
+        let chain = self.read_chain();
+        self.lock_pool().admit_decoded(&chain, tx)
+    }
+
+    /// Whether a transaction is waiting in the pool.
+    pub fn is_pending(&self, hash: &Hash) -> bool {
+        self.lock_pool().contains(hash)
+    }
+
+    /// `vex_getStatus`.
+    pub fn status_json(&self) -> Value {
+        let pending = self.lock_pool().len();
+        let chain = self.read_chain();
+        let head = chain.head();
+        let rt = chain.runtime();
+        json!({
+            "chain_id": chain.chain_id(),
+            "height": head.height,
+            // One validator: every block is final the moment it is committed.
+            "finalized_height": head.height,
+            "head_hash": rpc::hex0x(head.hash),
+            "state_root": rpc::hex0x(head.state_root),
+            "peers": 0,
+            "pending_transactions": pending,
+            "validator": self.validator,
+            "block_time_ms": chain.genesis().block_time_ms,
+            "runtime": rpc::version_json(&rt.version, &rt.code_hash),
+        })
+    }
+
+    /// Produces the next block from the pool.
+    pub fn produce(&self, key: &Keypair, timestamp_ms: u64) -> Result<ExecutedBlock, ChainError> {
+        let max = match self.read_chain().query(Query::Parameters)? {
+            QueryResponse::Parameters(p) => p.max_txs_per_block as usize,
+            _ => 0,
+        };
+        let candidates = self.lock_pool().ready(max);
+        let produced = {
+            let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
+            chain.produce_block(candidates, key, timestamp_ms)?
+        };
+        let hashes: Vec<Hash> = produced.block.transactions.iter().map(signing::transaction_hash).collect();
+        self.lock_pool().prune(&hashes, &produced.rejected);
+        let _ = self.heads.send(rpc::header_json(&produced.block, &produced.hash));
+        Ok(produced)
+    }
+}
+
+/// Opens the database and chain of a data directory.
+pub fn open_chain(
+    data_dir: &std::path::Path,
+    genesis: Option<&GenesisConfig>,
+    implemented_upgrades: Vec<String>,
+) -> anyhow::Result<Chain> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let db = Arc::new(Db::open(&data_dir.join("db")).map_err(|e| anyhow::anyhow!("cannot open database in {}: {e}", data_dir.display()))?);
+    let executor = Arc::new(Executor::new(Some(db.module_store())));
+    let chain = match genesis {
+        Some(g) => Chain::open(db, executor, g, crate::GENESIS_RUNTIME, implemented_upgrades)?,
+        None => Chain::open_existing(db, executor, implemented_upgrades).map_err(|e| {
+            anyhow::anyhow!("{e}: {} holds no chain; start with --dev or --genesis FILE", data_dir.display())
+        })?,
+    };
+    Ok(chain)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let chain = open_chain(&config.data_dir, config.genesis.as_ref(), config.implemented_upgrades.clone())?;
+    let block_time = Duration::from_millis(chain.genesis().block_time_ms);
+    let head = chain.head().clone();
+    let is_validator = match &config.validator_key {
+        Some(k) => matches!(chain.query(Query::Validator(k.public().address()))?, QueryResponse::Validator(Some(_))),
+        None => false,
+    };
+    tracing::info!(chain_id = %chain.chain_id(), height = head.height, runtime = ?chain.runtime().version, "chain opened");
+    let state = Arc::new(NodeState::new(chain, config.pool_capacity, config.validator_key.as_ref()));
+    let (addr, rpc_handle) = rpc::start(config.rpc.clone(), state.clone()).await?;
+    tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
+    println!("vexidus-node: RPC on http://{addr}");
+
+    let producer = match (config.validator_key, is_validator) {
+        (Some(key), true) => {
+            tracing::info!(validator = %key.public(), block_time_ms = block_time.as_millis() as u64, "producing blocks");
+            let state = state.clone();
+            Some(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(block_time);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let key = Arc::new(key);
+                loop {
+                    ticker.tick().await;
+                    let (state, key) = (state.clone(), key.clone());
+                    let result = tokio::task::spawn_blocking(move || state.produce(&key, now_ms())).await;
+                    match result {
+                        Ok(Ok(b)) => tracing::info!(
+                            height = b.block.header.height,
+                            txs = b.block.transactions.len(),
+                            rejected = b.rejected.len(),
+                            hash = %rpc::hex0x(b.hash),
+                            "produced block"
+                        ),
+                        Ok(Err(e)) => {
+                            tracing::error!("block production stopped: {e}");
+                            return Err::<(), ChainError>(e);
+                        }
+                        Err(e) => tracing::error!("block production task failed: {e}"),
+                    }
+                }
+            }))
+        }
+        (Some(key), false) => {
+            tracing::warn!(key = %key.public(), "the validator key is not a registered validator; not producing blocks");
+            None
+        }
+        (None, _) => None,
+    };
+
+    let outcome = match producer {
+        Some(mut task) => tokio::select! {
+            _ = shutdown => { task.abort(); Ok(()) }
+            r = &mut task => match r {
+                Ok(Err(e)) => Err(anyhow::Error::from(e)),
+                _ => Ok(()),
+            },
+        },
+        None => {
+            shutdown.await;
+            Ok(())
+        }
+    };
+    tracing::info!("shutting down");
+    let _ = rpc_handle.stop();
+    // Wait for an in-flight block to finish committing before the database closes.
+    drop(state.chain.write());
+    outcome
+}

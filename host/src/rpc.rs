@@ -1,0 +1,416 @@
+//! JSON-RPC over HTTP and WebSocket on one port (SPEC §9), with a request size cap and a
+//! per-IP rate limit.
+//!
+//! Every error says what is wrong. Codes: `-32602` for parameters that do not parse (bad hex,
+//! bad address), `-32005` when the rate limit is hit, `1001` for a transaction refused at
+//! ingress (the message gives the reason), `1002` for a node-side failure.
+
+use crate::node::NodeState;
+use crate::pool::TxError;
+use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, ServerConfig, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Id, Params, Request};
+use jsonrpsee::{MethodResponse, RpcModule};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::block::Event;
+use vexidus_runtime_api::transaction::Operation;
+use vexidus_runtime_api::{Address, Block, Hash, Receipt, RuntimeVersion, SignedTransaction, ValidatorInfo};
+
+/// Parameters that do not parse.
+pub const INVALID_PARAMS: i32 = -32602;
+/// Rate limit hit.
+pub const RATE_LIMITED: i32 = -32005;
+/// Transaction refused at ingress.
+pub const TX_REFUSED: i32 = 1001;
+/// Node-side failure.
+pub const NODE_ERROR: i32 = 1002;
+
+/// RPC server settings.
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Requests per second per client IP.
+    pub rate_limit: u32,
+    /// Largest request body in bytes.
+    pub max_request_bytes: u32,
+}
+
+fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+fn bad_params(msg: impl Into<String>) -> ErrorObjectOwned {
+    err(INVALID_PARAMS, msg)
+}
+
+fn node_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    err(NODE_ERROR, e.to_string())
+}
+
+/// `0x` + lowercase hex.
+pub fn hex0x(bytes: impl AsRef<[u8]>) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+fn parse_hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
+    let s = s.trim();
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    hex::decode(s).map_err(|e| bad_params(format!("{what} is not valid hex: {e}")))
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
+    parse_hex_bytes(s, "hash")?
+        .try_into()
+        .map_err(|v: Vec<u8>| bad_params(format!("a hash is 32 bytes, got {}", v.len())))
+}
+
+fn one_param<T: serde::de::DeserializeOwned>(params: &Params<'_>, what: &str) -> Result<T, ErrorObjectOwned> {
+    let mut seq = params.sequence();
+    seq.next::<T>().map_err(|e| bad_params(format!("expected {what} as the first parameter: {}", e.message())))
+}
+
+/// JSON of a runtime version plus the code hash.
+pub fn version_json(v: &RuntimeVersion, code_hash: &Hash) -> Value {
+    json!({
+        "spec_name": v.spec_name, "spec_version": v.spec_version, "impl_version": v.impl_version,
+        "abi_version": v.abi_version, "code_hash": hex0x(code_hash),
+    })
+}
+
+/// JSON of an operation.
+pub fn operation_json(op: &Operation) -> Value {
+    match op {
+        Operation::Transfer { to, amount } => json!({ "type": "Transfer", "to": to.to_string(), "amount": amount }),
+        Operation::RegisterValidator { stake, commission_bps } => {
+            json!({ "type": "RegisterValidator", "stake": stake, "commission_bps": commission_bps })
+        }
+        Operation::Delegate { validator, amount } => {
+            json!({ "type": "Delegate", "validator": validator.to_string(), "amount": amount })
+        }
+        Operation::Undelegate { validator, amount } => {
+            json!({ "type": "Undelegate", "validator": validator.to_string(), "amount": amount })
+        }
+        other => json!({ "type": other.name(), "discriminant": other.discriminant() }),
+    }
+}
+
+/// JSON of an event.
+pub fn event_json(e: &Event) -> Value {
+    match e {
+        Event::Transferred { from, to, amount } => {
+            json!({ "type": "Transferred", "from": from.to_string(), "to": to.to_string(), "amount": amount })
+        }
+        Event::FeePaid { payer, fee, to_proposer, to_treasury } => json!({
+            "type": "FeePaid", "payer": payer.to_string(), "fee": fee,
+            "to_proposer": to_proposer, "to_treasury": to_treasury,
+        }),
+        Event::ValidatorRegistered { validator, stake, commission_bps } => json!({
+            "type": "ValidatorRegistered", "validator": validator.to_string(), "stake": stake, "commission_bps": commission_bps,
+        }),
+        Event::Delegated { delegator, validator, amount } => json!({
+            "type": "Delegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
+        }),
+        Event::Undelegated { delegator, validator, amount } => json!({
+            "type": "Undelegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
+        }),
+        Event::RewardsClaimed { validator, amount } => {
+            json!({ "type": "RewardsClaimed", "validator": validator.to_string(), "amount": amount })
+        }
+        Event::Unjailed { validator } => json!({ "type": "Unjailed", "validator": validator.to_string() }),
+        Event::RuntimeUpgraded { name, version } => json!({
+            "type": "RuntimeUpgraded", "name": name, "spec_name": version.spec_name, "spec_version": version.spec_version,
+        }),
+        Event::UpgradeAborted { name, reason } => json!({ "type": "UpgradeAborted", "name": name, "reason": reason }),
+    }
+}
+
+/// JSON of a receipt.
+pub fn receipt_json(r: &Receipt) -> Value {
+    json!({
+        "success": r.success, "error": r.error, "gas_used": r.gas_used, "fee": r.fee,
+        "events": r.events.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+/// JSON of a transaction.
+pub fn transaction_json(tx: &SignedTransaction) -> Value {
+    let t = &tx.transaction;
+    json!({
+        "hash": hex0x(vexidus_runtime_api::signing::transaction_hash(tx)),
+        "chain_id": t.chain_id, "sender": t.sender.to_string(), "sender_address": t.sender.address().to_string(),
+        "nonce": t.nonce, "max_gas": t.max_gas, "valid_until": t.valid_until,
+        "operations": t.operations.iter().map(operation_json).collect::<Vec<_>>(),
+    })
+}
+
+/// JSON of a block header plus its hash.
+pub fn header_json(block: &Block, hash: &Hash) -> Value {
+    let h = &block.header;
+    json!({
+        "hash": hex0x(hash), "height": h.height, "parent_hash": hex0x(h.parent_hash), "timestamp_ms": h.timestamp_ms,
+        "proposer": h.proposer.to_string(), "state_root": hex0x(h.state_root),
+        "transactions_root": hex0x(h.transactions_root), "receipts_root": hex0x(h.receipts_root),
+        "transaction_count": block.transactions.len(),
+    })
+}
+
+/// JSON of a validator.
+pub fn validator_json(v: &ValidatorInfo) -> Value {
+    json!({
+        "address": v.address.to_string(), "public_key": v.public_key.to_string(), "self_stake": v.self_stake,
+        "delegated": v.delegated, "total_stake": v.total_stake(), "commission_bps": v.commission_bps,
+        "jailed_until": v.jailed_until, "unclaimed_rewards": v.unclaimed_rewards, "registered_at": v.registered_at,
+    })
+}
+
+fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned> {
+    state.read_chain().query(q).map_err(node_err)
+}
+
+/// Builds the RPC methods over the node's shared state.
+pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
+    let mut m = RpcModule::new(state);
+    let result = (|| -> Result<(), jsonrpsee::core::RegisterMethodError> {
+        m.register_method("vex_submitTransaction", |params, state, _| {
+            let hex: String = one_param(&params, "a hex-encoded signed transaction")?;
+            let bytes = parse_hex_bytes(&hex, "transaction")?;
+            state.submit(&bytes).map(hex0x).map_err(|e| match e {
+                TxError::Node(e) => node_err(e),
+                other => err(TX_REFUSED, other.to_string()),
+            })
+        })?;
+        m.register_method("vex_getStatus", |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) })?;
+        m.register_method("vex_getBlock", |params, state, _| -> Result<Value, ErrorObjectOwned> {
+            let id: Value = one_param(&params, "a height or a block hash")?;
+            let chain = state.read_chain();
+            let db = chain.db();
+            let block = match &id {
+                Value::Number(n) => {
+                    let h = n.as_u64().ok_or_else(|| bad_params("height must be a non-negative integer"))?;
+                    db.block_at(h).map_err(node_err)?
+                }
+                Value::String(s) if s == "latest" => db.block_at(chain.head().height).map_err(node_err)?,
+                Value::String(s) => db.block(&parse_hash(s)?).map_err(node_err)?,
+                _ => return Err(bad_params("expected a height (number), a block hash (hex string) or \"latest\"")),
+            };
+            let Some(block) = block else { return Ok(Value::Null) };
+            let hash = vexidus_runtime_api::signing::header_hash(&block.header);
+            let receipts = db.receipts(block.header.height).map_err(node_err)?.unwrap_or_default();
+            let mut v = header_json(&block, &hash);
+            v["signature"] = json!(block.signature.to_string());
+            v["transactions"] = json!(block
+                .transactions
+                .iter()
+                .zip(receipts.iter())
+                .map(|(t, r)| {
+                    let mut tj = transaction_json(t);
+                    tj["receipt"] = receipt_json(r);
+                    tj
+                })
+                .collect::<Vec<_>>());
+            Ok(v)
+        })?;
+        m.register_method("vex_getTransaction", |params, state, _| -> Result<Value, ErrorObjectOwned> {
+            let h: String = one_param(&params, "a transaction hash")?;
+            let hash = parse_hash(&h)?;
+            if state.is_pending(&hash) {
+                return Ok(json!({ "hash": hex0x(hash), "status": "pending" }));
+            }
+            let chain = state.read_chain();
+            let db = chain.db();
+            let Some((height, index)) = db.tx_location(&hash).map_err(node_err)? else { return Ok(Value::Null) };
+            let block = db.block_at(height).map_err(node_err)?.ok_or_else(|| node_err("indexed block missing"))?;
+            let receipts = db.receipts(height).map_err(node_err)?.unwrap_or_default();
+            let tx = block.transactions.get(index as usize).ok_or_else(|| node_err("indexed transaction missing"))?;
+            let receipt = receipts.get(index as usize).ok_or_else(|| node_err("receipt missing"))?;
+            Ok(json!({
+                "hash": hex0x(hash), "status": "included", "height": height, "index": index,
+                "block_hash": hex0x(vexidus_runtime_api::signing::header_hash(&block.header)),
+                "transaction": transaction_json(tx), "receipt": receipt_json(receipt),
+            }))
+        })?;
+        m.register_method("vex_getAccount", |params, state, _| -> Result<Value, ErrorObjectOwned> {
+            let a: String = one_param(&params, "an address")?;
+            let address = Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
+            match query(state, Query::Account(address))? {
+                QueryResponse::Account(acct) => {
+                    Ok(json!({ "address": address.to_string(), "balance": acct.balance, "nonce": acct.nonce }))
+                }
+                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+            }
+        })?;
+        m.register_method("vex_getValidators", |_, state, _| -> Result<Value, ErrorObjectOwned> {
+            match query(state, Query::Validators)? {
+                QueryResponse::Validators(vs) => Ok(json!(vs.iter().map(validator_json).collect::<Vec<_>>())),
+                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+            }
+        })?;
+        m.register_method("vex_getValidator", |params, state, _| -> Result<Value, ErrorObjectOwned> {
+            let a: String = one_param(&params, "an address")?;
+            let address = Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
+            match query(state, Query::Validator(address))? {
+                QueryResponse::Validator(v) => Ok(v.as_ref().map(validator_json).unwrap_or(Value::Null)),
+                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+            }
+        })?;
+        m.register_method("vex_getParameters", |_, state, _| -> Result<Value, ErrorObjectOwned> {
+            match query(state, Query::Parameters)? {
+                QueryResponse::Parameters(p) => Ok(serde_json::to_value(crate::genesis::ParametersEntry::from(p)).map_err(node_err)?),
+                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+            }
+        })?;
+        m.register_method("vex_getRuntimeVersion", |_, state, _| -> Result<Value, ErrorObjectOwned> {
+            let chain = state.read_chain();
+            let rt = chain.runtime();
+            Ok(version_json(&rt.version, &rt.code_hash))
+        })?;
+        m.register_subscription(
+            "vex_subscribeNewHeads",
+            "vex_newHead",
+            "vex_unsubscribeNewHeads",
+            |_, pending, state, _| async move {
+                let mut rx = state.heads.subscribe();
+                let sink = pending.accept().await?;
+                loop {
+                    tokio::select! {
+                        _ = sink.closed() => break,
+                        head = rx.recv() => match head {
+                            Ok(head) => {
+                                let msg = serde_json::value::to_raw_value(&head)?;
+                                if sink.send(msg).await.is_err() { break; }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => break,
+                        },
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    })();
+    result.expect("method names are unique");
+    m
+}
+
+/// A token bucket per client IP, shared by all connections.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` requests per second per IP, with bursts of the same size.
+    pub fn new(per_second: u32) -> Self {
+        Self { per_second: per_second.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes `n` tokens for `ip`; false when there are not enough.
+    pub fn allow(&self, ip: IpAddr, n: usize) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 10_000 {
+            let per_second = self.per_second;
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.per_second, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.per_second);
+        *at = now;
+        if *tokens >= n as f64 {
+            *tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The rate-limit middleware of one connection.
+#[derive(Clone)]
+struct RateLimit<S> {
+    inner: S,
+    ip: IpAddr,
+    limiter: Arc<RateLimiter>,
+}
+
+fn limited(id: Id<'_>) -> MethodResponse {
+    MethodResponse::error(id, err(RATE_LIMITED, "rate limit exceeded: too many requests from this address; slow down"))
+}
+
+impl<S> RpcServiceT for RateLimit<S>
+where
+    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let allowed = self.limiter.allow(self.ip, 1);
+        let inner = self.inner.clone();
+        async move { if allowed { inner.call(request).await } else { limited(request.id) } }
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let allowed = self.limiter.allow(self.ip, batch.len().max(1));
+        let inner = self.inner.clone();
+        async move { if allowed { inner.batch(batch).await } else { limited(Id::Null) } }
+    }
+
+    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
+
+/// Binds the RPC port and serves until the returned handle is stopped.
+pub async fn start(config: RpcConfig, state: Arc<NodeState>) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let local = listener.local_addr()?;
+    let (stop_handle, server_handle) = stop_channel();
+    let limiter = Arc::new(RateLimiter::new(config.rate_limit));
+    let methods: jsonrpsee::Methods = module(state).into();
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_request_bytes)
+        .max_response_body_size(64 * 1024 * 1024)
+        .max_connections(1_000)
+        .build();
+    let svc_builder = jsonrpsee::server::Server::builder().set_config(server_config).to_service_builder();
+
+    tokio::spawn(async move {
+        loop {
+            let (sock, remote) = tokio::select! {
+                res = listener.accept() => match res {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!("rpc accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop_handle.clone().shutdown() => break,
+            };
+            let ip = remote.ip();
+            let limiter = limiter.clone();
+            let middleware = RpcServiceBuilder::new().layer_fn(move |inner| RateLimit { inner, ip, limiter: limiter.clone() });
+            let svc = svc_builder.clone().set_rpc_middleware(middleware).build(methods.clone(), stop_handle.clone());
+            let stopped = stop_handle.clone().shutdown();
+            tokio::spawn(async move {
+                if let Err(e) = serve_with_graceful_shutdown(sock, svc, stopped).await {
+                    tracing::debug!("rpc connection from {remote} ended: {e}");
+                }
+            });
+        }
+    });
+    Ok((local, server_handle))
+}
