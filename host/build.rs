@@ -15,14 +15,23 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
 
     for dir in ["runtime", "runtime-api", "governance-pallet"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
     println!("cargo:rerun-if-env-changed=VEXIDUS_RUNTIME_FEATURES");
     println!("cargo:rerun-if-env-changed=VEXIDUS_WASM_TARGET_DIR");
 
@@ -45,7 +54,11 @@ fn default_target_dir(out_dir: &Path, features: &str) -> PathBuf {
         .find(|p| p.join("CACHEDIR.TAG").exists())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.join("wasm"));
-    let suffix = if features.is_empty() { String::new() } else { format!("-{}", features.replace(',', "-")) };
+    let suffix = if features.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", features.replace(',', "-"))
+    };
     target.join(format!("runtime-wasm{suffix}"))
 }
 
@@ -53,7 +66,9 @@ fn default_target_dir(out_dir: &Path, features: &str) -> PathBuf {
 /// same command line (see `tests/`).
 fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let cargo_home = env::var("CARGO_HOME").ok().or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    let cargo_home = env::var("CARGO_HOME")
+        .ok()
+        .or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
     let mut rustflags = vec![
         format!("--remap-path-prefix={}=/vexidus", root.display()),
         format!("--remap-path-prefix={}=/target", target_dir.display()),
@@ -64,7 +79,14 @@ fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> PathBuf {
 
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["rustc", "--locked", "-p", "vexidus-runtime", "--target", "wasm32-unknown-unknown"])
+        .args([
+            "rustc",
+            "--locked",
+            "-p",
+            "vexidus-runtime",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
         .args(["--profile", "runtime-wasm", "--crate-type", "cdylib"])
         .arg("--target-dir")
         .arg(target_dir);

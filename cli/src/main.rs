@@ -1,1 +1,494 @@
-fn main() {}
+//! `vexidus`: the operator and client command line. `main` maps errors to exit codes; every
+//! command takes `--rpc URL` and `--output text|json`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vexidus_cli::{RpcClient, format_vxs, parse_vxs};
+use vexidus_runtime_api::signing::{Keypair, dev_seed};
+use vexidus_runtime_api::transaction::{Operation, Transaction};
+use vexidus_runtime_api::{Address, PublicKey};
+
+#[derive(Parser)]
+#[command(name = "vexidus", version, about = "Vexidus operator and client CLI")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// The node's JSON-RPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9933",
+        env = "VEXIDUS_RPC"
+    )]
+    rpc: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key files.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Send transactions.
+    #[command(subcommand)]
+    Tx(TxCmd),
+    /// Read chain state.
+    #[command(subcommand)]
+    Query(QueryCmd),
+    /// Inspect runtime blobs.
+    #[command(subcommand)]
+    Runtime(RuntimeCmd),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Creates a new random key file (mode 0600).
+    Generate {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prints a key file's public key and address.
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
+    /// Writes the well-known development key (validator, authority and funded on `--dev`).
+    Dev {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct SendOpts {
+    /// Key file of the sender.
+    #[arg(long)]
+    key: PathBuf,
+    /// Gas limit; defaults to exactly what the operations need.
+    #[arg(long)]
+    max_gas: Option<u64>,
+    /// Blocks from now the transaction stays valid.
+    #[arg(long, default_value_t = 100)]
+    valid_for: u64,
+    /// Submit and print the hash without waiting for inclusion.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds to wait for inclusion.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum TxCmd {
+    /// Sends VXS.
+    Transfer {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        /// Amount in VXS (up to 9 decimals).
+        #[arg(long)]
+        amount: String,
+    },
+    /// Registers the sender as a validator.
+    RegisterValidator {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Self-stake in VXS.
+        #[arg(long)]
+        stake: String,
+        /// Commission in basis points.
+        #[arg(long, default_value_t = 500)]
+        commission_bps: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCmd {
+    /// Chain status: height, head, runtime.
+    Status,
+    /// A block by height, hash or `latest`.
+    Block {
+        /// Height, `0x` hash or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+    },
+    /// An account's balance and nonce.
+    Account {
+        /// Address.
+        address: String,
+    },
+    /// Every validator.
+    Validators,
+    /// One validator.
+    Validator {
+        /// Address.
+        address: String,
+    },
+    /// A transaction by hash.
+    Transaction {
+        /// Hash.
+        hash: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuntimeCmd {
+    /// Prints the blake3 hash of a runtime blob (what governance votes on).
+    Hash {
+        /// The blob.
+        file: PathBuf,
+    },
+    /// Prints the version embedded in a runtime blob.
+    Version {
+        /// The blob.
+        file: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = cli.global;
+    let client = RpcClient::new(&g.rpc);
+    match cli.command {
+        Command::Keys(k) => keys(k, g.output),
+        Command::Tx(t) => tx(t, &client, g.output),
+        Command::Query(q) => query(q, &client, g.output),
+        Command::Runtime(r) => runtime(r, g.output),
+    }
+}
+
+fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
+    match output {
+        Output::Json => println!("{value}"),
+        Output::Text => println!("{}", text()),
+    }
+}
+
+fn write_key(path: &Path, key: &Keypair, force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(path).with_context(|| {
+        if path.exists() && !force {
+            format!(
+                "{} already exists (pass --force to overwrite)",
+                path.display()
+            )
+        } else {
+            format!("cannot write {}", path.display())
+        }
+    })?;
+    writeln!(f, "{}", key.seed_hex())?;
+    Ok(())
+}
+
+fn read_key(path: &Path) -> Result<Keypair> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    Keypair::from_seed_hex(&text)
+        .map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
+}
+
+fn key_json(key: &Keypair) -> Value {
+    json!({ "public_key": key.public().to_string(), "address": key.public().address().to_string() })
+}
+
+fn keys(cmd: KeysCmd, output: Output) -> Result<()> {
+    let (key, out) = match cmd {
+        KeysCmd::Generate { out, force } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed)
+                .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+            let key = Keypair::from_seed(seed);
+            write_key(&out, &key, force)?;
+            (key, Some(out))
+        }
+        KeysCmd::Dev { out, force } => {
+            let key = Keypair::from_seed(dev_seed());
+            write_key(&out, &key, force)?;
+            (key, Some(out))
+        }
+        KeysCmd::Show { file } => (read_key(&file)?, None),
+    };
+    let v = key_json(&key);
+    print(output, &v, || {
+        let mut s = format!(
+            "public key: {}\naddress:    {}",
+            key.public(),
+            key.public().address()
+        );
+        if let Some(out) = out {
+            s.push_str(&format!("\nwritten to: {}", out.display()));
+        }
+        s
+    });
+    Ok(())
+}
+
+fn parse_address(s: &str) -> Result<Address> {
+    Address::from_hex(s).map_err(|e| anyhow::anyhow!("{s:?} is not an address: {e}"))
+}
+
+fn u(v: &Value, field: &str) -> u64 {
+    v.get(field).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn send(
+    client: &RpcClient,
+    opts: &SendOpts,
+    operations: Vec<Operation>,
+    output: Output,
+) -> Result<()> {
+    let key = read_key(&opts.key)?;
+    let status = client.status()?;
+    let chain_id = status
+        .get("chain_id")
+        .and_then(Value::as_str)
+        .context("node did not report a chain id")?
+        .to_string();
+    let height = u(&status, "height");
+    let account = client.call(
+        "vex_getAccount",
+        json!([key.public().address().to_string()]),
+    )?;
+    let tx = Transaction {
+        chain_id,
+        sender: key.public(),
+        nonce: u(&account, "nonce"),
+        max_gas: 0,
+        valid_until: height + opts.valid_for,
+        operations,
+    };
+    let max_gas = opts.max_gas.unwrap_or_else(|| tx.intrinsic_gas());
+    let signed = key.sign_transaction(Transaction { max_gas, ..tx });
+    let hash = client.submit(&signed)?;
+    if opts.no_wait {
+        print(
+            output,
+            &json!({ "hash": hash, "status": "pending" }),
+            || format!("submitted {hash}"),
+        );
+        return Ok(());
+    }
+    let included = client.wait_included(&hash, Duration::from_secs(opts.timeout))?;
+    let receipt = included.get("receipt").cloned().unwrap_or(Value::Null);
+    print(output, &included, || {
+        format!(
+            "transaction {hash}\nincluded in block {} (index {})\nstatus:   {}\ngas used: {}\nfee:      {}{}",
+            u(&included, "height"),
+            u(&included, "index"),
+            if receipt["success"].as_bool() == Some(true) {
+                "success"
+            } else {
+                "FAILED"
+            },
+            u(&receipt, "gas_used"),
+            format_vxs(receipt["fee"].as_u64().unwrap_or(0) as u128),
+            receipt["error"]
+                .as_str()
+                .map(|e| format!("\nerror:    {e}"))
+                .unwrap_or_default(),
+        )
+    });
+    if receipt["success"].as_bool() != Some(true) {
+        bail!(
+            "transaction failed: {}",
+            receipt["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    Ok(())
+}
+
+fn tx(cmd: TxCmd, client: &RpcClient, output: Output) -> Result<()> {
+    match cmd {
+        TxCmd::Transfer {
+            send: opts,
+            to,
+            amount,
+        } => {
+            let to = parse_address(&to)?;
+            let amount = parse_vxs(&amount).map_err(anyhow::Error::msg)?;
+            send(
+                client,
+                &opts,
+                vec![Operation::Transfer { to, amount }],
+                output,
+            )
+        }
+        TxCmd::RegisterValidator {
+            send: opts,
+            stake,
+            commission_bps,
+        } => {
+            let stake = parse_vxs(&stake).map_err(anyhow::Error::msg)?;
+            send(
+                client,
+                &opts,
+                vec![Operation::RegisterValidator {
+                    stake,
+                    commission_bps,
+                }],
+                output,
+            )
+        }
+    }
+}
+
+fn query(cmd: QueryCmd, client: &RpcClient, output: Output) -> Result<()> {
+    match cmd {
+        QueryCmd::Status => {
+            let s = client.status()?;
+            print(output, &s, || {
+                format!(
+                    "chain:     {}\nheight:    {}\nfinalized: {}\nhead:      {}\nruntime:   {} v{} ({})\npending:   {}",
+                    s["chain_id"].as_str().unwrap_or("?"),
+                    u(&s, "height"),
+                    u(&s, "finalized_height"),
+                    s["head_hash"].as_str().unwrap_or("?"),
+                    s["runtime"]["spec_name"].as_str().unwrap_or("?"),
+                    s["runtime"]["spec_version"],
+                    s["runtime"]["code_hash"].as_str().unwrap_or("?"),
+                    u(&s, "pending_transactions"),
+                )
+            });
+        }
+        QueryCmd::Block { id } => {
+            let param = match id.parse::<u64>() {
+                Ok(h) => json!(h),
+                Err(_) => json!(id),
+            };
+            let b = client.call("vex_getBlock", json!([param]))?;
+            if b.is_null() {
+                bail!("no block {id}");
+            }
+            print(output, &b, || {
+                serde_json::to_string_pretty(&b).unwrap_or_default()
+            });
+        }
+        QueryCmd::Account { address } => {
+            let a = parse_address(&address)?;
+            let v = client.call("vex_getAccount", json!([a.to_string()]))?;
+            print(output, &v, || {
+                format!(
+                    "address: {}\nbalance: {} ({} nanoVXS)\nnonce:   {}",
+                    a,
+                    format_vxs(v["balance"].as_u64().unwrap_or(0) as u128),
+                    v["balance"],
+                    u(&v, "nonce")
+                )
+            });
+        }
+        QueryCmd::Validators => {
+            let v = client.call("vex_getValidators", json!([]))?;
+            print(output, &v, || {
+                let rows: Vec<String> = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                format!(
+                                    "{}  stake {}  commission {} bps  jailed until {}",
+                                    x["address"].as_str().unwrap_or("?"),
+                                    format_vxs(x["total_stake"].as_u64().unwrap_or(0) as u128),
+                                    x["commission_bps"],
+                                    x["jailed_until"]
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.join("\n")
+            });
+        }
+        QueryCmd::Validator { address } => {
+            let a = parse_address(&address)?;
+            let v = client.call("vex_getValidator", json!([a.to_string()]))?;
+            if v.is_null() {
+                bail!("{a} is not a validator");
+            }
+            print(output, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
+        }
+        QueryCmd::Transaction { hash } => {
+            let v = client.call("vex_getTransaction", json!([hash]))?;
+            if v.is_null() {
+                bail!("unknown transaction {hash}");
+            }
+            print(output, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
+        }
+    }
+    Ok(())
+}
+
+fn runtime(cmd: RuntimeCmd, output: Output) -> Result<()> {
+    let file = match &cmd {
+        RuntimeCmd::Hash { file } | RuntimeCmd::Version { file } => file,
+    };
+    let code = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match cmd {
+        RuntimeCmd::Hash { .. } => {
+            let hash = format!("0x{}", blake3::hash(&code).to_hex());
+            print(output, &json!({ "hash": hash, "size": code.len() }), || {
+                hash.clone()
+            });
+        }
+        RuntimeCmd::Version { .. } => {
+            let v = vexidus_cli::runtime_version(&code).map_err(anyhow::Error::msg)?;
+            let j = json!({
+                "spec_name": v.spec_name, "spec_version": v.spec_version,
+                "impl_version": v.impl_version, "abi_version": v.abi_version,
+            });
+            print(output, &j, || {
+                format!(
+                    "{} spec_version {} impl_version {} abi_version {}",
+                    v.spec_name, v.spec_version, v.impl_version, v.abi_version
+                )
+            });
+        }
+    }
+    let _ = PublicKey::default();
+    Ok(())
+}

@@ -15,7 +15,9 @@ use vexidus_runtime_api::abi::{
     QueryResponse, ValidTransaction, ValidateArgs,
 };
 use vexidus_runtime_api::signing::{self, Keypair};
-use vexidus_runtime_api::{Block, GenesisConfig, Hash, Header, PublicKey, Receipt, Signature, SignedTransaction};
+use vexidus_runtime_api::{
+    Block, GenesisConfig, Hash, Header, PublicKey, Receipt, Signature, SignedTransaction,
+};
 
 /// Chain errors.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,9 @@ pub enum ChainError {
         reason: String,
     },
     /// An approved binary upgrade this binary does not implement is due at `height`.
-    #[error("binary upgrade `{name}` is due at height {height} and this binary does not implement it")]
+    #[error(
+        "binary upgrade `{name}` is due at height {height} and this binary does not implement it"
+    )]
     UpgradeHalt {
         /// Plan name.
         name: String,
@@ -86,7 +90,10 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain").field("head", &self.head).field("runtime", &self.runtime).finish()
+        f.debug_struct("Chain")
+            .field("head", &self.head)
+            .field("runtime", &self.runtime)
+            .finish()
     }
 }
 
@@ -118,7 +125,9 @@ impl Chain {
         let runtime = match db.head()? {
             None => Self::build_genesis(&db, &executor, genesis, genesis_code)?,
             Some(_) => {
-                let stored = db.genesis()?.ok_or_else(|| ChainError::Genesis("database has blocks but no genesis".into()))?;
+                let stored = db.genesis()?.ok_or_else(|| {
+                    ChainError::Genesis("database has blocks but no genesis".into())
+                })?;
                 if stored != *genesis {
                     return Err(ChainError::Genesis(format!(
                         "the data directory holds chain {:?}, not the requested genesis of chain {:?}; use another --data-dir",
@@ -131,23 +140,49 @@ impl Chain {
                 executor.prototype(&code)?
             }
         };
-        let head = db.head()?.ok_or_else(|| ChainError::Genesis("genesis was not stored".into()))?;
+        let head = db
+            .head()?
+            .ok_or_else(|| ChainError::Genesis("genesis was not stored".into()))?;
         let lthash = db.lthash()?;
-        Ok(Self { db, executor, head, lthash, runtime, genesis: genesis.clone(), implemented_upgrades })
+        Ok(Self {
+            db,
+            executor,
+            head,
+            lthash,
+            runtime,
+            genesis: genesis.clone(),
+            implemented_upgrades,
+        })
     }
 
     /// Opens the chain already stored in `db`, with the genesis it records.
-    pub fn open_existing(db: Arc<Db>, executor: Arc<Executor>, implemented_upgrades: Vec<String>) -> Result<Self> {
-        let genesis = db.genesis()?.ok_or_else(|| ChainError::Genesis("the database holds no chain".into()))?;
+    pub fn open_existing(
+        db: Arc<Db>,
+        executor: Arc<Executor>,
+        implemented_upgrades: Vec<String>,
+    ) -> Result<Self> {
+        let genesis = db
+            .genesis()?
+            .ok_or_else(|| ChainError::Genesis("the database holds no chain".into()))?;
         Self::open(db, executor, &genesis, &[], implemented_upgrades)
     }
 
-    fn build_genesis(db: &Db, executor: &Executor, genesis: &GenesisConfig, code: &[u8]) -> Result<Arc<Prototype>> {
+    fn build_genesis(
+        db: &Db,
+        executor: &Executor,
+        genesis: &GenesisConfig,
+        code: &[u8],
+    ) -> Result<Arc<Prototype>> {
         let runtime = executor.prototype(code)?;
         let mut overlay = StateOverlay::new(db);
         crate::executor::Externalities::set(&mut overlay, abi::CODE_KEY, code);
-        let built: std::result::Result<(), String> =
-            executor.call(&runtime, abi::GENESIS_BUILD, genesis, &mut overlay, executor.fuel.genesis)?;
+        let built: std::result::Result<(), String> = executor.call(
+            &runtime,
+            abi::GENESIS_BUILD,
+            genesis,
+            &mut overlay,
+            executor.fuel.genesis,
+        )?;
         built.map_err(ChainError::Genesis)?;
         let changes = overlay.into_changes();
         let lthash = db.updated_lthash(&LtHash::default(), &changes)?;
@@ -160,7 +195,11 @@ impl Chain {
             transactions_root: transactions_root(&[]),
             receipts_root: receipts_root(&[]),
         };
-        let block = Block { header, transactions: vec![], signature: Signature::default() };
+        let block = Block {
+            header,
+            transactions: vec![],
+            signature: Signature::default(),
+        };
         let hash = signing::header_hash(&block.header);
         db.commit_block(BlockCommit {
             block: &block,
@@ -213,8 +252,13 @@ impl Chain {
     /// Asks the runtime a read-only question about the head state.
     pub fn query(&self, q: Query) -> Result<QueryResponse> {
         let mut overlay = StateOverlay::new(&*self.db);
-        let r: std::result::Result<QueryResponse, String> =
-            self.executor.call(&self.runtime, abi::QUERY, &q, &mut overlay, self.executor.fuel.query)?;
+        let r: std::result::Result<QueryResponse, String> = self.executor.call(
+            &self.runtime,
+            abi::QUERY,
+            &q,
+            &mut overlay,
+            self.executor.fuel.query,
+        )?;
         r.map_err(ChainError::Runtime)
     }
 
@@ -224,7 +268,10 @@ impl Chain {
         tx: &SignedTransaction,
     ) -> Result<std::result::Result<ValidTransaction, InvalidTransaction>> {
         let mut overlay = StateOverlay::new(&*self.db);
-        let args = ValidateArgs { height: self.head.height + 1, transaction: tx.clone() };
+        let args = ValidateArgs {
+            height: self.head.height + 1,
+            transaction: tx.clone(),
+        };
         Ok(self.executor.call(
             &self.runtime,
             abi::VALIDATE_TRANSACTION,
@@ -266,7 +313,8 @@ impl Chain {
             }
         }
         overlay.commit_transaction();
-        let (txs, receipts, rejected) = self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
+        let (txs, receipts, rejected) =
+            self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
@@ -281,9 +329,18 @@ impl Chain {
         };
         let hash = signing::header_hash(&header);
         let signature = key.sign(signing::BLOCK_DOMAIN, self.chain_id(), &hash);
-        let block = Block { header, transactions: txs, signature };
+        let block = Block {
+            header,
+            transactions: txs,
+            signature,
+        };
         self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
-        Ok(ExecutedBlock { block, hash, receipts, rejected })
+        Ok(ExecutedBlock {
+            block,
+            hash,
+            receipts,
+            rejected,
+        })
     }
 
     /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage).
@@ -294,28 +351,51 @@ impl Chain {
             return Err(invalid(format!("expected height {}", self.head.height + 1)));
         }
         if block.header.parent_hash != self.head.hash {
-            return Err(invalid(format!("parent {} is not the head {}", hex::encode(block.header.parent_hash), hex::encode(self.head.hash))));
+            return Err(invalid(format!(
+                "parent {} is not the head {}",
+                hex::encode(block.header.parent_hash),
+                hex::encode(self.head.hash)
+            )));
         }
         let hash = signing::header_hash(&block.header);
-        if !signing::verify(&block.header.proposer, signing::BLOCK_DOMAIN, self.chain_id(), &hash, &block.signature) {
+        if !signing::verify(
+            &block.header.proposer,
+            signing::BLOCK_DOMAIN,
+            self.chain_id(),
+            &hash,
+            &block.signature,
+        ) {
             return Err(invalid("bad proposer signature".into()));
         }
         let proposer_address = block.header.proposer.address();
         match self.query(Query::Validator(proposer_address))? {
             QueryResponse::Validator(Some(v)) if !v.is_jailed_at(height) => {}
-            _ => return Err(invalid(format!("proposer {proposer_address} is not an active validator"))),
+            _ => {
+                return Err(invalid(format!(
+                    "proposer {proposer_address} is not an active validator"
+                )));
+            }
         }
-        if let Some(i) = block.transactions.iter().position(|t| !signing::verify_transaction(t)) {
+        if let Some(i) = block
+            .transactions
+            .iter()
+            .position(|t| !signing::verify_transaction(t))
+        {
             return Err(invalid(format!("transaction {i} has a bad signature")));
         }
-        let tx_hashes: Vec<Hash> = block.transactions.iter().map(signing::transaction_hash).collect();
+        let tx_hashes: Vec<Hash> = block
+            .transactions
+            .iter()
+            .map(signing::transaction_hash)
+            .collect();
         if transactions_root(&tx_hashes) != block.header.transactions_root {
             return Err(invalid("transactions root mismatch".into()));
         }
         let ctx = self.context(height, block.header.proposer);
         let db = self.db.clone();
         let mut overlay = StateOverlay::new(&*db);
-        let (_, receipts, _) = self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
+        let (_, receipts, _) =
+            self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         if lthash.root() != block.header.state_root {
@@ -329,7 +409,12 @@ impl Chain {
             return Err(invalid("receipts root mismatch".into()));
         }
         self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
-        Ok(ExecutedBlock { block, hash, receipts, rejected: vec![] })
+        Ok(ExecutedBlock {
+            block,
+            hash,
+            receipts,
+            rejected: vec![],
+        })
     }
 
     fn context(&self, height: u64, proposer: PublicKey) -> BlockContext {
@@ -351,10 +436,14 @@ impl Chain {
     ) -> Result<(Vec<SignedTransaction>, Vec<Receipt>, Vec<(Hash, String)>)> {
         let fuel = self.executor.fuel;
         let begin: std::result::Result<BeginBlockOutcome, String> =
-            self.executor.call(&self.runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
+            self.executor
+                .call(&self.runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
         let begin = begin.map_err(ChainError::Runtime)?;
         if let Some(name) = begin.halt_for_upgrade {
-            return Err(ChainError::UpgradeHalt { name, height: ctx.height });
+            return Err(ChainError::UpgradeHalt {
+                name,
+                height: ctx.height,
+            });
         }
         overlay.commit_transaction();
 
@@ -362,9 +451,21 @@ impl Chain {
         let mut receipts = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
         for (i, tx) in candidates.into_iter().enumerate() {
-            let args = ApplyArgs { height: ctx.height, proposer: ctx.proposer, transaction: tx };
-            let outcome: std::result::Result<std::result::Result<Receipt, InvalidTransaction>, ExecError> =
-                self.executor.call(&self.runtime, abi::APPLY_TRANSACTION, &args, overlay, fuel.transaction);
+            let args = ApplyArgs {
+                height: ctx.height,
+                proposer: ctx.proposer,
+                transaction: tx,
+            };
+            let outcome: std::result::Result<
+                std::result::Result<Receipt, InvalidTransaction>,
+                ExecError,
+            > = self.executor.call(
+                &self.runtime,
+                abi::APPLY_TRANSACTION,
+                &args,
+                overlay,
+                fuel.transaction,
+            );
             let reason = match outcome {
                 Ok(Ok(receipt)) => {
                     overlay.commit_transaction();
@@ -380,13 +481,17 @@ impl Chain {
             };
             overlay.discard_transaction();
             if mode == Mode::Import {
-                return Err(ChainError::InvalidBlock { height: ctx.height, reason: format!("transaction {i}: {reason}") });
+                return Err(ChainError::InvalidBlock {
+                    height: ctx.height,
+                    reason: format!("transaction {i}: {reason}"),
+                });
             }
             rejected.push((signing::transaction_hash(&args.transaction), reason));
         }
 
         let end: std::result::Result<EndBlockOutcome, String> =
-            self.executor.call(&self.runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
+            self.executor
+                .call(&self.runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
         end.map_err(ChainError::Runtime)?;
         overlay.commit_transaction();
         Ok((included, receipts, rejected))
@@ -410,7 +515,11 @@ impl Chain {
             lthash: &lthash,
             genesis: None,
         })?;
-        self.head = HeadInfo { height: block.header.height, hash, state_root: block.header.state_root };
+        self.head = HeadInfo {
+            height: block.header.height,
+            hash,
+            state_root: block.header.state_root,
+        };
         self.lthash = lthash;
         if let Some(Some(code)) = changes.get(abi::CODE_KEY) {
             self.runtime = self.executor.prototype(code)?;

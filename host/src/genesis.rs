@@ -1,10 +1,10 @@
 //! Genesis configurations: the development chain of `--dev`, and the JSON genesis file.
 
 use serde::{Deserialize, Serialize};
-use vexidus_runtime_api::signing::{dev_seed, Keypair};
+use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::state::GenesisValidator;
 use vexidus_runtime_api::{
-    Address, GenesisConfig, GovernanceMode, GovernanceSettings, Parameters, PublicKey, NANO_PER_VXS,
+    Address, GenesisConfig, GovernanceMode, GovernanceSettings, NANO_PER_VXS, Parameters, PublicKey,
 };
 
 /// Chain id of the development chain.
@@ -24,14 +24,26 @@ pub fn dev_genesis() -> GenesisConfig {
     let alice = Keypair::from_seed(dev_seed()).public();
     let mut balances = vec![(alice.address(), 1_000_000 * NANO_PER_VXS)];
     for name in DEV_ACCOUNTS {
-        balances.push((Keypair::from_seed(dev_account_seed(name)).public().address(), 100_000 * NANO_PER_VXS));
+        balances.push((
+            Keypair::from_seed(dev_account_seed(name))
+                .public()
+                .address(),
+            100_000 * NANO_PER_VXS,
+        ));
     }
     GenesisConfig {
         chain_id: DEV_CHAIN_ID.into(),
         block_time_ms: 1_000,
         balances,
-        validators: vec![GenesisValidator { public_key: alice, stake: 100_000 * NANO_PER_VXS, commission_bps: 500 }],
-        governance: GovernanceSettings { mode: GovernanceMode::SeedAuthority, upgrade_authority: alice },
+        validators: vec![GenesisValidator {
+            public_key: alice,
+            stake: 100_000 * NANO_PER_VXS,
+            commission_bps: 500,
+        }],
+        governance: GovernanceSettings {
+            mode: GovernanceMode::SeedAuthority,
+            upgrade_authority: alice,
+        },
         parameters: Parameters::default(),
     }
 }
@@ -139,11 +151,22 @@ impl GenesisFile {
         Self {
             chain_id: c.chain_id.clone(),
             block_time_ms: c.block_time_ms,
-            balances: c.balances.iter().map(|(a, amount)| BalanceEntry { address: a.to_string(), amount: *amount }).collect(),
+            balances: c
+                .balances
+                .iter()
+                .map(|(a, amount)| BalanceEntry {
+                    address: a.to_string(),
+                    amount: *amount,
+                })
+                .collect(),
             validators: c
                 .validators
                 .iter()
-                .map(|v| ValidatorEntry { public_key: v.public_key.to_string(), stake: v.stake, commission_bps: v.commission_bps })
+                .map(|v| ValidatorEntry {
+                    public_key: v.public_key.to_string(),
+                    stake: v.stake,
+                    commission_bps: v.commission_bps,
+                })
                 .collect(),
             governance_mode: c.governance.mode.as_str().into(),
             upgrade_authority: c.governance.upgrade_authority.to_string(),
@@ -156,15 +179,25 @@ impl GenesisFile {
         let mode = match self.governance_mode.as_str() {
             "seed-authority" => GovernanceMode::SeedAuthority,
             "full" => GovernanceMode::Full,
-            other => return Err(format!("governance_mode {other:?}: expected \"seed-authority\" or \"full\"")),
+            other => {
+                return Err(format!(
+                    "governance_mode {other:?}: expected \"seed-authority\" or \"full\""
+                ));
+            }
         };
-        let upgrade_authority =
-            PublicKey::from_hex(&self.upgrade_authority).map_err(|e| format!("upgrade_authority: {e}"))?;
+        let upgrade_authority = PublicKey::from_hex(&self.upgrade_authority)
+            .map_err(|e| format!("upgrade_authority: {e}"))?;
         let balances = self
             .balances
             .into_iter()
             .enumerate()
-            .map(|(i, b)| Ok((Address::from_hex(&b.address).map_err(|e| format!("balances[{i}].address: {e}"))?, b.amount)))
+            .map(|(i, b)| {
+                Ok((
+                    Address::from_hex(&b.address)
+                        .map_err(|e| format!("balances[{i}].address: {e}"))?,
+                    b.amount,
+                ))
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let validators = self
             .validators
@@ -172,7 +205,8 @@ impl GenesisFile {
             .enumerate()
             .map(|(i, v)| {
                 Ok(GenesisValidator {
-                    public_key: PublicKey::from_hex(&v.public_key).map_err(|e| format!("validators[{i}].public_key: {e}"))?,
+                    public_key: PublicKey::from_hex(&v.public_key)
+                        .map_err(|e| format!("validators[{i}].public_key: {e}"))?,
                     stake: v.stake,
                     commission_bps: v.commission_bps,
                 })
@@ -189,16 +223,21 @@ impl GenesisFile {
             block_time_ms: self.block_time_ms,
             balances,
             validators,
-            governance: GovernanceSettings { mode, upgrade_authority },
+            governance: GovernanceSettings {
+                mode,
+                upgrade_authority,
+            },
             parameters: self.parameters.into(),
         })
     }
 
     /// Reads and checks a genesis file.
     pub fn load(path: &std::path::Path) -> Result<GenesisConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read genesis file {}: {e}", path.display()))?;
-        let file: GenesisFile =
-            serde_json::from_str(&text).map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))?;
-        file.into_config().map_err(|e| format!("genesis file {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read genesis file {}: {e}", path.display()))?;
+        let file: GenesisFile = serde_json::from_str(&text)
+            .map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))?;
+        file.into_config()
+            .map_err(|e| format!("genesis file {}: {e}", path.display()))
     }
 }

@@ -19,15 +19,16 @@
 use crate::chain::{Chain, ChainError, ExecutedBlock};
 use crate::executor::{ExecError, Executor};
 use crate::pool::{Pool, TxError};
-use crate::storage::overlay::Changes;
 use crate::storage::Db;
+use crate::storage::overlay::Changes;
 use std::sync::Arc;
 use vexidus_runtime_api::abi::{self, Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
-use vexidus_runtime_api::signing::{dev_seed, Keypair};
+use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{
-    AccountInfo, Address, GenesisConfig, Hash, Parameters, Receipt, SignedTransaction, ValidatorInfo,
+    AccountInfo, Address, GenesisConfig, Hash, Parameters, Receipt, SignedTransaction,
+    ValidatorInfo,
 };
 
 /// Harness errors.
@@ -71,13 +72,23 @@ impl Harness {
         let db = Arc::new(db);
         let executor = Arc::new(Executor::new(Some(db.module_store())));
         let chain = Chain::open(db, executor, &genesis, code, Vec::new())?;
-        Ok(Self { chain, pool: Pool::new(1_000_000), proposer, timestamp_ms: 0, _dir: dir })
+        Ok(Self {
+            chain,
+            pool: Pool::new(1_000_000),
+            proposer,
+            timestamp_ms: 0,
+            _dir: dir,
+        })
     }
 
     /// The development chain of `vexidus-node --dev` with the node's genesis runtime.
     pub fn dev() -> Self {
-        Self::new(crate::genesis::dev_genesis(), crate::GENESIS_RUNTIME, Self::dev_key())
-            .expect("the dev chain builds from the embedded runtime")
+        Self::new(
+            crate::genesis::dev_genesis(),
+            crate::GENESIS_RUNTIME,
+            Self::dev_key(),
+        )
+        .expect("the dev chain builds from the embedded runtime")
     }
 
     /// The well-known development key (validator, upgrade authority, funded).
@@ -104,7 +115,12 @@ impl Harness {
     /// exactly the operations' gas, valid for 100 blocks.
     pub fn sign(&self, key: &Keypair, operations: Vec<Operation>) -> SignedTransaction {
         let sender = key.public().address();
-        let pending = self.pool.ready(usize::MAX).iter().filter(|t| t.transaction.sender == key.public()).count() as u64;
+        let pending = self
+            .pool
+            .ready(usize::MAX)
+            .iter()
+            .filter(|t| t.transaction.sender == key.public())
+            .count() as u64;
         let tx = Transaction {
             chain_id: self.chain.chain_id().into(),
             sender: key.public(),
@@ -113,7 +129,10 @@ impl Harness {
             valid_until: self.height() + 100,
             operations,
         };
-        let tx = Transaction { max_gas: tx.intrinsic_gas(), ..tx };
+        let tx = Transaction {
+            max_gas: tx.intrinsic_gas(),
+            ..tx
+        };
         key.sign_transaction(tx)
     }
 
@@ -130,8 +149,15 @@ impl Harness {
     fn produce_block_with(&mut self, pre_state: Changes) -> Result<ExecutedBlock> {
         self.timestamp_ms += 1_000;
         let txs = self.pool.ready(usize::MAX);
-        let block = self.chain.produce_block_with(txs, &self.proposer, self.timestamp_ms, pre_state)?;
-        let hashes: Vec<Hash> = block.block.transactions.iter().map(vexidus_runtime_api::signing::transaction_hash).collect();
+        let block =
+            self.chain
+                .produce_block_with(txs, &self.proposer, self.timestamp_ms, pre_state)?;
+        let hashes: Vec<Hash> = block
+            .block
+            .transactions
+            .iter()
+            .map(vexidus_runtime_api::signing::transaction_hash)
+            .collect();
         self.pool.prune(&hashes, &block.rejected);
         Ok(block)
     }
@@ -205,17 +231,27 @@ impl Harness {
 
     /// Receipts of the block at `height`.
     pub fn receipts(&self, height: u64) -> Vec<Receipt> {
-        self.chain.db().receipts(height).ok().flatten().unwrap_or_default()
+        self.chain
+            .db()
+            .receipts(height)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// Every event of the block at `height`, in order.
     pub fn events(&self, height: u64) -> Vec<Event> {
-        self.receipts(height).into_iter().flat_map(|r| r.events).collect()
+        self.receipts(height)
+            .into_iter()
+            .flat_map(|r| r.events)
+            .collect()
     }
 
     /// Raw state read at head.
     pub fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
-        crate::storage::StateBackend::get(&**self.chain.db(), key).ok().flatten()
+        crate::storage::StateBackend::get(&**self.chain.db(), key)
+            .ok()
+            .flatten()
     }
 
     /// Replaces the runtime blob directly (no governance): the next block writes `code` under

@@ -5,9 +5,9 @@ pub mod executor;
 /// The genesis runtime blob, built from `runtime/` by this crate's build script.
 pub const GENESIS_RUNTIME: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_WASM"));
 pub mod chain;
-pub mod storage;
 pub mod genesis;
-pub mod pool;
 pub mod harness;
 pub mod node;
+pub mod pool;
 pub mod rpc;
+pub mod storage;

@@ -5,7 +5,7 @@ use crate::executor::Executor;
 use crate::pool::{Pool, TxError};
 use crate::rpc::{self, RpcConfig};
 use crate::storage::Db;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -103,9 +103,16 @@ impl NodeState {
             let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
             chain.produce_block(candidates, key, timestamp_ms)?
         };
-        let hashes: Vec<Hash> = produced.block.transactions.iter().map(signing::transaction_hash).collect();
+        let hashes: Vec<Hash> = produced
+            .block
+            .transactions
+            .iter()
+            .map(signing::transaction_hash)
+            .collect();
         self.lock_pool().prune(&hashes, &produced.rejected);
-        let _ = self.heads.send(rpc::header_json(&produced.block, &produced.hash));
+        let _ = self
+            .heads
+            .send(rpc::header_json(&produced.block, &produced.hash));
         Ok(produced)
     }
 }
@@ -118,32 +125,61 @@ pub fn open_chain(
 ) -> anyhow::Result<Chain> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
-    let db = Arc::new(Db::open(&data_dir.join("db")).map_err(|e| anyhow::anyhow!("cannot open database in {}: {e}", data_dir.display()))?);
+    let db = Arc::new(
+        Db::open(&data_dir.join("db"))
+            .map_err(|e| anyhow::anyhow!("cannot open database in {}: {e}", data_dir.display()))?,
+    );
     let executor = Arc::new(Executor::new(Some(db.module_store())));
     let chain = match genesis {
-        Some(g) => Chain::open(db, executor, g, crate::GENESIS_RUNTIME, implemented_upgrades)?,
+        Some(g) => Chain::open(
+            db,
+            executor,
+            g,
+            crate::GENESIS_RUNTIME,
+            implemented_upgrades,
+        )?,
         None => Chain::open_existing(db, executor, implemented_upgrades).map_err(|e| {
-            anyhow::anyhow!("{e}: {} holds no chain; start with --dev or --genesis FILE", data_dir.display())
+            anyhow::anyhow!(
+                "{e}: {} holds no chain; start with --dev or --genesis FILE",
+                data_dir.display()
+            )
         })?,
     };
     Ok(chain)
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Runs the node until `shutdown` resolves.
-pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let chain = open_chain(&config.data_dir, config.genesis.as_ref(), config.implemented_upgrades.clone())?;
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let chain = open_chain(
+        &config.data_dir,
+        config.genesis.as_ref(),
+        config.implemented_upgrades.clone(),
+    )?;
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);
     let head = chain.head().clone();
     let is_validator = match &config.validator_key {
-        Some(k) => matches!(chain.query(Query::Validator(k.public().address()))?, QueryResponse::Validator(Some(_))),
+        Some(k) => matches!(
+            chain.query(Query::Validator(k.public().address()))?,
+            QueryResponse::Validator(Some(_))
+        ),
         None => false,
     };
     tracing::info!(chain_id = %chain.chain_id(), height = head.height, runtime = ?chain.runtime().version, "chain opened");
-    let state = Arc::new(NodeState::new(chain, config.pool_capacity, config.validator_key.as_ref()));
+    let state = Arc::new(NodeState::new(
+        chain,
+        config.pool_capacity,
+        config.validator_key.as_ref(),
+    ));
     let (addr, rpc_handle) = rpc::start(config.rpc.clone(), state.clone()).await?;
     tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
     println!("vexidus-node: RPC on http://{addr}");
@@ -159,7 +195,8 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
                 loop {
                     ticker.tick().await;
                     let (state, key) = (state.clone(), key.clone());
-                    let result = tokio::task::spawn_blocking(move || state.produce(&key, now_ms())).await;
+                    let result =
+                        tokio::task::spawn_blocking(move || state.produce(&key, now_ms())).await;
                     match result {
                         Ok(Ok(b)) => tracing::info!(
                             height = b.block.header.height,

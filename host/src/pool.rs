@@ -88,7 +88,13 @@ pub struct Pool {
 impl Pool {
     /// An empty pool holding at most `capacity` transactions.
     pub fn new(capacity: usize) -> Self {
-        Self { by_hash: HashMap::new(), by_sender: HashMap::new(), by_arrival: BTreeMap::new(), next_seq: 0, capacity }
+        Self {
+            by_hash: HashMap::new(),
+            by_sender: HashMap::new(),
+            by_arrival: BTreeMap::new(),
+            next_seq: 0,
+            capacity,
+        }
     }
 
     /// Number of pending transactions.
@@ -115,7 +121,10 @@ impl Pool {
     /// Checks and adds a decoded transaction; returns its hash.
     pub fn admit_decoded(&mut self, chain: &Chain, tx: SignedTransaction) -> Result<Hash, TxError> {
         if tx.transaction.chain_id != chain.chain_id() {
-            return Err(TxError::WrongChain { expected: chain.chain_id().into(), found: tx.transaction.chain_id.clone() });
+            return Err(TxError::WrongChain {
+                expected: chain.chain_id().into(),
+                found: tx.transaction.chain_id.clone(),
+            });
         }
         if !signing::verify_transaction(&tx) {
             return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
@@ -132,24 +141,44 @@ impl Pool {
             return Err(TxError::NonceTaken(nonce));
         }
         // Pending nonces always run without gaps from the account nonce.
-        let next = valid.account_nonce + pending.map_or(0, |p| p.range(valid.account_nonce..).count() as u64);
+        let next = valid.account_nonce
+            + pending.map_or(0, |p| p.range(valid.account_nonce..).count() as u64);
         if nonce != next {
-            return Err(TxError::NonceGap { expected: next, found: nonce });
+            return Err(TxError::NonceGap {
+                expected: next,
+                found: nonce,
+            });
         }
         if self.by_hash.len() >= self.capacity {
             return Err(TxError::PoolFull(self.capacity));
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_sender.entry(sender).or_default().insert(nonce, hash);
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(nonce, hash);
         self.by_arrival.insert(seq, hash);
-        self.by_hash.insert(hash, Pooled { tx, hash, sender, seq });
+        self.by_hash.insert(
+            hash,
+            Pooled {
+                tx,
+                hash,
+                sender,
+                seq,
+            },
+        );
         Ok(hash)
     }
 
     /// Up to `max` transactions in arrival order, for the next block.
     pub fn ready(&self, max: usize) -> Vec<SignedTransaction> {
-        self.by_arrival.values().take(max).filter_map(|h| self.by_hash.get(h)).map(|p| p.tx.clone()).collect()
+        self.by_arrival
+            .values()
+            .take(max)
+            .filter_map(|h| self.by_hash.get(h))
+            .map(|p| p.tx.clone())
+            .collect()
     }
 
     fn remove(&mut self, hash: &Hash) -> Option<Pooled> {
@@ -177,8 +206,11 @@ impl Pool {
             }
         }
         for (sender, from) in cut {
-            let later: Vec<Hash> =
-                self.by_sender.get(&sender).map(|s| s.range(from..).map(|(_, h)| *h).collect()).unwrap_or_default();
+            let later: Vec<Hash> = self
+                .by_sender
+                .get(&sender)
+                .map(|s| s.range(from..).map(|(_, h)| *h).collect())
+                .unwrap_or_default();
             for h in later {
                 self.remove(&h);
             }
@@ -189,7 +221,10 @@ impl Pool {
 /// Decodes a Borsh-encoded signed transaction under the size cap.
 pub fn decode(bytes: &[u8]) -> Result<SignedTransaction, TxError> {
     if bytes.len() > MAX_TRANSACTION_BYTES {
-        return Err(TxError::TooLarge { size: bytes.len(), limit: MAX_TRANSACTION_BYTES });
+        return Err(TxError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_TRANSACTION_BYTES,
+        });
     }
     borsh::from_slice(bytes).map_err(|e| TxError::Malformed(e.to_string()))
 }

@@ -8,10 +8,10 @@
 use crate::node::NodeState;
 use crate::pool::TxError;
 use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
-use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, ServerConfig, ServerHandle};
+use jsonrpsee::server::{ServerConfig, ServerHandle, serve_with_graceful_shutdown, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, Id, Params, Request};
 use jsonrpsee::{MethodResponse, RpcModule};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,9 @@ use std::time::Instant;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
-use vexidus_runtime_api::{Address, Block, Hash, Receipt, RuntimeVersion, SignedTransaction, ValidatorInfo};
+use vexidus_runtime_api::{
+    Address, Block, Hash, Receipt, RuntimeVersion, SignedTransaction, ValidatorInfo,
+};
 
 /// Parameters that do not parse.
 pub const INVALID_PARAMS: i32 = -32602;
@@ -70,9 +72,17 @@ fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
         .map_err(|v: Vec<u8>| bad_params(format!("a hash is 32 bytes, got {}", v.len())))
 }
 
-fn one_param<T: serde::de::DeserializeOwned>(params: &Params<'_>, what: &str) -> Result<T, ErrorObjectOwned> {
+fn one_param<T: serde::de::DeserializeOwned>(
+    params: &Params<'_>,
+    what: &str,
+) -> Result<T, ErrorObjectOwned> {
     let mut seq = params.sequence();
-    seq.next::<T>().map_err(|e| bad_params(format!("expected {what} as the first parameter: {}", e.message())))
+    seq.next::<T>().map_err(|e| {
+        bad_params(format!(
+            "expected {what} as the first parameter: {}",
+            e.message()
+        ))
+    })
 }
 
 /// JSON of a runtime version plus the code hash.
@@ -86,8 +96,13 @@ pub fn version_json(v: &RuntimeVersion, code_hash: &Hash) -> Value {
 /// JSON of an operation.
 pub fn operation_json(op: &Operation) -> Value {
     match op {
-        Operation::Transfer { to, amount } => json!({ "type": "Transfer", "to": to.to_string(), "amount": amount }),
-        Operation::RegisterValidator { stake, commission_bps } => {
+        Operation::Transfer { to, amount } => {
+            json!({ "type": "Transfer", "to": to.to_string(), "amount": amount })
+        }
+        Operation::RegisterValidator {
+            stake,
+            commission_bps,
+        } => {
             json!({ "type": "RegisterValidator", "stake": stake, "commission_bps": commission_bps })
         }
         Operation::Delegate { validator, amount } => {
@@ -106,27 +121,48 @@ pub fn event_json(e: &Event) -> Value {
         Event::Transferred { from, to, amount } => {
             json!({ "type": "Transferred", "from": from.to_string(), "to": to.to_string(), "amount": amount })
         }
-        Event::FeePaid { payer, fee, to_proposer, to_treasury } => json!({
+        Event::FeePaid {
+            payer,
+            fee,
+            to_proposer,
+            to_treasury,
+        } => json!({
             "type": "FeePaid", "payer": payer.to_string(), "fee": fee,
             "to_proposer": to_proposer, "to_treasury": to_treasury,
         }),
-        Event::ValidatorRegistered { validator, stake, commission_bps } => json!({
+        Event::ValidatorRegistered {
+            validator,
+            stake,
+            commission_bps,
+        } => json!({
             "type": "ValidatorRegistered", "validator": validator.to_string(), "stake": stake, "commission_bps": commission_bps,
         }),
-        Event::Delegated { delegator, validator, amount } => json!({
+        Event::Delegated {
+            delegator,
+            validator,
+            amount,
+        } => json!({
             "type": "Delegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
         }),
-        Event::Undelegated { delegator, validator, amount } => json!({
+        Event::Undelegated {
+            delegator,
+            validator,
+            amount,
+        } => json!({
             "type": "Undelegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
         }),
         Event::RewardsClaimed { validator, amount } => {
             json!({ "type": "RewardsClaimed", "validator": validator.to_string(), "amount": amount })
         }
-        Event::Unjailed { validator } => json!({ "type": "Unjailed", "validator": validator.to_string() }),
+        Event::Unjailed { validator } => {
+            json!({ "type": "Unjailed", "validator": validator.to_string() })
+        }
         Event::RuntimeUpgraded { name, version } => json!({
             "type": "RuntimeUpgraded", "name": name, "spec_name": version.spec_name, "spec_version": version.spec_version,
         }),
-        Event::UpgradeAborted { name, reason } => json!({ "type": "UpgradeAborted", "name": name, "reason": reason }),
+        Event::UpgradeAborted { name, reason } => {
+            json!({ "type": "UpgradeAborted", "name": name, "reason": reason })
+        }
     }
 }
 
@@ -185,56 +221,90 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                 other => err(TX_REFUSED, other.to_string()),
             })
         })?;
-        m.register_method("vex_getStatus", |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) })?;
-        m.register_method("vex_getBlock", |params, state, _| -> Result<Value, ErrorObjectOwned> {
-            let id: Value = one_param(&params, "a height or a block hash")?;
-            let chain = state.read_chain();
-            let db = chain.db();
-            let block = match &id {
-                Value::Number(n) => {
-                    let h = n.as_u64().ok_or_else(|| bad_params("height must be a non-negative integer"))?;
-                    db.block_at(h).map_err(node_err)?
+        m.register_method(
+            "vex_getStatus",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) },
+        )?;
+        m.register_method(
+            "vex_getBlock",
+            |params, state, _| -> Result<Value, ErrorObjectOwned> {
+                let id: Value = one_param(&params, "a height or a block hash")?;
+                let chain = state.read_chain();
+                let db = chain.db();
+                let block = match &id {
+                    Value::Number(n) => {
+                        let h = n
+                            .as_u64()
+                            .ok_or_else(|| bad_params("height must be a non-negative integer"))?;
+                        db.block_at(h).map_err(node_err)?
+                    }
+                    Value::String(s) if s == "latest" => {
+                        db.block_at(chain.head().height).map_err(node_err)?
+                    }
+                    Value::String(s) => db.block(&parse_hash(s)?).map_err(node_err)?,
+                    _ => {
+                        return Err(bad_params(
+                            "expected a height (number), a block hash (hex string) or \"latest\"",
+                        ));
+                    }
+                };
+                let Some(block) = block else {
+                    return Ok(Value::Null);
+                };
+                let hash = vexidus_runtime_api::signing::header_hash(&block.header);
+                let receipts = db
+                    .receipts(block.header.height)
+                    .map_err(node_err)?
+                    .unwrap_or_default();
+                let mut v = header_json(&block, &hash);
+                v["signature"] = json!(block.signature.to_string());
+                v["transactions"] = json!(
+                    block
+                        .transactions
+                        .iter()
+                        .zip(receipts.iter())
+                        .map(|(t, r)| {
+                            let mut tj = transaction_json(t);
+                            tj["receipt"] = receipt_json(r);
+                            tj
+                        })
+                        .collect::<Vec<_>>()
+                );
+                Ok(v)
+            },
+        )?;
+        m.register_method(
+            "vex_getTransaction",
+            |params, state, _| -> Result<Value, ErrorObjectOwned> {
+                let h: String = one_param(&params, "a transaction hash")?;
+                let hash = parse_hash(&h)?;
+                if state.is_pending(&hash) {
+                    return Ok(json!({ "hash": hex0x(hash), "status": "pending" }));
                 }
-                Value::String(s) if s == "latest" => db.block_at(chain.head().height).map_err(node_err)?,
-                Value::String(s) => db.block(&parse_hash(s)?).map_err(node_err)?,
-                _ => return Err(bad_params("expected a height (number), a block hash (hex string) or \"latest\"")),
-            };
-            let Some(block) = block else { return Ok(Value::Null) };
-            let hash = vexidus_runtime_api::signing::header_hash(&block.header);
-            let receipts = db.receipts(block.header.height).map_err(node_err)?.unwrap_or_default();
-            let mut v = header_json(&block, &hash);
-            v["signature"] = json!(block.signature.to_string());
-            v["transactions"] = json!(block
-                .transactions
-                .iter()
-                .zip(receipts.iter())
-                .map(|(t, r)| {
-                    let mut tj = transaction_json(t);
-                    tj["receipt"] = receipt_json(r);
-                    tj
-                })
-                .collect::<Vec<_>>());
-            Ok(v)
-        })?;
-        m.register_method("vex_getTransaction", |params, state, _| -> Result<Value, ErrorObjectOwned> {
-            let h: String = one_param(&params, "a transaction hash")?;
-            let hash = parse_hash(&h)?;
-            if state.is_pending(&hash) {
-                return Ok(json!({ "hash": hex0x(hash), "status": "pending" }));
-            }
-            let chain = state.read_chain();
-            let db = chain.db();
-            let Some((height, index)) = db.tx_location(&hash).map_err(node_err)? else { return Ok(Value::Null) };
-            let block = db.block_at(height).map_err(node_err)?.ok_or_else(|| node_err("indexed block missing"))?;
-            let receipts = db.receipts(height).map_err(node_err)?.unwrap_or_default();
-            let tx = block.transactions.get(index as usize).ok_or_else(|| node_err("indexed transaction missing"))?;
-            let receipt = receipts.get(index as usize).ok_or_else(|| node_err("receipt missing"))?;
-            Ok(json!({
-                "hash": hex0x(hash), "status": "included", "height": height, "index": index,
-                "block_hash": hex0x(vexidus_runtime_api::signing::header_hash(&block.header)),
-                "transaction": transaction_json(tx), "receipt": receipt_json(receipt),
-            }))
-        })?;
+                let chain = state.read_chain();
+                let db = chain.db();
+                let Some((height, index)) = db.tx_location(&hash).map_err(node_err)? else {
+                    return Ok(Value::Null);
+                };
+                let block = db
+                    .block_at(height)
+                    .map_err(node_err)?
+                    .ok_or_else(|| node_err("indexed block missing"))?;
+                let receipts = db.receipts(height).map_err(node_err)?.unwrap_or_default();
+                let tx = block
+                    .transactions
+                    .get(index as usize)
+                    .ok_or_else(|| node_err("indexed transaction missing"))?;
+                let receipt = receipts
+                    .get(index as usize)
+                    .ok_or_else(|| node_err("receipt missing"))?;
+                Ok(json!({
+                    "hash": hex0x(hash), "status": "included", "height": height, "index": index,
+                    "block_hash": hex0x(vexidus_runtime_api::signing::header_hash(&block.header)),
+                    "transaction": transaction_json(tx), "receipt": receipt_json(receipt),
+                }))
+            },
+        )?;
         m.register_method("vex_getAccount", |params, state, _| -> Result<Value, ErrorObjectOwned> {
             let a: String = one_param(&params, "an address")?;
             let address = Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
@@ -245,31 +315,51 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                 other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
             }
         })?;
-        m.register_method("vex_getValidators", |_, state, _| -> Result<Value, ErrorObjectOwned> {
-            match query(state, Query::Validators)? {
-                QueryResponse::Validators(vs) => Ok(json!(vs.iter().map(validator_json).collect::<Vec<_>>())),
-                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-            }
-        })?;
-        m.register_method("vex_getValidator", |params, state, _| -> Result<Value, ErrorObjectOwned> {
-            let a: String = one_param(&params, "an address")?;
-            let address = Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
-            match query(state, Query::Validator(address))? {
-                QueryResponse::Validator(v) => Ok(v.as_ref().map(validator_json).unwrap_or(Value::Null)),
-                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-            }
-        })?;
-        m.register_method("vex_getParameters", |_, state, _| -> Result<Value, ErrorObjectOwned> {
-            match query(state, Query::Parameters)? {
-                QueryResponse::Parameters(p) => Ok(serde_json::to_value(crate::genesis::ParametersEntry::from(p)).map_err(node_err)?),
-                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-            }
-        })?;
-        m.register_method("vex_getRuntimeVersion", |_, state, _| -> Result<Value, ErrorObjectOwned> {
-            let chain = state.read_chain();
-            let rt = chain.runtime();
-            Ok(version_json(&rt.version, &rt.code_hash))
-        })?;
+        m.register_method(
+            "vex_getValidators",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> {
+                match query(state, Query::Validators)? {
+                    QueryResponse::Validators(vs) => {
+                        Ok(json!(vs.iter().map(validator_json).collect::<Vec<_>>()))
+                    }
+                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+                }
+            },
+        )?;
+        m.register_method(
+            "vex_getValidator",
+            |params, state, _| -> Result<Value, ErrorObjectOwned> {
+                let a: String = one_param(&params, "an address")?;
+                let address =
+                    Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
+                match query(state, Query::Validator(address))? {
+                    QueryResponse::Validator(v) => {
+                        Ok(v.as_ref().map(validator_json).unwrap_or(Value::Null))
+                    }
+                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+                }
+            },
+        )?;
+        m.register_method(
+            "vex_getParameters",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> {
+                match query(state, Query::Parameters)? {
+                    QueryResponse::Parameters(p) => Ok(serde_json::to_value(
+                        crate::genesis::ParametersEntry::from(p),
+                    )
+                    .map_err(node_err)?),
+                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+                }
+            },
+        )?;
+        m.register_method(
+            "vex_getRuntimeVersion",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> {
+                let chain = state.read_chain();
+                let rt = chain.runtime();
+                Ok(version_json(&rt.version, &rt.code_hash))
+            },
+        )?;
         m.register_subscription(
             "vex_subscribeNewHeads",
             "vex_newHead",
@@ -309,7 +399,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `per_second` requests per second per IP, with bursts of the same size.
     pub fn new(per_second: u32) -> Self {
-        Self { per_second: per_second.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second: per_second.max(1) as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes `n` tokens for `ip`; false when there are not enough.
@@ -318,10 +411,13 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 10_000 {
             let per_second = self.per_second;
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second
+            });
         }
         let (tokens, at) = buckets.entry(ip).or_insert((self.per_second, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.per_second);
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.per_second);
         *at = now;
         if *tokens >= n as f64 {
             *tokens -= n as f64;
@@ -341,13 +437,22 @@ struct RateLimit<S> {
 }
 
 fn limited(id: Id<'_>) -> MethodResponse {
-    MethodResponse::error(id, err(RATE_LIMITED, "rate limit exceeded: too many requests from this address; slow down"))
+    MethodResponse::error(
+        id,
+        err(
+            RATE_LIMITED,
+            "rate limit exceeded: too many requests from this address; slow down",
+        ),
+    )
 }
 
 impl<S> RpcServiceT for RateLimit<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Send
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
         + Sync
         + Clone
         + 'static,
@@ -359,22 +464,40 @@ where
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let allowed = self.limiter.allow(self.ip, 1);
         let inner = self.inner.clone();
-        async move { if allowed { inner.call(request).await } else { limited(request.id) } }
+        async move {
+            if allowed {
+                inner.call(request).await
+            } else {
+                limited(request.id)
+            }
+        }
     }
 
     fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let allowed = self.limiter.allow(self.ip, batch.len().max(1));
         let inner = self.inner.clone();
-        async move { if allowed { inner.batch(batch).await } else { limited(Id::Null) } }
+        async move {
+            if allowed {
+                inner.batch(batch).await
+            } else {
+                limited(Id::Null)
+            }
+        }
     }
 
-    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
         self.inner.notification(n)
     }
 }
 
 /// Binds the RPC port and serves until the returned handle is stopped.
-pub async fn start(config: RpcConfig, state: Arc<NodeState>) -> std::io::Result<(SocketAddr, ServerHandle)> {
+pub async fn start(
+    config: RpcConfig,
+    state: Arc<NodeState>,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let local = listener.local_addr()?;
     let (stop_handle, server_handle) = stop_channel();
@@ -385,7 +508,9 @@ pub async fn start(config: RpcConfig, state: Arc<NodeState>) -> std::io::Result<
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1_000)
         .build();
-    let svc_builder = jsonrpsee::server::Server::builder().set_config(server_config).to_service_builder();
+    let svc_builder = jsonrpsee::server::Server::builder()
+        .set_config(server_config)
+        .to_service_builder();
 
     tokio::spawn(async move {
         loop {
@@ -402,8 +527,15 @@ pub async fn start(config: RpcConfig, state: Arc<NodeState>) -> std::io::Result<
             };
             let ip = remote.ip();
             let limiter = limiter.clone();
-            let middleware = RpcServiceBuilder::new().layer_fn(move |inner| RateLimit { inner, ip, limiter: limiter.clone() });
-            let svc = svc_builder.clone().set_rpc_middleware(middleware).build(methods.clone(), stop_handle.clone());
+            let middleware = RpcServiceBuilder::new().layer_fn(move |inner| RateLimit {
+                inner,
+                ip,
+                limiter: limiter.clone(),
+            });
+            let svc = svc_builder
+                .clone()
+                .set_rpc_middleware(middleware)
+                .build(methods.clone(), stop_handle.clone());
             let stopped = stop_handle.clone().shutdown();
             tokio::spawn(async move {
                 if let Err(e) = serve_with_graceful_shutdown(sock, svc, stopped).await {

@@ -28,7 +28,10 @@ fn genesis_state_matches_the_dev_config() {
     assert_eq!(validators[0].public_key, Harness::dev_key().public());
     assert_eq!(validators[0].self_stake, 100_000 * NANO_PER_VXS);
     assert_eq!(h.parameters(), g.parameters);
-    assert_eq!(h.storage(b":code").as_deref(), Some(vexidus_host::GENESIS_RUNTIME));
+    assert_eq!(
+        h.storage(b":code").as_deref(),
+        Some(vexidus_host::GENESIS_RUNTIME)
+    );
 }
 
 #[test]
@@ -40,17 +43,37 @@ fn transfer_moves_funds_and_splits_the_fee_80_20() {
     let treasury = h.treasury();
     let before = h.account(&a).balance;
 
-    let r = h.execute(&alice, vec![Operation::Transfer { to, amount: 5 * NANO_PER_VXS }]).expect("included");
+    let r = h
+        .execute(
+            &alice,
+            vec![Operation::Transfer {
+                to,
+                amount: 5 * NANO_PER_VXS,
+            }],
+        )
+        .expect("included");
     assert!(r.success, "{:?}", r.error);
     assert_eq!(r.gas_used, 21_000);
     assert_eq!(r.fee, TRANSFER_FEE);
     assert_eq!(h.account(&to).balance, 5 * NANO_PER_VXS);
     // Alice is also the proposer: she pays the fee and gets 80% back.
     let to_proposer = TRANSFER_FEE * 80 / 100;
-    assert_eq!(h.account(&a).balance, before - 5 * NANO_PER_VXS - TRANSFER_FEE + to_proposer);
+    assert_eq!(
+        h.account(&a).balance,
+        before - 5 * NANO_PER_VXS - TRANSFER_FEE + to_proposer
+    );
     assert_eq!(h.account(&treasury).balance, TRANSFER_FEE - to_proposer);
-    assert!(r.events.contains(&Event::Transferred { from: a, to, amount: 5 * NANO_PER_VXS }));
-    assert!(r.events.contains(&Event::FeePaid { payer: a, fee: TRANSFER_FEE, to_proposer, to_treasury: TRANSFER_FEE - to_proposer }));
+    assert!(r.events.contains(&Event::Transferred {
+        from: a,
+        to,
+        amount: 5 * NANO_PER_VXS
+    }));
+    assert!(r.events.contains(&Event::FeePaid {
+        payer: a,
+        fee: TRANSFER_FEE,
+        to_proposer,
+        to_treasury: TRANSFER_FEE - to_proposer
+    }));
 }
 
 #[test]
@@ -60,10 +83,24 @@ fn fee_goes_to_the_proposer_when_someone_else_sends() {
     let alice = Harness::dev_key().public().address();
     let alice_before = h.account(&alice).balance;
     let bob_before = h.account(&bob.public().address()).balance;
-    let r = h.execute(&bob, vec![Operation::Transfer { to: fresh_address("x"), amount: 1 }]).expect("included");
+    let r = h
+        .execute(
+            &bob,
+            vec![Operation::Transfer {
+                to: fresh_address("x"),
+                amount: 1,
+            }],
+        )
+        .expect("included");
     assert!(r.success);
-    assert_eq!(h.account(&alice).balance, alice_before + TRANSFER_FEE * 80 / 100);
-    assert_eq!(h.account(&bob.public().address()).balance, bob_before - 1 - TRANSFER_FEE);
+    assert_eq!(
+        h.account(&alice).balance,
+        alice_before + TRANSFER_FEE * 80 / 100
+    );
+    assert_eq!(
+        h.account(&bob.public().address()).balance,
+        bob_before - 1 - TRANSFER_FEE
+    );
 }
 
 #[test]
@@ -72,7 +109,15 @@ fn unused_gas_is_refunded() {
     let bob = Harness::account_key("bob");
     let b = bob.public().address();
     let before = h.account(&b).balance;
-    let mut tx = h.sign(&bob, vec![Operation::Transfer { to: fresh_address("y"), amount: 1 }]).transaction;
+    let mut tx = h
+        .sign(
+            &bob,
+            vec![Operation::Transfer {
+                to: fresh_address("y"),
+                amount: 1,
+            }],
+        )
+        .transaction;
     tx.max_gas = 100_000;
     let r = h.include(bob.sign_transaction(tx)).expect("included");
     assert_eq!(r.gas_used, 21_000);
@@ -84,7 +129,12 @@ fn nonces_are_strictly_sequential() {
     let mut h = Harness::dev();
     let bob = Harness::account_key("bob");
     let b = bob.public().address();
-    let op = || vec![Operation::Transfer { to: fresh_address("n"), amount: 1 }];
+    let op = || {
+        vec![Operation::Transfer {
+            to: fresh_address("n"),
+            amount: 1,
+        }]
+    };
     // Three in one block, in nonce order.
     for _ in 0..3 {
         let tx = h.sign(&bob, op());
@@ -98,14 +148,20 @@ fn nonces_are_strictly_sequential() {
     let mut replay = h.sign(&bob, op()).transaction;
     replay.nonce = 0;
     match h.submit(bob.sign_transaction(replay)) {
-        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::StaleNonce { expected: 3, found: 0 }))) => {}
+        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::StaleNonce {
+            expected: 3,
+            found: 0,
+        }))) => {}
         other => panic!("expected a stale nonce, got {other:?}"),
     }
     // A gap is refused as a future nonce.
     let mut future = h.sign(&bob, op()).transaction;
     future.nonce = 7;
     match h.submit(bob.sign_transaction(future)) {
-        Err(HarnessError::Tx(TxError::NonceGap { expected: 3, found: 7 })) => {}
+        Err(HarnessError::Tx(TxError::NonceGap {
+            expected: 3,
+            found: 7,
+        })) => {}
         other => panic!("expected a nonce gap, got {other:?}"),
     }
 }
@@ -121,16 +177,29 @@ fn failed_operation_reverts_all_but_charges_gas_and_bumps_nonce() {
         .execute(
             &bob,
             vec![
-                Operation::Transfer { to: first, amount: 10 },
-                Operation::Transfer { to: first, amount: u128::MAX / 2 },
+                Operation::Transfer {
+                    to: first,
+                    amount: 10,
+                },
+                Operation::Transfer {
+                    to: first,
+                    amount: u128::MAX / 2,
+                },
             ],
         )
         .expect("included");
     assert!(!r.success);
     let err = r.error.expect("an error in words");
-    assert!(err.contains("operation 1 (Transfer) failed: insufficient balance"), "{err}");
+    assert!(
+        err.contains("operation 1 (Transfer) failed: insufficient balance"),
+        "{err}"
+    );
     assert_eq!(r.gas_used, 42_000);
-    assert_eq!(h.account(&first).balance, 0, "the first transfer was reverted");
+    assert_eq!(
+        h.account(&first).balance,
+        0,
+        "the first transfer was reverted"
+    );
     let after = h.account(&b);
     assert_eq!(after.nonce, before.nonce + 1);
     assert_eq!(after.balance, before.balance - 42_000 * 10);
@@ -141,10 +210,26 @@ fn failed_operation_reverts_all_but_charges_gas_and_bumps_nonce() {
 fn cannot_pay_max_fee_is_refused() {
     let mut h = Harness::dev();
     let poor = Harness::account_key("poor");
-    h.execute(&Harness::dev_key(), vec![Operation::Transfer { to: poor.public().address(), amount: 1_000 }]).expect("funded");
-    let tx = h.sign(&poor, vec![Operation::Transfer { to: fresh_address("z"), amount: 1 }]);
+    h.execute(
+        &Harness::dev_key(),
+        vec![Operation::Transfer {
+            to: poor.public().address(),
+            amount: 1_000,
+        }],
+    )
+    .expect("funded");
+    let tx = h.sign(
+        &poor,
+        vec![Operation::Transfer {
+            to: fresh_address("z"),
+            amount: 1,
+        }],
+    );
     match h.submit(tx) {
-        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::InsufficientFunds { needed, available: 1_000 }))) => {
+        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::InsufficientFunds {
+            needed,
+            available: 1_000,
+        }))) => {
             assert_eq!(needed, TRANSFER_FEE)
         }
         other => panic!("expected insufficient funds, got {other:?}"),
@@ -155,28 +240,66 @@ fn cannot_pay_max_fee_is_refused() {
 fn malformed_transactions_are_refused_with_reasons() {
     let mut h = Harness::dev();
     let bob = Harness::account_key("bob");
-    let base = h.sign(&bob, vec![Operation::Transfer { to: fresh_address("m"), amount: 1 }]).transaction;
+    let base = h
+        .sign(
+            &bob,
+            vec![Operation::Transfer {
+                to: fresh_address("m"),
+                amount: 1,
+            }],
+        )
+        .transaction;
 
-    let no_ops = Transaction { operations: vec![], ..base.clone() };
+    let no_ops = Transaction {
+        operations: vec![],
+        ..base.clone()
+    };
     assert!(matches!(
         h.submit(bob.sign_transaction(no_ops)),
-        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::OperationCount { found: 0 })))
+        Err(HarnessError::Tx(TxError::Invalid(
+            InvalidTransaction::OperationCount { found: 0 }
+        )))
     ));
-    let low_gas = Transaction { max_gas: 20_999, ..base.clone() };
+    let low_gas = Transaction {
+        max_gas: 20_999,
+        ..base.clone()
+    };
     assert!(matches!(
         h.submit(bob.sign_transaction(low_gas)),
-        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::GasLimitTooLow { needed: 21_000, max_gas: 20_999 })))
+        Err(HarnessError::Tx(TxError::Invalid(
+            InvalidTransaction::GasLimitTooLow {
+                needed: 21_000,
+                max_gas: 20_999
+            }
+        )))
     ));
-    let expired = Transaction { valid_until: 0, ..base.clone() };
+    let expired = Transaction {
+        valid_until: 0,
+        ..base.clone()
+    };
     assert!(matches!(
         h.submit(bob.sign_transaction(expired)),
-        Err(HarnessError::Tx(TxError::Invalid(InvalidTransaction::Expired { valid_until: 0, height: 1 })))
+        Err(HarnessError::Tx(TxError::Invalid(
+            InvalidTransaction::Expired {
+                valid_until: 0,
+                height: 1
+            }
+        )))
     ));
-    let wrong_chain = Transaction { chain_id: "other".into(), ..base.clone() };
-    assert!(matches!(h.submit(bob.sign_transaction(wrong_chain)), Err(HarnessError::Tx(TxError::WrongChain { .. }))));
+    let wrong_chain = Transaction {
+        chain_id: "other".into(),
+        ..base.clone()
+    };
+    assert!(matches!(
+        h.submit(bob.sign_transaction(wrong_chain)),
+        Err(HarnessError::Tx(TxError::WrongChain { .. }))
+    ));
     let mut forged = bob.sign_transaction(base);
     forged.transaction.nonce += 1;
-    assert!(matches!(h.submit(forged), Err(HarnessError::Tx(TxError::BadSignature(_)))));
+    assert!(matches!(
+        h.submit(forged),
+        Err(HarnessError::Tx(TxError::BadSignature(_)))
+    ));
 }
 
 #[test]
@@ -187,19 +310,66 @@ fn staking_registration_bonds_stake() {
     let before = h.account(&c).balance;
     let min = h.parameters().min_stake;
 
-    let r = h.execute(&carol, vec![Operation::RegisterValidator { stake: min - 1, commission_bps: 100 }]).expect("included");
+    let r = h
+        .execute(
+            &carol,
+            vec![Operation::RegisterValidator {
+                stake: min - 1,
+                commission_bps: 100,
+            }],
+        )
+        .expect("included");
     assert!(r.error.expect("fails").contains("below the minimum"));
-    let r = h.execute(&carol, vec![Operation::RegisterValidator { stake: min, commission_bps: 9_000 }]).expect("included");
-    assert!(r.error.expect("fails").contains("commission 9000 bps is above the maximum of 5000 bps"));
+    let r = h
+        .execute(
+            &carol,
+            vec![Operation::RegisterValidator {
+                stake: min,
+                commission_bps: 9_000,
+            }],
+        )
+        .expect("included");
+    assert!(
+        r.error
+            .expect("fails")
+            .contains("commission 9000 bps is above the maximum of 5000 bps")
+    );
 
-    let r = h.execute(&carol, vec![Operation::RegisterValidator { stake: min, commission_bps: 1_000 }]).expect("included");
+    let r = h
+        .execute(
+            &carol,
+            vec![Operation::RegisterValidator {
+                stake: min,
+                commission_bps: 1_000,
+            }],
+        )
+        .expect("included");
     assert!(r.success, "{:?}", r.error);
-    assert!(r.events.contains(&Event::ValidatorRegistered { validator: c, stake: min, commission_bps: 1_000 }));
+    assert!(r.events.contains(&Event::ValidatorRegistered {
+        validator: c,
+        stake: min,
+        commission_bps: 1_000
+    }));
     assert_eq!(h.account(&c).balance, before - min - 3 * 50_000 * 10);
-    let v = h.validators().into_iter().find(|v| v.address == c).expect("registered");
-    assert_eq!((v.self_stake, v.commission_bps, v.registered_at), (min, 1_000, 3));
+    let v = h
+        .validators()
+        .into_iter()
+        .find(|v| v.address == c)
+        .expect("registered");
+    assert_eq!(
+        (v.self_stake, v.commission_bps, v.registered_at),
+        (min, 1_000, 3)
+    );
 
-    let r = h.execute(&carol, vec![Operation::RegisterValidator { stake: min, commission_bps: 1_000 }]).expect("included");
+    let r = h
+        .execute(
+            &carol,
+            vec![Operation::RegisterValidator {
+                stake: min,
+                commission_bps: 1_000,
+            }],
+        )
+        .expect("included");
     assert!(r.error.expect("fails").contains("already a validator"));
 }
 
@@ -208,12 +378,40 @@ fn delegation_round_trip() {
     let mut h = Harness::dev();
     let dave = Harness::account_key("dave");
     let validator = Harness::dev_key().public().address();
-    let r = h.execute(&dave, vec![Operation::Delegate { validator, amount: 500 }]).expect("included");
+    let r = h
+        .execute(
+            &dave,
+            vec![Operation::Delegate {
+                validator,
+                amount: 500,
+            }],
+        )
+        .expect("included");
     assert!(r.success, "{:?}", r.error);
     assert_eq!(h.validators()[0].delegated, 500);
-    let r = h.execute(&dave, vec![Operation::Undelegate { validator, amount: 501 }]).expect("included");
-    assert!(r.error.expect("fails").contains("only 500 nanoVXS delegated"));
-    let r = h.execute(&dave, vec![Operation::Undelegate { validator, amount: 500 }]).expect("included");
+    let r = h
+        .execute(
+            &dave,
+            vec![Operation::Undelegate {
+                validator,
+                amount: 501,
+            }],
+        )
+        .expect("included");
+    assert!(
+        r.error
+            .expect("fails")
+            .contains("only 500 nanoVXS delegated")
+    );
+    let r = h
+        .execute(
+            &dave,
+            vec![Operation::Undelegate {
+                validator,
+                amount: 500,
+            }],
+        )
+        .expect("included");
     assert!(r.success);
     assert_eq!(h.validators()[0].delegated, 0);
 }
@@ -221,6 +419,15 @@ fn delegation_round_trip() {
 #[test]
 fn governance_operations_are_refused_until_implemented() {
     let mut h = Harness::dev();
-    let r = h.execute(&Harness::dev_key(), vec![Operation::ExecuteProposal { id: 0 }]).expect("included");
-    assert!(r.error.expect("fails").contains("ExecuteProposal is not supported"));
+    let r = h
+        .execute(
+            &Harness::dev_key(),
+            vec![Operation::ExecuteProposal { id: 0 }],
+        )
+        .expect("included");
+    assert!(
+        r.error
+            .expect("fails")
+            .contains("ExecuteProposal is not supported")
+    );
 }

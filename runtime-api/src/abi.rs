@@ -117,14 +117,46 @@ pub enum WasmType {
 
 /// Every host function of ABI version 1.
 pub const HOST_FUNCTIONS_V1: &[HostFunction] = &[
-    HostFunction { name: "storage_get_v1", params: 4, result: Some(WasmType::I64) },
-    HostFunction { name: "storage_set_v1", params: 4, result: None },
-    HostFunction { name: "storage_remove_v1", params: 2, result: None },
-    HostFunction { name: "storage_next_key_v1", params: 4, result: Some(WasmType::I64) },
-    HostFunction { name: "blake3_v1", params: 3, result: None },
-    HostFunction { name: "sha256_v1", params: 3, result: None },
-    HostFunction { name: "ed25519_verify_v1", params: 4, result: Some(WasmType::I32) },
-    HostFunction { name: "log_v1", params: 3, result: None },
+    HostFunction {
+        name: "storage_get_v1",
+        params: 4,
+        result: Some(WasmType::I64),
+    },
+    HostFunction {
+        name: "storage_set_v1",
+        params: 4,
+        result: None,
+    },
+    HostFunction {
+        name: "storage_remove_v1",
+        params: 2,
+        result: None,
+    },
+    HostFunction {
+        name: "storage_next_key_v1",
+        params: 4,
+        result: Some(WasmType::I64),
+    },
+    HostFunction {
+        name: "blake3_v1",
+        params: 3,
+        result: None,
+    },
+    HostFunction {
+        name: "sha256_v1",
+        params: 3,
+        result: None,
+    },
+    HostFunction {
+        name: "ed25519_verify_v1",
+        params: 4,
+        result: Some(WasmType::I32),
+    },
+    HostFunction {
+        name: "log_v1",
+        params: 3,
+        result: None,
+    },
 ];
 
 /// Packs a guest pointer and length into the `i64` an entry point returns.
@@ -304,20 +336,35 @@ impl fmt::Display for InvalidTransaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InvalidTransaction::WrongChain { expected, found } => {
-                write!(f, "wrong chain id: transaction is for {found:?}, this chain is {expected:?}")
+                write!(
+                    f,
+                    "wrong chain id: transaction is for {found:?}, this chain is {expected:?}"
+                )
             }
             InvalidTransaction::StaleNonce { expected, found } => {
-                write!(f, "nonce {found} was already used (account's next nonce is {expected}); replayed transaction?")
+                write!(
+                    f,
+                    "nonce {found} was already used (account's next nonce is {expected}); replayed transaction?"
+                )
             }
             InvalidTransaction::FutureNonce { expected, found } => {
-                write!(f, "nonce {found} is in the future (account's next nonce is {expected})")
+                write!(
+                    f,
+                    "nonce {found} is in the future (account's next nonce is {expected})"
+                )
             }
             InvalidTransaction::InsufficientFunds { needed, available } => write!(
                 f,
                 "insufficient funds for the fee: max_gas × gas_price = {needed} nanoVXS, balance is {available} nanoVXS"
             ),
-            InvalidTransaction::Expired { valid_until, height } => {
-                write!(f, "transaction expired: valid until height {valid_until}, chain is at {height}")
+            InvalidTransaction::Expired {
+                valid_until,
+                height,
+            } => {
+                write!(
+                    f,
+                    "transaction expired: valid until height {valid_until}, chain is at {height}"
+                )
             }
             InvalidTransaction::OperationCount { found } => write!(
                 f,
@@ -325,7 +372,10 @@ impl fmt::Display for InvalidTransaction {
                 crate::transaction::MAX_OPERATIONS
             ),
             InvalidTransaction::GasLimitTooLow { needed, max_gas } => {
-                write!(f, "max_gas {max_gas} is below the {needed} gas the operations need")
+                write!(
+                    f,
+                    "max_gas {max_gas} is below the {needed} gas the operations need"
+                )
             }
         }
     }
@@ -405,6 +455,9 @@ mod tests {
 
     #[test]
     fn pack_round_trip() {
-        assert_eq!(unpack(pack(0xdead_beef, 0x1234_5678)), (0xdead_beef, 0x1234_5678));
+        assert_eq!(
+            unpack(pack(0xdead_beef, 0x1234_5678)),
+            (0xdead_beef, 0x1234_5678)
+        );
     }
 }

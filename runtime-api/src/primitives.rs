@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(Address::from_hex(&s[2..]), Ok(a));
         assert_eq!(
             Address::from_hex("0x12"),
-            Err(HexError::Length { expected: 64, found: 2 })
+            Err(HexError::Length {
+                expected: 64,
+                found: 2
+            })
         );
         let bad = alloc::format!("0x{}", "zz".repeat(32));
         assert_eq!(Address::from_hex(&bad), Err(HexError::Character('z')));

@@ -40,7 +40,9 @@ pub struct Keypair {
 impl Keypair {
     /// Builds the keypair of `seed`.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { signing: ed25519_dalek::SigningKey::from_bytes(&seed) }
+        Self {
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
     }
 
     /// Parses a key file's contents: the 32-byte seed as 64 hex characters, optional `0x`,
@@ -68,14 +70,21 @@ impl Keypair {
     /// Signs `payload` of kind `domain` on `chain_id`.
     pub fn sign(&self, domain: &[u8], chain_id: &str, payload: &[u8]) -> Signature {
         use ed25519_dalek::Signer;
-        Signature(self.signing.sign(&signing_message(domain, chain_id, payload)).to_bytes())
+        Signature(
+            self.signing
+                .sign(&signing_message(domain, chain_id, payload))
+                .to_bytes(),
+        )
     }
 
     /// Signs a transaction body.
     pub fn sign_transaction(&self, tx: Transaction) -> SignedTransaction {
         let body = borsh::to_vec(&tx).expect("a transaction always encodes");
         let signature = self.sign(TX_DOMAIN, &tx.chain_id, &body);
-        SignedTransaction { transaction: tx, signature }
+        SignedTransaction {
+            transaction: tx,
+            signature,
+        }
     }
 }
 
@@ -91,13 +100,20 @@ pub fn verify(
         return false;
     };
     let sig = ed25519_consensus::Signature::from(signature.0);
-    vk.verify(&sig, &signing_message(domain, chain_id, payload)).is_ok()
+    vk.verify(&sig, &signing_message(domain, chain_id, payload))
+        .is_ok()
 }
 
 /// Verifies a transaction's signature against its own chain id.
 pub fn verify_transaction(tx: &SignedTransaction) -> bool {
     let body = borsh::to_vec(&tx.transaction).expect("a transaction always encodes");
-    verify(&tx.transaction.sender, TX_DOMAIN, &tx.transaction.chain_id, &body, &tx.signature)
+    verify(
+        &tx.transaction.sender,
+        TX_DOMAIN,
+        &tx.transaction.chain_id,
+        &body,
+        &tx.signature,
+    )
 }
 
 /// The hash of a signed transaction: blake3 of its Borsh encoding.
@@ -119,8 +135,8 @@ pub fn dev_seed() -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transaction::Operation;
     use crate::Address;
+    use crate::transaction::Operation;
 
     #[test]
     fn domains_separate_signatures() {
@@ -132,7 +148,10 @@ mod tests {
         }
         assert!(!verify(&k.public(), TX_DOMAIN, "other", b"payload", &sig));
         // The length prefix keeps ("ab", "c…") and ("a", "bc…") apart.
-        assert_ne!(signing_message(TX_DOMAIN, "ab", b"c"), signing_message(TX_DOMAIN, "a", b"bc"));
+        assert_ne!(
+            signing_message(TX_DOMAIN, "ab", b"c"),
+            signing_message(TX_DOMAIN, "a", b"bc")
+        );
     }
 
     #[test]
@@ -144,7 +163,10 @@ mod tests {
             nonce: 0,
             max_gas: 21_000,
             valid_until: 10,
-            operations: vec![Operation::Transfer { to: Address([1; 32]), amount: 1 }],
+            operations: vec![Operation::Transfer {
+                to: Address([1; 32]),
+                amount: 1,
+            }],
         };
         let mut signed = k.sign_transaction(tx);
         assert!(verify_transaction(&signed));

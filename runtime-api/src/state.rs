@@ -1,8 +1,8 @@
 //! Values the runtime keeps in state and hands to the host: accounts, validators, parameters,
 //! governance settings, the runtime version and the genesis configuration.
 
-use crate::primitives::{Address, PublicKey};
 use crate::NANO_PER_VXS;
+use crate::primitives::{Address, PublicKey};
 use alloc::{string::String, vec::Vec};
 use borsh::{BorshDeserialize, BorshSerialize};
 use parity_scale_codec::{Decode, Encode};

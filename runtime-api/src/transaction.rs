@@ -70,7 +70,17 @@ pub enum UpgradeTarget {
 
 /// The governable protocol parameters (SPEC §6).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Encode, Decode,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Encode,
+    Decode,
 )]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
@@ -344,10 +354,34 @@ mod tests {
     #[test]
     fn discriminants_are_fixed_on_the_wire() {
         let cases: Vec<(Operation, u8)> = vec![
-            (Operation::Transfer { to: Address([1; 32]), amount: 5 }, 0),
-            (Operation::RegisterValidator { stake: 1, commission_bps: 2 }, 1),
-            (Operation::Delegate { validator: Address([0; 32]), amount: 1 }, 2),
-            (Operation::Undelegate { validator: Address([0; 32]), amount: 1 }, 3),
+            (
+                Operation::Transfer {
+                    to: Address([1; 32]),
+                    amount: 5,
+                },
+                0,
+            ),
+            (
+                Operation::RegisterValidator {
+                    stake: 1,
+                    commission_bps: 2,
+                },
+                1,
+            ),
+            (
+                Operation::Delegate {
+                    validator: Address([0; 32]),
+                    amount: 1,
+                },
+                2,
+            ),
+            (
+                Operation::Undelegate {
+                    validator: Address([0; 32]),
+                    amount: 1,
+                },
+                3,
+            ),
             (Operation::ClaimRewards, 4),
             (Operation::Unjail, 5),
             (
@@ -360,17 +394,39 @@ mod tests {
                 46,
             ),
             (Operation::CancelUpgrade { name: "a".into() }, 47),
-            (Operation::VoteUpgrade { name: "a".into(), approve: true }, 48),
+            (
+                Operation::VoteUpgrade {
+                    name: "a".into(),
+                    approve: true,
+                },
+                48,
+            ),
             (
                 Operation::CreateProposal {
-                    kind: ProposalKind::Text { title: String::new(), body: String::new() },
+                    kind: ProposalKind::Text {
+                        title: String::new(),
+                        body: String::new(),
+                    },
                 },
                 60,
             ),
-            (Operation::VoteProposal { id: 0, approve: true }, 61),
+            (
+                Operation::VoteProposal {
+                    id: 0,
+                    approve: true,
+                },
+                61,
+            ),
             (Operation::ExecuteProposal { id: 0 }, 62),
             (Operation::CancelProposal { id: 0 }, 63),
-            (Operation::CreateMultiSig { signers: vec![], threshold: 1, label: String::new() }, 64),
+            (
+                Operation::CreateMultiSig {
+                    signers: vec![],
+                    threshold: 1,
+                    label: String::new(),
+                },
+                64,
+            ),
             (
                 Operation::ProposeMultiSig {
                     multisig: Address([0; 32]),
@@ -378,8 +434,20 @@ mod tests {
                 },
                 65,
             ),
-            (Operation::ApproveMultiSig { multisig: Address([0; 32]), proposal_id: 0 }, 66),
-            (Operation::RevokeMultiSig { multisig: Address([0; 32]), proposal_id: 0 }, 67),
+            (
+                Operation::ApproveMultiSig {
+                    multisig: Address([0; 32]),
+                    proposal_id: 0,
+                },
+                66,
+            ),
+            (
+                Operation::RevokeMultiSig {
+                    multisig: Address([0; 32]),
+                    proposal_id: 0,
+                },
+                67,
+            ),
         ];
         for (op, disc) in cases {
             assert_eq!(op.discriminant(), disc, "{}", op.name());
@@ -390,7 +458,10 @@ mod tests {
             assert_eq!(back, op);
         }
         // A transfer, byte for byte: discriminant, address, u128 little-endian.
-        let t = Operation::Transfer { to: Address([7; 32]), amount: 258 };
+        let t = Operation::Transfer {
+            to: Address([7; 32]),
+            amount: 258,
+        };
         let mut expected = vec![0u8];
         expected.extend_from_slice(&[7; 32]);
         expected.extend_from_slice(&258u128.to_le_bytes());

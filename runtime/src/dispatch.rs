@@ -75,13 +75,19 @@ impl fmt::Display for DispatchError {
                 f,
                 "stake {stake} nanoVXS is below the minimum of {min_stake} nanoVXS"
             ),
-            DispatchError::CommissionTooHigh { commission_bps, max } => write!(
+            DispatchError::CommissionTooHigh {
+                commission_bps,
+                max,
+            } => write!(
                 f,
                 "commission {commission_bps} bps is above the maximum of {max} bps"
             ),
             DispatchError::UnknownValidator(a) => write!(f, "no validator at {a}"),
             DispatchError::NotAValidator => f.write_str("sender is not a validator"),
-            DispatchError::InsufficientDelegation { requested, delegated } => write!(
+            DispatchError::InsufficientDelegation {
+                requested,
+                delegated,
+            } => write!(
                 f,
                 "cannot undelegate {requested} nanoVXS: only {delegated} nanoVXS delegated"
             ),
@@ -112,12 +118,17 @@ pub struct Context<'a> {
 }
 
 /// Applies one operation.
-pub fn dispatch(env: &mut impl Env, ctx: &mut Context<'_>, op: &Operation) -> Result<(), DispatchError> {
+pub fn dispatch(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    op: &Operation,
+) -> Result<(), DispatchError> {
     match op {
         Operation::Transfer { to, amount } => transfer(env, ctx, *to, *amount),
-        Operation::RegisterValidator { stake, commission_bps } => {
-            register_validator(env, ctx, *stake, *commission_bps)
-        }
+        Operation::RegisterValidator {
+            stake,
+            commission_bps,
+        } => register_validator(env, ctx, *stake, *commission_bps),
         Operation::Delegate { validator, amount } => delegate(env, ctx, *validator, *amount),
         Operation::Undelegate { validator, amount } => undelegate(env, ctx, *validator, *amount),
         Operation::ClaimRewards => claim_rewards(env, ctx),
@@ -129,9 +140,13 @@ pub fn dispatch(env: &mut impl Env, ctx: &mut Context<'_>, op: &Operation) -> Re
 /// Takes `amount` from `who`'s balance.
 pub fn debit(env: &mut impl Env, who: &Address, amount: u128) -> Result<(), DispatchError> {
     let mut acct = storage::account(env, who);
-    acct.balance = acct.balance.checked_sub(amount).ok_or(
-        DispatchError::InsufficientBalance { needed: amount, available: acct.balance },
-    )?;
+    acct.balance = acct
+        .balance
+        .checked_sub(amount)
+        .ok_or(DispatchError::InsufficientBalance {
+            needed: amount,
+            available: acct.balance,
+        })?;
     storage::set_account(env, who, &acct);
     Ok(())
 }
@@ -139,15 +154,27 @@ pub fn debit(env: &mut impl Env, who: &Address, amount: u128) -> Result<(), Disp
 /// Adds `amount` to `who`'s balance.
 pub fn credit(env: &mut impl Env, who: &Address, amount: u128) -> Result<(), DispatchError> {
     let mut acct = storage::account(env, who);
-    acct.balance = acct.balance.checked_add(amount).ok_or(DispatchError::Overflow)?;
+    acct.balance = acct
+        .balance
+        .checked_add(amount)
+        .ok_or(DispatchError::Overflow)?;
     storage::set_account(env, who, &acct);
     Ok(())
 }
 
-fn transfer(env: &mut impl Env, ctx: &mut Context<'_>, to: Address, amount: u128) -> Result<(), DispatchError> {
+fn transfer(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    to: Address,
+    amount: u128,
+) -> Result<(), DispatchError> {
     debit(env, &ctx.sender, amount)?;
     credit(env, &to, amount)?;
-    ctx.events.push(Event::Transferred { from: ctx.sender, to, amount });
+    ctx.events.push(Event::Transferred {
+        from: ctx.sender,
+        to,
+        amount,
+    });
     Ok(())
 }
 
@@ -162,10 +189,16 @@ fn register_validator(
         return Err(DispatchError::AlreadyValidator);
     }
     if stake < params.min_stake {
-        return Err(DispatchError::StakeBelowMinimum { stake, min_stake: params.min_stake });
+        return Err(DispatchError::StakeBelowMinimum {
+            stake,
+            min_stake: params.min_stake,
+        });
     }
     if commission_bps > params.max_commission_bps {
-        return Err(DispatchError::CommissionTooHigh { commission_bps, max: params.max_commission_bps });
+        return Err(DispatchError::CommissionTooHigh {
+            commission_bps,
+            max: params.max_commission_bps,
+        });
     }
     debit(env, &ctx.sender, stake)?;
     storage::set_validator(
@@ -181,39 +214,69 @@ fn register_validator(
             registered_at: ctx.height,
         },
     );
-    ctx.events.push(Event::ValidatorRegistered { validator: ctx.sender, stake, commission_bps });
+    ctx.events.push(Event::ValidatorRegistered {
+        validator: ctx.sender,
+        stake,
+        commission_bps,
+    });
     Ok(())
 }
 
-fn delegate(env: &mut impl Env, ctx: &mut Context<'_>, validator: Address, amount: u128) -> Result<(), DispatchError> {
+fn delegate(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    validator: Address,
+    amount: u128,
+) -> Result<(), DispatchError> {
     if amount == 0 {
         return Err(DispatchError::ZeroAmount);
     }
-    let mut v = storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
+    let mut v =
+        storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
     debit(env, &ctx.sender, amount)?;
     let bonded = storage::delegation(env, &ctx.sender, &validator);
     let bonded = bonded.checked_add(amount).ok_or(DispatchError::Overflow)?;
-    v.delegated = v.delegated.checked_add(amount).ok_or(DispatchError::Overflow)?;
+    v.delegated = v
+        .delegated
+        .checked_add(amount)
+        .ok_or(DispatchError::Overflow)?;
     storage::set_delegation(env, &ctx.sender, &validator, bonded);
     storage::set_validator(env, &v);
-    ctx.events.push(Event::Delegated { delegator: ctx.sender, validator, amount });
+    ctx.events.push(Event::Delegated {
+        delegator: ctx.sender,
+        validator,
+        amount,
+    });
     Ok(())
 }
 
-fn undelegate(env: &mut impl Env, ctx: &mut Context<'_>, validator: Address, amount: u128) -> Result<(), DispatchError> {
+fn undelegate(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    validator: Address,
+    amount: u128,
+) -> Result<(), DispatchError> {
     if amount == 0 {
         return Err(DispatchError::ZeroAmount);
     }
-    let mut v = storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
+    let mut v =
+        storage::validator(env, &validator).ok_or(DispatchError::UnknownValidator(validator))?;
     let bonded = storage::delegation(env, &ctx.sender, &validator);
     let rest = bonded
         .checked_sub(amount)
-        .ok_or(DispatchError::InsufficientDelegation { requested: amount, delegated: bonded })?;
+        .ok_or(DispatchError::InsufficientDelegation {
+            requested: amount,
+            delegated: bonded,
+        })?;
     v.delegated = v.delegated.saturating_sub(amount);
     storage::set_delegation(env, &ctx.sender, &validator, rest);
     storage::set_validator(env, &v);
     credit(env, &ctx.sender, amount)?;
-    ctx.events.push(Event::Undelegated { delegator: ctx.sender, validator, amount });
+    ctx.events.push(Event::Undelegated {
+        delegator: ctx.sender,
+        validator,
+        amount,
+    });
     Ok(())
 }
 
@@ -225,7 +288,10 @@ fn claim_rewards(env: &mut impl Env, ctx: &mut Context<'_>) -> Result<(), Dispat
     let amount = core::mem::take(&mut v.unclaimed_rewards);
     storage::set_validator(env, &v);
     credit(env, &ctx.sender, amount)?;
-    ctx.events.push(Event::RewardsClaimed { validator: ctx.sender, amount });
+    ctx.events.push(Event::RewardsClaimed {
+        validator: ctx.sender,
+        amount,
+    });
     Ok(())
 }
 
@@ -235,11 +301,15 @@ fn unjail(env: &mut impl Env, ctx: &mut Context<'_>) -> Result<(), DispatchError
         return Err(DispatchError::NotJailed);
     }
     if v.is_jailed_at(ctx.height) {
-        return Err(DispatchError::StillJailed { until: v.jailed_until });
+        return Err(DispatchError::StillJailed {
+            until: v.jailed_until,
+        });
     }
     v.jailed_until = 0;
     storage::set_validator(env, &v);
-    ctx.events.push(Event::Unjailed { validator: ctx.sender });
+    ctx.events.push(Event::Unjailed {
+        validator: ctx.sender,
+    });
     Ok(())
 }
 

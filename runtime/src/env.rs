@@ -92,7 +92,13 @@ mod wasm {
         fn blake3(&self, data: &[u8]) -> [u8; 32] {
             let mut out = [0u8; 32];
             // SAFETY: `out` is 32 writable bytes; `data` valid for its length.
-            unsafe { blake3_v1(data.as_ptr() as u32, data.len() as u32, out.as_mut_ptr() as u32) };
+            unsafe {
+                blake3_v1(
+                    data.as_ptr() as u32,
+                    data.len() as u32,
+                    out.as_mut_ptr() as u32,
+                )
+            };
             out
         }
         fn log(&self, level: u32, message: &str) {

@@ -10,7 +10,7 @@ use vexidus_runtime_api::abi::{
     Query, QueryResponse, ValidTransaction, ValidateArgs,
 };
 use vexidus_runtime_api::block::{Event, Receipt};
-use vexidus_runtime_api::transaction::{Transaction, MAX_OPERATIONS};
+use vexidus_runtime_api::transaction::{MAX_OPERATIONS, Transaction};
 use vexidus_runtime_api::{Address, GenesisConfig, PublicKey, ValidatorInfo};
 
 /// Share of every fee paid to the block proposer, in percent; the rest goes to the treasury.
@@ -81,29 +81,49 @@ fn check(
 ) -> Result<u64, InvalidTransaction> {
     let chain = storage::chain_id(env);
     if tx.chain_id != chain {
-        return Err(InvalidTransaction::WrongChain { expected: chain, found: tx.chain_id.clone() });
+        return Err(InvalidTransaction::WrongChain {
+            expected: chain,
+            found: tx.chain_id.clone(),
+        });
     }
     if tx.operations.is_empty() || tx.operations.len() > MAX_OPERATIONS {
-        return Err(InvalidTransaction::OperationCount { found: tx.operations.len() as u32 });
+        return Err(InvalidTransaction::OperationCount {
+            found: tx.operations.len() as u32,
+        });
     }
     let needed = tx.intrinsic_gas();
     if tx.max_gas < needed {
-        return Err(InvalidTransaction::GasLimitTooLow { needed, max_gas: tx.max_gas });
+        return Err(InvalidTransaction::GasLimitTooLow {
+            needed,
+            max_gas: tx.max_gas,
+        });
     }
     if height > tx.valid_until {
-        return Err(InvalidTransaction::Expired { valid_until: tx.valid_until, height });
+        return Err(InvalidTransaction::Expired {
+            valid_until: tx.valid_until,
+            height,
+        });
     }
     let sender = address_of(env, &tx.sender);
     let acct = storage::account(env, &sender);
     if tx.nonce < acct.nonce {
-        return Err(InvalidTransaction::StaleNonce { expected: acct.nonce, found: tx.nonce });
+        return Err(InvalidTransaction::StaleNonce {
+            expected: acct.nonce,
+            found: tx.nonce,
+        });
     }
     if exact_nonce && tx.nonce > acct.nonce {
-        return Err(InvalidTransaction::FutureNonce { expected: acct.nonce, found: tx.nonce });
+        return Err(InvalidTransaction::FutureNonce {
+            expected: acct.nonce,
+            found: tx.nonce,
+        });
     }
     let max_fee = max_fee(env, tx);
     if acct.balance < max_fee {
-        return Err(InvalidTransaction::InsufficientFunds { needed: max_fee, available: acct.balance });
+        return Err(InvalidTransaction::InsufficientFunds {
+            needed: max_fee,
+            available: acct.balance,
+        });
     }
     Ok(acct.nonce)
 }
@@ -123,7 +143,10 @@ pub fn validate_transaction(
 
 /// Applies one transaction: escrow the largest fee, run the operations all-or-nothing, then
 /// refund unused gas, split the fee and bump the nonce.
-pub fn apply_transaction(env: &mut impl Env, args: ApplyArgs) -> Result<Receipt, InvalidTransaction> {
+pub fn apply_transaction(
+    env: &mut impl Env,
+    args: ApplyArgs,
+) -> Result<Receipt, InvalidTransaction> {
     let tx = &args.transaction.transaction;
     check(env, tx, args.height, true)?;
     let sender = address_of(env, &tx.sender);
@@ -140,7 +163,12 @@ pub fn apply_transaction(env: &mut impl Env, args: ApplyArgs) -> Result<Receipt,
     let mut error = None;
     {
         let mut overlay = Overlay::new(env);
-        let mut ctx = Context { height: args.height, sender, sender_key: &tx.sender, events: &mut events };
+        let mut ctx = Context {
+            height: args.height,
+            sender,
+            sender_key: &tx.sender,
+            events: &mut events,
+        };
         for (i, op) in tx.operations.iter().enumerate() {
             gas_used = gas_used.saturating_add(op.gas());
             if let Err(e) = dispatch::dispatch(&mut overlay, &mut ctx, op) {
@@ -166,9 +194,20 @@ pub fn apply_transaction(env: &mut impl Env, args: ApplyArgs) -> Result<Receipt,
     let _ = dispatch::credit(env, &sender, refund);
     let _ = dispatch::credit(env, &proposer, to_proposer);
     let _ = dispatch::credit(env, &treasury, to_treasury);
-    events.push(Event::FeePaid { payer: sender, fee, to_proposer, to_treasury });
+    events.push(Event::FeePaid {
+        payer: sender,
+        fee,
+        to_proposer,
+        to_treasury,
+    });
 
-    Ok(Receipt { success: error.is_none(), error, gas_used, fee, events })
+    Ok(Receipt {
+        success: error.is_none(),
+        error,
+        gas_used,
+        fee,
+        events,
+    })
 }
 
 /// Answers a read-only query.
@@ -179,7 +218,8 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
         Query::Validator(a) => QueryResponse::Validator(storage::validator(env, &a)),
         Query::Parameters => QueryResponse::Parameters(storage::parameters(env)),
         Query::Governance => QueryResponse::Governance(
-            storage::governance(env).ok_or_else(|| String::from("no governance settings in state"))?,
+            storage::governance(env)
+                .ok_or_else(|| String::from("no governance settings in state"))?,
         ),
         Query::ChainId => QueryResponse::ChainId(storage::chain_id(env)),
         Query::Treasury => QueryResponse::Treasury(treasury(env)),

@@ -17,7 +17,10 @@ pub struct Overlay<'a, E: Env> {
 impl<'a, E: Env> Overlay<'a, E> {
     /// An empty overlay over `inner`.
     pub fn new(inner: &'a mut E) -> Self {
-        Self { inner, changes: BTreeMap::new() }
+        Self {
+            inner,
+            changes: BTreeMap::new(),
+        }
     }
 
     /// Writes every pending change through to the underlying environment.

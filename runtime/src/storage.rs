@@ -14,9 +14,7 @@
 use crate::env::Env;
 use alloc::vec::Vec;
 use parity_scale_codec::{Decode, Encode};
-use vexidus_runtime_api::{
-    AccountInfo, Address, GovernanceSettings, Parameters, ValidatorInfo,
-};
+use vexidus_runtime_api::{AccountInfo, Address, GovernanceSettings, Parameters, ValidatorInfo};
 
 /// Chain id key.
 pub const CHAIN_ID: &[u8] = b":chain_id";

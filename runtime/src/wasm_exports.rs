@@ -12,8 +12,12 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 #[used]
 #[unsafe(link_section = "vexidus_runtime_version")]
-static VERSION_SECTION: [u8; version_section_len(crate::SPEC_NAME.len())] =
-    encode_version_section(crate::SPEC_NAME, crate::SPEC_VERSION, crate::IMPL_VERSION, abi::ABI_VERSION);
+static VERSION_SECTION: [u8; version_section_len(crate::SPEC_NAME.len())] = encode_version_section(
+    crate::SPEC_NAME,
+    crate::SPEC_VERSION,
+    crate::IMPL_VERSION,
+    abi::ABI_VERSION,
+);
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

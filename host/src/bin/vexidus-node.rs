@@ -1,13 +1,13 @@
 //! `vexidus-node`: the Vexidus validator daemon. `main` only parses flags, sets up logging and
 //! maps errors to exit codes; the work lives in the `vexidus_host` library.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use vexidus_host::node::{self, NodeConfig};
 use vexidus_host::rpc::RpcConfig;
-use vexidus_runtime_api::signing::{dev_seed, Keypair};
+use vexidus_runtime_api::signing::{Keypair, dev_seed};
 
 #[derive(Parser, Debug)]
 #[command(name = "vexidus-node", version, about = "The Vexidus validator node")]
@@ -69,14 +69,20 @@ fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VEXIDUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,jsonrpsee=warn,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("VEXIDUS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "info,jsonrpsee=warn,wasmtime=warn,cranelift=warn",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Some(Command::Replay { ref data_dir, ref into }) => replay(data_dir, into),
+        Some(Command::Replay {
+            ref data_dir,
+            ref into,
+        }) => replay(data_dir, into),
         Some(Command::CheckState { ref data_dir }) => check_state(data_dir),
         None => run(cli),
     };
@@ -87,8 +93,10 @@ fn main() {
 }
 
 fn read_key(path: &PathBuf) -> anyhow::Result<Keypair> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    Keypair::from_seed_hex(&text).map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    Keypair::from_seed_hex(&text)
+        .map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -115,16 +123,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.data_dir,
         genesis,
         validator_key,
-        rpc: RpcConfig { addr: cli.rpc_addr, rate_limit: cli.rpc_rate_limit, max_request_bytes: cli.rpc_max_request_bytes },
+        rpc: RpcConfig {
+            addr: cli.rpc_addr,
+            rate_limit: cli.rpc_rate_limit,
+            max_request_bytes: cli.rpc_max_request_bytes,
+        },
         implemented_upgrades: Vec::new(),
         pool_capacity: cli.pool_capacity,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(node::run(config, shutdown_signal()))
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -138,26 +152,40 @@ async fn shutdown_signal() {
 fn replay(data_dir: &PathBuf, into: &PathBuf) -> anyhow::Result<()> {
     let source = node::open_chain(data_dir, None, Vec::new())?;
     if into.exists() && std::fs::read_dir(into)?.next().is_some() {
-        bail!("{} is not empty; replay needs an empty directory", into.display());
+        bail!(
+            "{} is not empty; replay needs an empty directory",
+            into.display()
+        );
     }
     let src_db = source.db().clone();
     let genesis = source.genesis().clone();
-    let code = src_db.genesis_code()?.context("the source database has no genesis runtime")?;
+    let code = src_db
+        .genesis_code()?
+        .context("the source database has no genesis runtime")?;
     std::fs::create_dir_all(into)?;
     let mut db = vexidus_host::storage::Db::open(&into.join("db"))?;
     db.set_sync_writes(false);
     let db = std::sync::Arc::new(db);
-    let executor = std::sync::Arc::new(vexidus_host::executor::Executor::new(Some(db.module_store())));
+    let executor = std::sync::Arc::new(vexidus_host::executor::Executor::new(Some(
+        db.module_store(),
+    )));
     let mut target = vexidus_host::chain::Chain::open(db, executor, &genesis, &code, Vec::new())?;
     if target.head().hash != src_db.hash_at(0)?.context("source has no genesis block")? {
-        bail!("genesis block differs: state root {} vs stored", hex::encode(target.head().state_root));
+        bail!(
+            "genesis block differs: state root {} vs stored",
+            hex::encode(target.head().state_root)
+        );
     }
     let head = source.head().height;
     let started = std::time::Instant::now();
     for h in 1..=head {
-        let block = src_db.block_at(h)?.with_context(|| format!("block {h} missing from the source"))?;
+        let block = src_db
+            .block_at(h)?
+            .with_context(|| format!("block {h} missing from the source"))?;
         let expected = block.header.state_root;
-        let executed = target.import_block(block).with_context(|| format!("replaying block {h}"))?;
+        let executed = target
+            .import_block(block)
+            .with_context(|| format!("replaying block {h}"))?;
         if executed.block.header.state_root != expected {
             bail!("state root differs at height {h}");
         }
@@ -177,7 +205,11 @@ fn check_state(data_dir: &PathBuf) -> anyhow::Result<()> {
     let stored = db.lthash()?;
     let recomputed = db.recompute_lthash()?;
     let head = chain.head();
-    let header_root = db.block(&head.hash)?.context("head block missing")?.header.state_root;
+    let header_root = db
+        .block(&head.hash)?
+        .context("head block missing")?
+        .header
+        .state_root;
     let report = serde_json::json!({
         "height": head.height,
         "head_state_root": format!("0x{}", hex::encode(head.state_root)),
@@ -186,7 +218,10 @@ fn check_state(data_dir: &PathBuf) -> anyhow::Result<()> {
         "recomputed_root": format!("0x{}", hex::encode(recomputed.root())),
     });
     println!("{report}");
-    if stored != recomputed || head.state_root != recomputed.root() || header_root != head.state_root {
+    if stored != recomputed
+        || head.state_root != recomputed.root()
+        || header_root != head.state_root
+    {
         bail!("state root mismatch: the stored state does not match its root");
     }
     Ok(())

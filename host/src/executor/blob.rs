@@ -3,8 +3,8 @@
 //! The verdict is a pure function of the bytes, so every honest node reaches the same one.
 
 use parity_scale_codec::Decode;
-use vexidus_runtime_api::abi::{self, WasmType};
 use vexidus_runtime_api::RuntimeVersion;
+use vexidus_runtime_api::abi::{self, WasmType};
 use wasmparser::{Parser, Payload, TypeRef, ValType};
 
 /// ABI versions this host implements.
@@ -79,10 +79,15 @@ pub enum BlobError {
 /// Validates `code` and returns the version it declares.
 pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> {
     if code.len() > max_size {
-        return Err(BlobError::TooLarge { size: code.len(), limit: max_size });
+        return Err(BlobError::TooLarge {
+            size: code.len(),
+            limit: max_size,
+        });
     }
     let mut validator = wasmparser::Validator::new_with_features(features());
-    validator.validate_all(code).map_err(|e| BlobError::InvalidWasm(e.to_string()))?;
+    validator
+        .validate_all(code)
+        .map_err(|e| BlobError::InvalidWasm(e.to_string()))?;
 
     let mut types: Vec<wasmparser::FuncType> = Vec::new();
     let mut func_types: Vec<u32> = Vec::new(); // type index of every function, imports first
@@ -115,7 +120,10 @@ pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> 
                 for m in reader {
                     let m = m.map_err(|e| BlobError::InvalidWasm(e.to_string()))?;
                     if m.initial > MAX_MEMORY_PAGES {
-                        return Err(BlobError::MemoryTooLarge { pages: m.initial, limit: MAX_MEMORY_PAGES });
+                        return Err(BlobError::MemoryTooLarge {
+                            pages: m.initial,
+                            limit: MAX_MEMORY_PAGES,
+                        });
                     }
                 }
             }
@@ -136,14 +144,20 @@ pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> 
 
     let version = version.ok_or(BlobError::MissingVersion)?;
     if !SUPPORTED_ABI_VERSIONS.contains(&version.abi_version) {
-        return Err(BlobError::UnsupportedAbi { found: version.abi_version, supported: SUPPORTED_ABI_VERSIONS });
+        return Err(BlobError::UnsupportedAbi {
+            found: version.abi_version,
+            supported: SUPPORTED_ABI_VERSIONS,
+        });
     }
 
     let find = |name: &str| exports.iter().find(|(n, _, _)| n == name);
     match find(abi::MEMORY) {
         Some((_, wasmparser::ExternalKind::Memory, _)) => {}
         Some(_) => {
-            return Err(BlobError::WrongExportType { name: abi::MEMORY.into(), detail: "not a memory".into() });
+            return Err(BlobError::WrongExportType {
+                name: abi::MEMORY.into(),
+                detail: "not a memory".into(),
+            });
         }
         None => return Err(BlobError::MissingExport(abi::MEMORY.into())),
     }
@@ -153,13 +167,19 @@ pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> 
                 .get(*idx as usize)
                 .and_then(|t| types.get(*t as usize))
                 .ok_or_else(|| BlobError::InvalidWasm(format!("export `{name}` has no type"))),
-            Some(_) => Err(BlobError::WrongExportType { name: name.into(), detail: "not a function".into() }),
+            Some(_) => Err(BlobError::WrongExportType {
+                name: name.into(),
+                detail: "not a function".into(),
+            }),
             None => Err(BlobError::MissingExport(name.into())),
         }
     };
     let alloc = func_sig(abi::ALLOC)?;
     if alloc.params() != [ValType::I32] || alloc.results() != [ValType::I32] {
-        return Err(BlobError::WrongExportType { name: abi::ALLOC.into(), detail: "expected (i32) -> i32".into() });
+        return Err(BlobError::WrongExportType {
+            name: abi::ALLOC.into(),
+            detail: "expected (i32) -> i32".into(),
+        });
     }
     for entry in abi::ENTRY_POINTS {
         let sig = func_sig(entry)?;
@@ -173,23 +193,38 @@ pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> 
     Ok(version)
 }
 
-fn check_import(import: &wasmparser::Import<'_>, types: &[wasmparser::FuncType]) -> Result<(), BlobError> {
-    let unknown = || BlobError::UnknownImport { module: import.module.to_string(), name: import.name.to_string() };
+fn check_import(
+    import: &wasmparser::Import<'_>,
+    types: &[wasmparser::FuncType],
+) -> Result<(), BlobError> {
+    let unknown = || BlobError::UnknownImport {
+        module: import.module.to_string(),
+        name: import.name.to_string(),
+    };
     if import.module != abi::HOST_MODULE {
         return Err(unknown());
     }
-    let host = abi::HOST_FUNCTIONS_V1.iter().find(|f| f.name == import.name).ok_or_else(unknown)?;
+    let host = abi::HOST_FUNCTIONS_V1
+        .iter()
+        .find(|f| f.name == import.name)
+        .ok_or_else(unknown)?;
     let TypeRef::Func(t) = import.ty else {
         return Err(unknown());
     };
-    let sig = types.get(t as usize).ok_or_else(|| BlobError::InvalidWasm("import type out of range".into()))?;
+    let sig = types
+        .get(t as usize)
+        .ok_or_else(|| BlobError::InvalidWasm("import type out of range".into()))?;
     let result = match host.result {
         None => vec![],
         Some(WasmType::I32) => vec![ValType::I32],
         Some(WasmType::I64) => vec![ValType::I64],
     };
-    if sig.params() != vec![ValType::I32; host.params].as_slice() || sig.results() != result.as_slice() {
-        return Err(BlobError::ImportSignature { name: import.name.to_string() });
+    if sig.params() != vec![ValType::I32; host.params].as_slice()
+        || sig.results() != result.as_slice()
+    {
+        return Err(BlobError::ImportSignature {
+            name: import.name.to_string(),
+        });
     }
     Ok(())
 }

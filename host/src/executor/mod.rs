@@ -51,7 +51,12 @@ pub struct FuelLimits {
 
 impl Default for FuelLimits {
     fn default() -> Self {
-        Self { genesis: 20_000_000_000, block: 2_000_000_000, transaction: 200_000_000, query: 1_000_000_000 }
+        Self {
+            genesis: 20_000_000_000,
+            block: 2_000_000_000,
+            transaction: 200_000_000,
+            query: 1_000_000_000,
+        }
     }
 }
 
@@ -120,7 +125,10 @@ pub struct Prototype {
 
 impl std::fmt::Debug for Prototype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prototype").field("code_hash", &hex::encode(self.code_hash)).field("version", &self.version).finish()
+        f.debug_struct("Prototype")
+            .field("code_hash", &hex::encode(self.code_hash))
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -204,7 +212,12 @@ pub struct Executor {
 impl Executor {
     /// An executor with an optional persistent module cache.
     pub fn new(module_store: Option<Arc<dyn ModuleStore>>) -> Self {
-        Self { linker: host_functions(), cache: Mutex::new(HashMap::new()), module_store, fuel: FuelLimits::default() }
+        Self {
+            linker: host_functions(),
+            cache: Mutex::new(HashMap::new()),
+            module_store,
+            fuel: FuelLimits::default(),
+        }
     }
 
     /// Static checks only (SPEC §5), with the size limit in force.
@@ -221,14 +234,23 @@ impl Executor {
         }
         let version = blob::check(code, usize::MAX)?;
         let module = self.load_or_compile(&code_hash, code)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| ExecError::Instantiate(format!("{e:#}")))?;
-        let proto = Arc::new(Prototype { code_hash, version, pre });
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| ExecError::Instantiate(format!("{e:#}")))?;
+        let proto = Arc::new(Prototype {
+            code_hash,
+            version,
+            pre,
+        });
         self.lock_cache().insert(code_hash, proto.clone());
         Ok(proto)
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Arc<Prototype>>> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn store_key(code_hash: &Hash) -> Vec<u8> {
@@ -257,7 +279,8 @@ impl Executor {
             }
         }
         let started = std::time::Instant::now();
-        let module = Module::new(engine(), code).map_err(|e| ExecError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(engine(), code).map_err(|e| ExecError::Compile(format!("{e:#}")))?;
         tracing::info!(code_hash = %hex::encode(code_hash), ms = started.elapsed().as_millis() as u64, "compiled runtime");
         if let Some(store) = &self.module_store {
             if let Ok(bytes) = module.serialize() {
@@ -282,20 +305,30 @@ impl Executor {
         // data. The store is created here and dropped at the end of this function, and no host
         // function can run after that, so the pointer is never used beyond the borrow.
         let ext_ptr: *mut (dyn Externalities + 'static) = unsafe {
-            std::mem::transmute::<*mut (dyn Externalities + '_), *mut (dyn Externalities + 'static)>(ext)
+            std::mem::transmute::<*mut (dyn Externalities + '_), *mut (dyn Externalities + 'static)>(
+                ext,
+            )
         };
         let state = HostState {
             ext: Some(ext_ptr),
             memory: None,
-            limits: StoreLimitsBuilder::new().memory_size(MEMORY_LIMIT_BYTES).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MEMORY_LIMIT_BYTES)
+                .trap_on_grow_failure(true)
+                .build(),
             logs: Vec::new(),
             storage_error: None,
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(fuel).map_err(|e| ExecError::Instantiate(e.to_string()))?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| ExecError::Instantiate(e.to_string()))?;
 
-        let instance = proto.pre.instantiate(&mut store).map_err(|e| classify(&store, entry, fuel, e))?;
+        let instance = proto
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, entry, fuel, e))?;
         let memory = instance
             .get_memory(&mut store, abi::MEMORY)
             .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
@@ -308,19 +341,28 @@ impl Executor {
             .get_typed_func::<(u32, u32), u64>(&mut store, entry)
             .map_err(|e| ExecError::Instantiate(format!("entry point `{entry}`: {e}")))?;
 
-        let len = u32::try_from(input.len()).map_err(|_| ExecError::Instantiate("input too large".into()))?;
-        let ptr = alloc.call(&mut store, len).map_err(|e| classify(&store, entry, fuel, e))?;
-        memory.write(&mut store, ptr as usize, input).map_err(|_| ExecError::BadOutput {
-            entry: entry.into(),
-            reason: "vex_alloc returned memory out of bounds".into(),
-        })?;
-        let packed = func.call(&mut store, (ptr, len)).map_err(|e| classify(&store, entry, fuel, e))?;
+        let len = u32::try_from(input.len())
+            .map_err(|_| ExecError::Instantiate("input too large".into()))?;
+        let ptr = alloc
+            .call(&mut store, len)
+            .map_err(|e| classify(&store, entry, fuel, e))?;
+        memory
+            .write(&mut store, ptr as usize, input)
+            .map_err(|_| ExecError::BadOutput {
+                entry: entry.into(),
+                reason: "vex_alloc returned memory out of bounds".into(),
+            })?;
+        let packed = func
+            .call(&mut store, (ptr, len))
+            .map_err(|e| classify(&store, entry, fuel, e))?;
         let (out_ptr, out_len) = abi::unpack(packed);
         let mut output = vec![0u8; out_len as usize];
-        memory.read(&store, out_ptr as usize, &mut output).map_err(|_| ExecError::BadOutput {
-            entry: entry.into(),
-            reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
-        })?;
+        memory
+            .read(&store, out_ptr as usize, &mut output)
+            .map_err(|_| ExecError::BadOutput {
+                entry: entry.into(),
+                reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
+            })?;
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
         for (level, line) in &store.data().logs {
             log_runtime(*level, line);
@@ -338,8 +380,10 @@ impl Executor {
         fuel: u64,
     ) -> Result<O, ExecError> {
         let out = self.call_raw(proto, entry, &input.encode(), ext, fuel)?;
-        O::decode(&mut &out.output[..])
-            .map_err(|e| ExecError::BadOutput { entry: entry.into(), reason: format!("does not decode: {e}") })
+        O::decode(&mut &out.output[..]).map_err(|e| ExecError::BadOutput {
+            entry: entry.into(),
+            reason: format!("does not decode: {e}"),
+        })
     }
 }
 
@@ -357,35 +401,61 @@ fn log_runtime(level: u32, line: &str) {
 fn classify(store: &Store<HostState>, entry: &str, fuel: u64, err: wasmtime::Error) -> ExecError {
     let state = store.data();
     if let Some(reason) = &state.storage_error {
-        return ExecError::Storage { entry: entry.into(), reason: reason.clone() };
+        return ExecError::Storage {
+            entry: entry.into(),
+            reason: reason.clone(),
+        };
     }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         if *trap == Trap::OutOfFuel {
-            return ExecError::OutOfFuel { entry: entry.into(), limit: fuel };
+            return ExecError::OutOfFuel {
+                entry: entry.into(),
+                limit: fuel,
+            };
         }
     }
     let text = format!("{err:#}");
-    if text.contains("memory") && (text.contains("grow") || text.contains("limit") || text.contains("minimum")) {
-        return ExecError::MemoryLimit { entry: entry.into(), limit_bytes: MEMORY_LIMIT_BYTES };
+    if text.contains("memory")
+        && (text.contains("grow") || text.contains("limit") || text.contains("minimum"))
+    {
+        return ExecError::MemoryLimit {
+            entry: entry.into(),
+            limit_bytes: MEMORY_LIMIT_BYTES,
+        };
     }
-    let last_error = state.logs.iter().rev().find(|(l, _)| *l == 0).map(|(_, m)| m.clone());
+    let last_error = state
+        .logs
+        .iter()
+        .rev()
+        .find(|(l, _)| *l == 0)
+        .map(|(_, m)| m.clone());
     let reason = match (err.downcast_ref::<Trap>(), last_error) {
         (Some(trap), Some(msg)) => format!("{trap} ({msg})"),
         (Some(trap), None) => trap.to_string(),
         (None, Some(msg)) => format!("{text} ({msg})"),
         (None, None) => text,
     };
-    ExecError::Trap { entry: entry.into(), reason }
+    ExecError::Trap {
+        entry: entry.into(),
+        reason,
+    }
 }
 
 type Caller<'a> = wasmtime::Caller<'a, HostState>;
 
-fn guest_range(mem_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+fn guest_range(
+    mem_len: usize,
+    ptr: u32,
+    len: u32,
+    what: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let start = ptr as usize;
     let end = start.checked_add(len as usize).filter(|e| *e <= mem_len);
     match end {
         Some(end) => Ok(start..end),
-        None => Err(wasmtime::Error::msg(format!("{what}: guest range {ptr:#x}+{len} out of bounds"))),
+        None => Err(wasmtime::Error::msg(format!(
+            "{what}: guest range {ptr:#x}+{len} out of bounds"
+        ))),
     }
 }
 
@@ -394,9 +464,14 @@ fn with_ext<R>(
     caller: &mut Caller<'_>,
     f: impl FnOnce(&mut [u8], &mut dyn Externalities, &mut Option<String>) -> wasmtime::Result<R>,
 ) -> wasmtime::Result<R> {
-    let memory = caller.data().memory.ok_or_else(|| wasmtime::Error::msg("host function called before memory export"))?;
+    let memory = caller
+        .data()
+        .memory
+        .ok_or_else(|| wasmtime::Error::msg("host function called before memory export"))?;
     let (mem, state) = memory.data_and_store_mut(caller);
-    let ext = state.ext.ok_or_else(|| wasmtime::Error::msg("no storage attached to this call"))?;
+    let ext = state
+        .ext
+        .ok_or_else(|| wasmtime::Error::msg("no storage attached to this call"))?;
     // SAFETY: see `Executor::call_raw`; the pointer is valid for the whole call and no other
     // reference to the externalities exists while a host function runs.
     let ext = unsafe { &mut *ext };
@@ -404,7 +479,13 @@ fn with_ext<R>(
 }
 
 /// Writes `value` into the guest buffer if it fits; returns its length, or -1 for `None`.
-fn write_result(mem: &mut [u8], out_ptr: u32, out_cap: u32, value: Option<Vec<u8>>, what: &str) -> wasmtime::Result<i64> {
+fn write_result(
+    mem: &mut [u8],
+    out_ptr: u32,
+    out_cap: u32,
+    value: Option<Vec<u8>>,
+    what: &str,
+) -> wasmtime::Result<i64> {
     let Some(value) = value else { return Ok(-1) };
     if value.len() <= out_cap as usize {
         let r = guest_range(mem.len(), out_ptr, value.len() as u32, what)?;
@@ -423,74 +504,119 @@ fn host_functions() -> Linker<HostState> {
     let mut linker = Linker::new(engine());
     let m = abi::HOST_MODULE;
     let result = (|| -> wasmtime::Result<()> {
-        linker.func_wrap(m, "storage_get_v1", |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
-            with_ext(&mut c, |mem, ext, err| {
-                let key = mem[guest_range(mem.len(), kp, kl, "storage_get_v1 key")?].to_vec();
-                let value = ext.get(&key).map_err(|e| storage_failed(err, e))?;
-                write_result(mem, op, oc, value, "storage_get_v1 out")
-            })
-        })?;
-        linker.func_wrap(m, "storage_set_v1", |mut c: Caller<'_>, kp: u32, kl: u32, vp: u32, vl: u32| {
-            with_ext(&mut c, |mem, ext, _| {
-                let key = guest_range(mem.len(), kp, kl, "storage_set_v1 key")?;
-                let val = guest_range(mem.len(), vp, vl, "storage_set_v1 value")?;
-                ext.set(&mem[key], &mem[val]);
+        linker.func_wrap(
+            m,
+            "storage_get_v1",
+            |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
+                with_ext(&mut c, |mem, ext, err| {
+                    let key = mem[guest_range(mem.len(), kp, kl, "storage_get_v1 key")?].to_vec();
+                    let value = ext.get(&key).map_err(|e| storage_failed(err, e))?;
+                    write_result(mem, op, oc, value, "storage_get_v1 out")
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "storage_set_v1",
+            |mut c: Caller<'_>, kp: u32, kl: u32, vp: u32, vl: u32| {
+                with_ext(&mut c, |mem, ext, _| {
+                    let key = guest_range(mem.len(), kp, kl, "storage_set_v1 key")?;
+                    let val = guest_range(mem.len(), vp, vl, "storage_set_v1 value")?;
+                    ext.set(&mem[key], &mem[val]);
+                    Ok(())
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "storage_remove_v1",
+            |mut c: Caller<'_>, kp: u32, kl: u32| {
+                with_ext(&mut c, |mem, ext, _| {
+                    let key = guest_range(mem.len(), kp, kl, "storage_remove_v1 key")?;
+                    ext.remove(&mem[key]);
+                    Ok(())
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "storage_next_key_v1",
+            |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
+                with_ext(&mut c, |mem, ext, err| {
+                    let key =
+                        mem[guest_range(mem.len(), kp, kl, "storage_next_key_v1 key")?].to_vec();
+                    let next = ext.next_key(&key).map_err(|e| storage_failed(err, e))?;
+                    write_result(mem, op, oc, next, "storage_next_key_v1 out")
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "blake3_v1",
+            |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
+                with_ext(&mut c, |mem, _, _| {
+                    let digest =
+                        *blake3::hash(&mem[guest_range(mem.len(), p, l, "blake3_v1 input")?])
+                            .as_bytes();
+                    let out = guest_range(mem.len(), o, 32, "blake3_v1 out")?;
+                    mem[out].copy_from_slice(&digest);
+                    Ok(())
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "sha256_v1",
+            |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
+                with_ext(&mut c, |mem, _, _| {
+                    use sha2::Digest;
+                    let digest = sha2::Sha256::digest(
+                        &mem[guest_range(mem.len(), p, l, "sha256_v1 input")?],
+                    );
+                    let out = guest_range(mem.len(), o, 32, "sha256_v1 out")?;
+                    mem[out].copy_from_slice(&digest);
+                    Ok(())
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "ed25519_verify_v1",
+            |mut c: Caller<'_>, mp: u32, ml: u32, sp: u32, pp: u32| {
+                with_ext(&mut c, |mem, _, _| {
+                    let msg = &mem[guest_range(mem.len(), mp, ml, "ed25519_verify_v1 msg")?];
+                    let sig: [u8; 64] =
+                        mem[guest_range(mem.len(), sp, 64, "ed25519_verify_v1 sig")?].try_into()?;
+                    let pk: [u8; 32] =
+                        mem[guest_range(mem.len(), pp, 32, "ed25519_verify_v1 key")?].try_into()?;
+                    let ok = ed25519_consensus::VerificationKey::try_from(pk)
+                        .map(|vk| {
+                            vk.verify(&ed25519_consensus::Signature::from(sig), msg)
+                                .is_ok()
+                        })
+                        .unwrap_or(false);
+                    Ok(ok as u32)
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "log_v1",
+            |mut c: Caller<'_>, level: u32, p: u32, l: u32| {
+                let memory = c
+                    .data()
+                    .memory
+                    .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+                let (mem, state) = memory.data_and_store_mut(&mut c);
+                let bytes = &mem[guest_range(mem.len(), p, l, "log_v1")?];
+                if state.logs.len() < MAX_LOG_LINES {
+                    let mut line = String::from_utf8_lossy(bytes).into_owned();
+                    line.truncate(MAX_LOG_LINE);
+                    state.logs.push((level, line));
+                }
                 Ok(())
-            })
-        })?;
-        linker.func_wrap(m, "storage_remove_v1", |mut c: Caller<'_>, kp: u32, kl: u32| {
-            with_ext(&mut c, |mem, ext, _| {
-                let key = guest_range(mem.len(), kp, kl, "storage_remove_v1 key")?;
-                ext.remove(&mem[key]);
-                Ok(())
-            })
-        })?;
-        linker.func_wrap(m, "storage_next_key_v1", |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
-            with_ext(&mut c, |mem, ext, err| {
-                let key = mem[guest_range(mem.len(), kp, kl, "storage_next_key_v1 key")?].to_vec();
-                let next = ext.next_key(&key).map_err(|e| storage_failed(err, e))?;
-                write_result(mem, op, oc, next, "storage_next_key_v1 out")
-            })
-        })?;
-        linker.func_wrap(m, "blake3_v1", |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
-            with_ext(&mut c, |mem, _, _| {
-                let digest = *blake3::hash(&mem[guest_range(mem.len(), p, l, "blake3_v1 input")?]).as_bytes();
-                let out = guest_range(mem.len(), o, 32, "blake3_v1 out")?;
-                mem[out].copy_from_slice(&digest);
-                Ok(())
-            })
-        })?;
-        linker.func_wrap(m, "sha256_v1", |mut c: Caller<'_>, p: u32, l: u32, o: u32| {
-            with_ext(&mut c, |mem, _, _| {
-                use sha2::Digest;
-                let digest = sha2::Sha256::digest(&mem[guest_range(mem.len(), p, l, "sha256_v1 input")?]);
-                let out = guest_range(mem.len(), o, 32, "sha256_v1 out")?;
-                mem[out].copy_from_slice(&digest);
-                Ok(())
-            })
-        })?;
-        linker.func_wrap(m, "ed25519_verify_v1", |mut c: Caller<'_>, mp: u32, ml: u32, sp: u32, pp: u32| {
-            with_ext(&mut c, |mem, _, _| {
-                let msg = &mem[guest_range(mem.len(), mp, ml, "ed25519_verify_v1 msg")?];
-                let sig: [u8; 64] = mem[guest_range(mem.len(), sp, 64, "ed25519_verify_v1 sig")?].try_into()?;
-                let pk: [u8; 32] = mem[guest_range(mem.len(), pp, 32, "ed25519_verify_v1 key")?].try_into()?;
-                let ok = ed25519_consensus::VerificationKey::try_from(pk)
-                    .map(|vk| vk.verify(&ed25519_consensus::Signature::from(sig), msg).is_ok())
-                    .unwrap_or(false);
-                Ok(ok as u32)
-            })
-        })?;
-        linker.func_wrap(m, "log_v1", |mut c: Caller<'_>, level: u32, p: u32, l: u32| {
-            let memory = c.data().memory.ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-            let (mem, state) = memory.data_and_store_mut(&mut c);
-            let bytes = &mem[guest_range(mem.len(), p, l, "log_v1")?];
-            if state.logs.len() < MAX_LOG_LINES {
-                let mut line = String::from_utf8_lossy(bytes).into_owned();
-                line.truncate(MAX_LOG_LINE);
-                state.logs.push((level, line));
-            }
-            Ok(())
-        })?;
+            },
+        )?;
         Ok(())
     })();
     result.expect("host function signatures are fixed at compile time");
@@ -516,6 +642,10 @@ impl Externalities for MemoryExt {
     }
     fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         use std::ops::Bound;
-        Ok(self.map.range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded)).next().map(|(k, _)| k.clone()))
+        Ok(self
+            .map
+            .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k.clone()))
     }
 }

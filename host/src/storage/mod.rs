@@ -22,7 +22,9 @@ use crate::executor::ModuleStore;
 use lthash::LtHash;
 use overlay::Changes;
 use parity_scale_codec::{Decode, Encode};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 use std::path::Path;
 use vexidus_runtime_api::{Block, GenesisConfig, Hash, Receipt};
 
@@ -33,7 +35,15 @@ const CF_RECEIPTS: &str = "receipts";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_MODULES: &str = "modules";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 7] = [CF_STATE, CF_BLOCKS, CF_HEIGHTS, CF_RECEIPTS, CF_TX_INDEX, CF_MODULES, CF_META];
+const ALL_CFS: [&str; 7] = [
+    CF_STATE,
+    CF_BLOCKS,
+    CF_HEIGHTS,
+    CF_RECEIPTS,
+    CF_TX_INDEX,
+    CF_MODULES,
+    CF_META,
+];
 
 const META_HEAD: &[u8] = b"head";
 const META_LTHASH: &[u8] = b"lthash";
@@ -114,9 +124,14 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_open_files(512);
-        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let cfs = ALL_CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Self { db, sync_writes: true })
+        Ok(Self {
+            db,
+            sync_writes: true,
+        })
     }
 
     /// Turns fsync per block off (tests and throwaway databases).
@@ -125,7 +140,9 @@ impl Db {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("every column family is created on open")
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created on open")
     }
 
     fn get_cf(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -138,20 +155,26 @@ impl Db {
 
     /// The stored head, `None` for an empty database.
     pub fn head(&self) -> Result<Option<HeadInfo>> {
-        self.get_cf(CF_META, META_HEAD)?.map(|b| Self::decode(&b, "head")).transpose()
+        self.get_cf(CF_META, META_HEAD)?
+            .map(|b| Self::decode(&b, "head"))
+            .transpose()
     }
 
     /// The stored LtHash accumulator.
     pub fn lthash(&self) -> Result<LtHash> {
         match self.get_cf(CF_META, META_LTHASH)? {
-            Some(b) => LtHash::from_bytes(&b).ok_or_else(|| StorageError::Corrupt("lthash length".into())),
+            Some(b) => {
+                LtHash::from_bytes(&b).ok_or_else(|| StorageError::Corrupt("lthash length".into()))
+            }
             None => Ok(LtHash::default()),
         }
     }
 
     /// The genesis configuration the chain started from.
     pub fn genesis(&self) -> Result<Option<GenesisConfig>> {
-        self.get_cf(CF_META, META_GENESIS)?.map(|b| Self::decode(&b, "genesis")).transpose()
+        self.get_cf(CF_META, META_GENESIS)?
+            .map(|b| Self::decode(&b, "genesis"))
+            .transpose()
     }
 
     /// The runtime blob the chain started with.
@@ -162,13 +185,17 @@ impl Db {
     /// A block by hash.
     pub fn block(&self, hash: &Hash) -> Result<Option<Block>> {
         self.get_cf(CF_BLOCKS, hash)?
-            .map(|b| borsh::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("block: {e}"))))
+            .map(|b| {
+                borsh::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("block: {e}")))
+            })
             .transpose()
     }
 
     /// The hash of the block at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>> {
-        Ok(self.get_cf(CF_HEIGHTS, &height_key(height))?.and_then(|b| b.try_into().ok()))
+        Ok(self
+            .get_cf(CF_HEIGHTS, &height_key(height))?
+            .and_then(|b| b.try_into().ok()))
     }
 
     /// The block at `height`.
@@ -181,17 +208,23 @@ impl Db {
 
     /// The receipts of the block at `height`.
     pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>> {
-        self.get_cf(CF_RECEIPTS, &height_key(height))?.map(|b| Self::decode(&b, "receipts")).transpose()
+        self.get_cf(CF_RECEIPTS, &height_key(height))?
+            .map(|b| Self::decode(&b, "receipts"))
+            .transpose()
     }
 
     /// Where a transaction was included: (height, index).
     pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<(u64, u32)>> {
-        self.get_cf(CF_TX_INDEX, tx_hash)?.map(|b| Self::decode(&b, "tx index")).transpose()
+        self.get_cf(CF_TX_INDEX, tx_hash)?
+            .map(|b| Self::decode(&b, "tx index"))
+            .transpose()
     }
 
     /// Every state pair, in key order (for audits; reads the whole state).
     pub fn state_pairs(&self) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
-        self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::Start).map(|r| r.map_err(StorageError::from))
+        self.db
+            .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
+            .map(|r| r.map_err(StorageError::from))
     }
 
     /// Recomputes the LtHash of the whole stored state from scratch.
@@ -233,16 +266,25 @@ impl Db {
             }
         }
         let height = c.block.header.height;
-        let block_bytes = borsh::to_vec(c.block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let block_bytes =
+            borsh::to_vec(c.block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         batch.put_cf(self.cf(CF_BLOCKS), c.hash, block_bytes);
         batch.put_cf(self.cf(CF_HEIGHTS), height_key(height), c.hash);
-        batch.put_cf(self.cf(CF_RECEIPTS), height_key(height), c.receipts.encode());
+        batch.put_cf(
+            self.cf(CF_RECEIPTS),
+            height_key(height),
+            c.receipts.encode(),
+        );
         for (i, h) in c.tx_hashes.iter().enumerate() {
             batch.put_cf(self.cf(CF_TX_INDEX), h, (height, i as u32).encode());
         }
         let meta = self.cf(CF_META);
         batch.put_cf(meta, META_LTHASH, c.lthash.to_bytes());
-        let head = HeadInfo { height, hash: c.hash, state_root: c.block.header.state_root };
+        let head = HeadInfo {
+            height,
+            hash: c.hash,
+            state_root: c.block.header.state_root,
+        };
         batch.put_cf(meta, META_HEAD, head.encode());
         if let Some((g, code)) = c.genesis {
             batch.put_cf(meta, META_GENESIS, g.encode());
@@ -266,7 +308,10 @@ impl StateBackend for Db {
     }
 
     fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
-        let mut it = self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::From(key, Direction::Forward));
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(key, Direction::Forward),
+        );
         for item in &mut it {
             let (k, _) = item.map_err(|e| e.to_string())?;
             if &*k != key {

@@ -19,7 +19,11 @@ pub struct StateOverlay<'a> {
 impl<'a> StateOverlay<'a> {
     /// An empty overlay over `backend`.
     pub fn new(backend: &'a dyn StateBackend) -> Self {
-        Self { backend, block: Changes::new(), tx: Changes::new() }
+        Self {
+            backend,
+            block: Changes::new(),
+            tx: Changes::new(),
+        }
     }
 
     /// Folds the pending transaction's changes into the block's.
@@ -79,8 +83,15 @@ impl Externalities for StateOverlay<'_> {
             .range::<[u8], _>(range)
             .find(|(k, v)| v.is_some() && !matches!(self.tx.get(*k), Some(None)))
             .map(|(k, _)| k.clone());
-        let from_tx = self.tx.range::<[u8], _>(range).find(|(_, v)| v.is_some()).map(|(k, _)| k.clone());
-        Ok([from_backend, from_block, from_tx].into_iter().flatten().min())
+        let from_tx = self
+            .tx
+            .range::<[u8], _>(range)
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone());
+        Ok([from_backend, from_block, from_tx]
+            .into_iter()
+            .flatten()
+            .min())
     }
 }
 
@@ -94,13 +105,21 @@ mod tests {
             Ok(self.0.get(key).cloned())
         }
         fn next_key(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.0.range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded)).next().map(|(k, _)| k.clone()))
+            Ok(self
+                .0
+                .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| k.clone()))
         }
     }
 
     #[test]
     fn layers_merge_for_reads_and_iteration() {
-        let backend = Map([(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"3".to_vec())].into());
+        let backend = Map([
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"c".to_vec(), b"3".to_vec()),
+        ]
+        .into());
         let mut o = StateOverlay::new(&backend);
         o.set(b"b", b"2");
         o.remove(b"c");
