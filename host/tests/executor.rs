@@ -3,11 +3,17 @@
 
 use parity_scale_codec::Encode;
 use vexidus_host::executor::{BlobError, ExecError, Executor, MemoryExt};
-use vexidus_runtime_api::abi::{self, Query, QueryResponse};
 use vexidus_runtime_api::RuntimeVersion;
+use vexidus_runtime_api::abi::{self, Query, QueryResponse};
 
 fn version(spec_version: u32, abi_version: u32) -> Vec<u8> {
-    RuntimeVersion { spec_name: "vexidus".into(), spec_version, impl_version: 1, abi_version }.encode()
+    RuntimeVersion {
+        spec_name: "vexidus".into(),
+        spec_version,
+        impl_version: 1,
+        abi_version,
+    }
+    .encode()
 }
 
 /// Appends a custom section (id 0) to a module.
@@ -41,8 +47,14 @@ fn runtime_wat(extra_imports: &str, memory: &str, query_body: &str, skip: Option
         if Some(*e) == skip {
             continue;
         }
-        let body = if *e == abi::QUERY { query_body } else { "(i64.const 0)" };
-        entries.push_str(&format!("(func (export \"{e}\") (param i32 i32) (result i64) {body})\n"));
+        let body = if *e == abi::QUERY {
+            query_body
+        } else {
+            "(i64.const 0)"
+        };
+        entries.push_str(&format!(
+            "(func (export \"{e}\") (param i32 i32) (result i64) {body})\n"
+        ));
     }
     let text = format!(
         r#"(module
@@ -57,20 +69,36 @@ fn runtime_wat(extra_imports: &str, memory: &str, query_body: &str, skip: Option
 }
 
 fn valid(query_body: &str) -> Vec<u8> {
-    with_section(runtime_wat("", "(memory 1)", query_body, None), abi::VERSION_SECTION, &version(1, 1))
+    with_section(
+        runtime_wat("", "(memory 1)", query_body, None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    )
 }
 
 fn call_query(ex: &Executor, code: &[u8]) -> Result<Vec<u8>, ExecError> {
     let proto = ex.prototype(code)?;
     let mut ext = MemoryExt::default();
-    ex.call_raw(&proto, abi::QUERY, &Query::ChainId.encode(), &mut ext, 10_000_000).map(|o| o.output)
+    ex.call_raw(
+        &proto,
+        abi::QUERY,
+        &Query::ChainId.encode(),
+        &mut ext,
+        10_000_000,
+    )
+    .map(|o| o.output)
 }
 
 fn assert_still_works(ex: &Executor) {
-    let proto = ex.prototype(vexidus_host::GENESIS_RUNTIME).expect("the real runtime compiles");
+    let proto = ex
+        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .expect("the real runtime compiles");
     let mut ext = MemoryExt::default();
-    ext.map.insert(b":chain_id".to_vec(), "unharmed".to_string().encode());
-    let r: Result<QueryResponse, String> = ex.call(&proto, abi::QUERY, &Query::ChainId, &mut ext, 100_000_000).expect("call");
+    ext.map
+        .insert(b":chain_id".to_vec(), "unharmed".to_string().encode());
+    let r: Result<QueryResponse, String> = ex
+        .call(&proto, abi::QUERY, &Query::ChainId, &mut ext, 100_000_000)
+        .expect("call");
     assert_eq!(r, Ok(QueryResponse::ChainId("unharmed".into())));
 }
 
@@ -88,15 +116,25 @@ fn invalid_wasm_is_refused() {
 fn missing_version_section_is_refused() {
     let ex = Executor::new(None);
     let code = runtime_wat("", "(memory 1)", "(i64.const 0)", None);
-    assert!(matches!(ex.prototype(&code), Err(ExecError::Blob(BlobError::MissingVersion))));
+    assert!(matches!(
+        ex.prototype(&code),
+        Err(ExecError::Blob(BlobError::MissingVersion))
+    ));
     let garbled = with_section(code, abi::VERSION_SECTION, &[0xff]);
-    assert!(matches!(ex.prototype(&garbled), Err(ExecError::Blob(BlobError::BadVersion(_)))));
+    assert!(matches!(
+        ex.prototype(&garbled),
+        Err(ExecError::Blob(BlobError::BadVersion(_)))
+    ));
     assert_still_works(&ex);
 }
 
 #[test]
 fn unsupported_abi_version_is_refused() {
-    let code = with_section(runtime_wat("", "(memory 1)", "(i64.const 0)", None), abi::VERSION_SECTION, &version(1, 99));
+    let code = with_section(
+        runtime_wat("", "(memory 1)", "(i64.const 0)", None),
+        abi::VERSION_SECTION,
+        &version(1, 99),
+    );
     assert!(matches!(
         Executor::check_blob(&code, usize::MAX),
         Err(BlobError::UnsupportedAbi { found: 99, .. })
@@ -106,7 +144,11 @@ fn unsupported_abi_version_is_refused() {
 #[test]
 fn missing_entry_point_is_refused() {
     let ex = Executor::new(None);
-    let code = with_section(runtime_wat("", "(memory 1)", "(i64.const 0)", Some(abi::MIGRATE)), abi::VERSION_SECTION, &version(1, 1));
+    let code = with_section(
+        runtime_wat("", "(memory 1)", "(i64.const 0)", Some(abi::MIGRATE)),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    );
     match ex.prototype(&code) {
         Err(ExecError::Blob(BlobError::MissingExport(name))) => assert_eq!(name, abi::MIGRATE),
         other => panic!("expected a missing export, got {other:?}"),
@@ -118,17 +160,31 @@ fn missing_entry_point_is_refused() {
 fn unknown_host_import_is_refused() {
     let ex = Executor::new(None);
     let import = r#"(import "vexidus" "clock_now_v1" (func (result i64)))"#;
-    let code = with_section(runtime_wat(import, "(memory 1)", "(i64.const 0)", None), abi::VERSION_SECTION, &version(1, 1));
+    let code = with_section(
+        runtime_wat(import, "(memory 1)", "(i64.const 0)", None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    );
     match ex.prototype(&code) {
         Err(ExecError::Blob(BlobError::UnknownImport { module, name })) => {
-            assert_eq!((module.as_str(), name.as_str()), ("vexidus", "clock_now_v1"))
+            assert_eq!(
+                (module.as_str(), name.as_str()),
+                ("vexidus", "clock_now_v1")
+            )
         }
         other => panic!("expected an unknown import, got {other:?}"),
     }
     // A known name with the wrong signature is refused too.
     let import = r#"(import "vexidus" "blake3_v1" (func (param i32)))"#;
-    let code = with_section(runtime_wat(import, "(memory 1)", "(i64.const 0)", None), abi::VERSION_SECTION, &version(1, 1));
-    assert!(matches!(ex.prototype(&code), Err(ExecError::Blob(BlobError::ImportSignature { .. }))));
+    let code = with_section(
+        runtime_wat(import, "(memory 1)", "(i64.const 0)", None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    );
+    assert!(matches!(
+        ex.prototype(&code),
+        Err(ExecError::Blob(BlobError::ImportSignature { .. }))
+    ));
     assert_still_works(&ex);
 }
 
@@ -151,7 +207,16 @@ fn an_endless_loop_runs_out_of_fuel_deterministically() {
     let code = valid("(loop (br 0)) (i64.const 0)");
     let first = call_query(&ex, &code);
     let second = call_query(&ex, &code);
-    assert!(matches!(first, Err(ExecError::OutOfFuel { limit: 10_000_000, .. })), "{first:?}");
+    assert!(
+        matches!(
+            first,
+            Err(ExecError::OutOfFuel {
+                limit: 10_000_000,
+                ..
+            })
+        ),
+        "{first:?}"
+    );
     assert_eq!(first, second);
     assert_still_works(&ex);
 }
@@ -160,10 +225,22 @@ fn an_endless_loop_runs_out_of_fuel_deterministically() {
 fn a_memory_bomb_is_stopped() {
     let ex = Executor::new(None);
     // Declared beyond the limit: refused before running.
-    let huge = with_section(runtime_wat("", "(memory 60000)", "(i64.const 0)", None), abi::VERSION_SECTION, &version(1, 1));
-    assert!(matches!(ex.prototype(&huge), Err(ExecError::Blob(BlobError::MemoryTooLarge { pages: 60000, .. }))));
+    let huge = with_section(
+        runtime_wat("", "(memory 60000)", "(i64.const 0)", None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    );
+    assert!(matches!(
+        ex.prototype(&huge),
+        Err(ExecError::Blob(BlobError::MemoryTooLarge {
+            pages: 60000,
+            ..
+        }))
+    ));
     // Grown at run time: the growth past the limit traps.
-    let grow = valid("(loop (br_if 0 (i32.ne (memory.grow (i32.const 256)) (i32.const -1)))) (i64.const 0)");
+    let grow = valid(
+        "(loop (br_if 0 (i32.ne (memory.grow (i32.const 256)) (i32.const -1)))) (i64.const 0)",
+    );
     match call_query(&ex, &grow) {
         Err(ExecError::MemoryLimit { entry, limit_bytes }) => {
             assert_eq!(entry, abi::QUERY);
@@ -179,7 +256,9 @@ fn a_result_outside_memory_is_refused() {
     let ex = Executor::new(None);
     // ptr 0xffff0000, len 0x1000: far outside one page.
     match call_query(&ex, &valid("(i64.const 0x00001000ffff0000)")) {
-        Err(ExecError::BadOutput { reason, .. }) => assert!(reason.contains("outside guest memory"), "{reason}"),
+        Err(ExecError::BadOutput { reason, .. }) => {
+            assert!(reason.contains("outside guest memory"), "{reason}")
+        }
         other => panic!("expected a bad output, got {other:?}"),
     }
 }
@@ -187,7 +266,10 @@ fn a_result_outside_memory_is_refused() {
 #[test]
 fn the_real_runtime_passes_the_checks() {
     let v = Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 4 * 1024 * 1024).expect("valid");
-    assert_eq!((v.spec_name.as_str(), v.spec_version, v.abi_version), ("vexidus", 1, 1));
+    assert_eq!(
+        (v.spec_name.as_str(), v.spec_version, v.abi_version),
+        ("vexidus", 1, 1)
+    );
     assert!(matches!(
         Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 1024),
         Err(BlobError::TooLarge { limit: 1024, .. })
