@@ -9,9 +9,11 @@
 //!
 //! `VEXIDUS_RUNTIME_FEATURES` (comma-separated) builds the runtime with extra cargo features.
 
+#[path = "wasm_builder.rs"]
+mod wasm_builder;
+
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -40,7 +42,8 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| default_target_dir(&out_dir, &features));
 
-    let blob = build_runtime(&root, &target_dir, &features);
+    let blob = wasm_builder::build_runtime(&root, &target_dir, &features)
+        .unwrap_or_else(|e| panic!("{e}"));
     let dest = out_dir.join("vexidus_runtime.wasm");
     std::fs::copy(&blob, &dest).expect("copy the runtime blob into OUT_DIR");
     println!("cargo:rustc-env=VEXIDUS_RUNTIME_WASM={}", dest.display());
@@ -60,61 +63,4 @@ fn default_target_dir(out_dir: &Path, features: &str) -> PathBuf {
         format!("-{}", features.replace(',', "-"))
     };
     target.join(format!("runtime-wasm{suffix}"))
-}
-
-/// Builds the runtime blob and returns its path. Public so the reproducibility test can use the
-/// same command line (see `tests/`).
-fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let cargo_home = env::var("CARGO_HOME")
-        .ok()
-        .or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
-    let mut rustflags = vec![
-        format!("--remap-path-prefix={}=/vexidus", root.display()),
-        format!("--remap-path-prefix={}=/target", target_dir.display()),
-    ];
-    if let Some(home) = cargo_home {
-        rustflags.push(format!("--remap-path-prefix={home}=/cargo"));
-    }
-
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args([
-            "rustc",
-            "--locked",
-            "-p",
-            "vexidus-runtime",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .args(["--profile", "runtime-wasm", "--crate-type", "cdylib"])
-        .arg("--target-dir")
-        .arg(target_dir);
-    if !features.is_empty() {
-        cmd.args(["--features", features]);
-    }
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_ENCODED_RUSTFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"));
-    cmd.env("SOURCE_DATE_EPOCH", "0");
-
-    let status = cmd.status().expect("run cargo to build the runtime");
-    if !status.success() {
-        panic!(
-            "building the runtime for wasm32-unknown-unknown failed ({status}); is the target installed? \
-             `rustup target add wasm32-unknown-unknown` (rust-toolchain.toml asks for it)"
-        );
-    }
-    target_dir.join("wasm32-unknown-unknown/runtime-wasm/vexidus_runtime.wasm")
 }

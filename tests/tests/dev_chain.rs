@@ -137,3 +137,32 @@ fn transfer_on_a_dev_chain_then_restart_and_replay() -> Result<()> {
     assert!(stdout.contains("every state root matches"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn runtime_hash_and_version_of_the_genesis_blob() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let blob = dir.path().join("runtime.wasm");
+    std::fs::write(&blob, vexidus_host::GENESIS_RUNTIME)?;
+    let hash = cli_json(
+        "http://unused",
+        &["runtime", "hash", blob.to_str().unwrap_or_default()],
+    )?;
+    assert_eq!(
+        hash["hash"],
+        format!("0x{}", blake3::hash(vexidus_host::GENESIS_RUNTIME).to_hex())
+    );
+    let version = cli_json(
+        "http://unused",
+        &["runtime", "version", blob.to_str().unwrap_or_default()],
+    )?;
+    assert_eq!(version["spec_name"], "vexidus");
+    assert_eq!(version["spec_version"], 1);
+    assert_eq!(version["abi_version"], 1);
+    std::fs::write(&blob, b"garbage")?;
+    let out = cli(
+        "http://unused",
+        &["runtime", "version", blob.to_str().unwrap_or_default()],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a WebAssembly module"));
+    Ok(())
+}

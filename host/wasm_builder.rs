@@ -1,0 +1,69 @@
+//! The one command line that builds the runtime blob, shared by `build.rs` and the
+//! reproducibility test so both build exactly the same way.
+//!
+//! A nested `cargo rustc` of `vexidus-runtime` for `wasm32-unknown-unknown` with the
+//! `runtime-wasm` profile, in a target directory of its own. Outer `RUSTFLAGS` and compiler
+//! wrappers are dropped and every machine-specific path is remapped to a fixed prefix, so the
+//! bytes depend only on the sources, `Cargo.lock` and the pinned toolchain.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds the runtime blob of the workspace at `root` into `target_dir` and returns its path.
+pub fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> Result<PathBuf, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo_home = env::var("CARGO_HOME")
+        .ok()
+        .or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    let mut rustflags = vec![
+        format!("--remap-path-prefix={}=/vexidus", root.display()),
+        format!("--remap-path-prefix={}=/target", target_dir.display()),
+    ];
+    if let Some(home) = cargo_home {
+        rustflags.push(format!("--remap-path-prefix={home}=/cargo"));
+    }
+
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args([
+            "rustc",
+            "--locked",
+            "-p",
+            "vexidus-runtime",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .args(["--profile", "runtime-wasm", "--crate-type", "cdylib"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"));
+    cmd.env("SOURCE_DATE_EPOCH", "0");
+
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the runtime: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the runtime for wasm32-unknown-unknown failed ({status}); is the target installed? \
+             `rustup target add wasm32-unknown-unknown` (rust-toolchain.toml asks for it)"
+        ));
+    }
+    Ok(target_dir.join("wasm32-unknown-unknown/runtime-wasm/vexidus_runtime.wasm"))
+}
