@@ -186,11 +186,11 @@ pub fn runtime_version(
     use parity_scale_codec::Decode;
     for payload in wasmparser::Parser::new(0).parse_all(code) {
         let payload = payload.map_err(|e| format!("not a WebAssembly module: {e}"))?;
-        if let wasmparser::Payload::CustomSection(reader) = payload {
-            if reader.name() == vexidus_runtime_api::abi::VERSION_SECTION {
-                return vexidus_runtime_api::RuntimeVersion::decode(&mut reader.data())
-                    .map_err(|e| format!("the version section does not decode: {e}"));
-            }
+        if let wasmparser::Payload::CustomSection(reader) = payload
+            && reader.name() == vexidus_runtime_api::abi::VERSION_SECTION
+        {
+            return vexidus_runtime_api::RuntimeVersion::decode(&mut reader.data())
+                .map_err(|e| format!("the version section does not decode: {e}"));
         }
     }
     Err("the blob has no `vexidus_runtime_version` section".into())

@@ -70,6 +70,10 @@ pub struct ExecutedBlock {
     pub rejected: Vec<(Hash, String)>,
 }
 
+/// What executing a block's transactions gave: the included ones, their receipts, and the
+/// refused ones with the reason.
+type Executed = (Vec<SignedTransaction>, Vec<Receipt>, Vec<(Hash, String)>);
+
 /// Whether refused transactions are dropped (production) or fail the block (import).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -433,7 +437,7 @@ impl Chain {
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<(Vec<SignedTransaction>, Vec<Receipt>, Vec<(Hash, String)>)> {
+    ) -> Result<Executed> {
         let fuel = self.executor.fuel;
         let begin: std::result::Result<BeginBlockOutcome, String> =
             self.executor

@@ -122,10 +122,10 @@ impl Node {
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
         let started = Instant::now();
         loop {
-            if let Ok(s) = self.status() {
-                if pred(&s) {
-                    return Ok(s);
-                }
+            if let Ok(s) = self.status()
+                && pred(&s)
+            {
+                return Ok(s);
             }
             if started.elapsed() > timeout {
                 bail!("timed out waiting for the node; log:\n{}", self.log_tail());

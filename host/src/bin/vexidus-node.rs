@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use vexidus_host::node::{self, NodeConfig};
 use vexidus_host::rpc::RpcConfig;
 use vexidus_runtime_api::signing::{Keypair, dev_seed};
@@ -92,7 +92,7 @@ fn main() {
     }
 }
 
-fn read_key(path: &PathBuf) -> anyhow::Result<Keypair> {
+fn read_key(path: &Path) -> anyhow::Result<Keypair> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     Keypair::from_seed_hex(&text)
@@ -149,7 +149,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn replay(data_dir: &PathBuf, into: &PathBuf) -> anyhow::Result<()> {
+fn replay(data_dir: &Path, into: &Path) -> anyhow::Result<()> {
     let source = node::open_chain(data_dir, None, Vec::new())?;
     if into.exists() && std::fs::read_dir(into)?.next().is_some() {
         bail!(
@@ -199,7 +199,7 @@ fn replay(data_dir: &PathBuf, into: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_state(data_dir: &PathBuf) -> anyhow::Result<()> {
+fn check_state(data_dir: &Path) -> anyhow::Result<()> {
     let chain = node::open_chain(data_dir, None, Vec::new())?;
     let db = chain.db();
     let stored = db.lthash()?;

@@ -264,17 +264,17 @@ impl Executor {
 
     fn load_or_compile(&self, code_hash: &Hash, code: &[u8]) -> Result<Module, ExecError> {
         let key = Self::store_key(code_hash);
-        if let Some(store) = &self.module_store {
-            if let Some(stored) = store.load(&key) {
-                // Layout: blake3(serialized) || serialized. A torn or tampered entry is ignored.
-                if stored.len() > 32 && blake3::hash(&stored[32..]).as_bytes() == &stored[..32] {
-                    // SAFETY: the bytes were produced by `Module::serialize` of an engine with
-                    // the same compatibility hash (part of the key), written by this node into
-                    // its own database, and their checksum matches what was written.
-                    match unsafe { Module::deserialize(engine(), &stored[32..]) } {
-                        Ok(m) => return Ok(m),
-                        Err(e) => tracing::warn!("cached module unusable, recompiling: {e}"),
-                    }
+        if let Some(store) = &self.module_store
+            && let Some(stored) = store.load(&key)
+        {
+            // Layout: blake3(serialized) || serialized. A torn or tampered entry is ignored.
+            if stored.len() > 32 && blake3::hash(&stored[32..]).as_bytes() == &stored[..32] {
+                // SAFETY: the bytes were produced by `Module::serialize` of an engine with
+                // the same compatibility hash (part of the key), written by this node into
+                // its own database, and their checksum matches what was written.
+                match unsafe { Module::deserialize(engine(), &stored[32..]) } {
+                    Ok(m) => return Ok(m),
+                    Err(e) => tracing::warn!("cached module unusable, recompiling: {e}"),
                 }
             }
         }
@@ -282,12 +282,12 @@ impl Executor {
         let module =
             Module::new(engine(), code).map_err(|e| ExecError::Compile(format!("{e:#}")))?;
         tracing::info!(code_hash = %hex::encode(code_hash), ms = started.elapsed().as_millis() as u64, "compiled runtime");
-        if let Some(store) = &self.module_store {
-            if let Ok(bytes) = module.serialize() {
-                let mut value = blake3::hash(&bytes).as_bytes().to_vec();
-                value.extend_from_slice(&bytes);
-                store.store(&key, &value);
-            }
+        if let Some(store) = &self.module_store
+            && let Ok(bytes) = module.serialize()
+        {
+            let mut value = blake3::hash(&bytes).as_bytes().to_vec();
+            value.extend_from_slice(&bytes);
+            store.store(&key, &value);
         }
         Ok(module)
     }
@@ -406,13 +406,13 @@ fn classify(store: &Store<HostState>, entry: &str, fuel: u64, err: wasmtime::Err
             reason: reason.clone(),
         };
     }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        if *trap == Trap::OutOfFuel {
-            return ExecError::OutOfFuel {
-                entry: entry.into(),
-                limit: fuel,
-            };
-        }
+    if let Some(trap) = err.downcast_ref::<Trap>()
+        && *trap == Trap::OutOfFuel
+    {
+        return ExecError::OutOfFuel {
+            entry: entry.into(),
+            limit: fuel,
+        };
     }
     let text = format!("{err:#}");
     if text.contains("memory")

@@ -61,6 +61,9 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+/// A stored key-value pair.
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// Storage result.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
@@ -221,7 +224,7 @@ impl Db {
     }
 
     /// Every state pair, in key order (for audits; reads the whole state).
-    pub fn state_pairs(&self) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn state_pairs(&self) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         self.db
             .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
             .map(|r| r.map_err(StorageError::from))

@@ -1,0 +1,40 @@
+//! The RPC port speaks WebSocket too: `vex_subscribeNewHeads` streams every new block.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use tungstenite::Message;
+use vexidus_tests::Node;
+
+#[test]
+fn new_heads_stream_over_websocket() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_dev(&dir.path().join("data"), 0.2, &[])?;
+    let ws_url = node.url.replace("http://", "ws://");
+    let (mut ws, _) = tungstenite::connect(ws_url.as_str()).context("websocket handshake")?;
+
+    // A plain call works over the same socket.
+    ws.send(Message::text(
+        json!({"jsonrpc":"2.0","id":1,"method":"vex_getStatus","params":[]}).to_string(),
+    ))?;
+    let status: Value = serde_json::from_str(ws.read()?.to_text()?)?;
+    assert_eq!(status["result"]["chain_id"], "vexidus-dev");
+
+    ws.send(Message::text(
+        json!({"jsonrpc":"2.0","id":2,"method":"vex_subscribeNewHeads","params":[]}).to_string(),
+    ))?;
+    let sub: Value = serde_json::from_str(ws.read()?.to_text()?)?;
+    let id = sub["result"].clone();
+    assert!(!id.is_null(), "{sub}");
+
+    let mut heights = Vec::new();
+    while heights.len() < 3 {
+        let msg: Value = serde_json::from_str(ws.read()?.to_text()?)?;
+        assert_eq!(msg["method"], "vex_newHead");
+        assert_eq!(msg["params"]["subscription"], id);
+        let head = &msg["params"]["result"];
+        assert!(head["hash"].as_str().is_some_and(|h| h.len() == 66));
+        heights.push(head["height"].as_u64().context("height")?);
+    }
+    assert!(heights.windows(2).all(|w| w[1] == w[0] + 1), "{heights:?}");
+    Ok(())
+}
