@@ -12,6 +12,7 @@ use std::process::Command;
 
 /// Builds the runtime blob of the workspace at `root` into `target_dir` and returns its path.
 pub fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> Result<PathBuf, String> {
+    ensure_wasm_target(root)?;
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let cargo_home = env::var("CARGO_HOME")
         .ok()
@@ -66,4 +67,31 @@ pub fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> Result<P
         ));
     }
     Ok(target_dir.join("wasm32-unknown-unknown/runtime-wasm/vexidus_runtime.wasm"))
+}
+
+/// Installs the `wasm32-unknown-unknown` standard library with rustup when the toolchain lacks
+/// it (a fresh machine, or rustup told not to auto-install), so a plain `cargo build` works from
+/// a clean clone. Without rustup the error says what to install.
+fn ensure_wasm_target(root: &Path) -> Result<(), String> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .current_dir(root)
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run {rustc}: {e}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib").exists() {
+        return Ok(());
+    }
+    println!("cargo:warning=installing the wasm32-unknown-unknown target with rustup (needed to build the runtime)");
+    let status = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add", "wasm32-unknown-unknown"])
+        .status()
+        .map_err(|e| format!("the wasm32-unknown-unknown target is missing and rustup cannot be run ({e}); install the target for {}", sysroot.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`rustup target add wasm32-unknown-unknown` failed ({status}); the runtime cannot be built without it"))
+    }
 }
