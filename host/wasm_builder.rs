@@ -80,10 +80,15 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run {rustc}: {e}"))?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib").exists() {
+    if sysroot
+        .join("lib/rustlib/wasm32-unknown-unknown/lib")
+        .exists()
+    {
         return Ok(());
     }
-    println!("cargo:warning=installing the wasm32-unknown-unknown target with rustup (needed to build the runtime)");
+    println!(
+        "cargo:warning=installing the wasm32-unknown-unknown target with rustup (needed to build the runtime)"
+    );
     let status = Command::new("rustup")
         .current_dir(root)
         .args(["target", "add", "wasm32-unknown-unknown"])
@@ -92,6 +97,8 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`rustup target add wasm32-unknown-unknown` failed ({status}); the runtime cannot be built without it"))
+        Err(format!(
+            "`rustup target add wasm32-unknown-unknown` failed ({status}); the runtime cannot be built without it"
+        ))
     }
 }

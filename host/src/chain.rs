@@ -478,8 +478,10 @@ impl Chain {
                     continue;
                 }
                 Ok(Err(invalid)) => invalid.to_string(),
-                Err(ExecError::Storage { reason, .. }) => {
-                    return Err(ChainError::Storage(StorageError::Corrupt(reason)));
+                // Local failures (a storage read, no free instance slot) say nothing about the
+                // transaction; refusing it for them would make block validity depend on the node.
+                Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => {
+                    return Err(e.into());
                 }
                 Err(e) => e.to_string(),
             };

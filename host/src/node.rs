@@ -205,9 +205,13 @@ pub async fn run(
                             hash = %rpc::hex0x(b.hash),
                             "produced block"
                         ),
-                        Ok(Err(e)) => {
+                        Ok(Err(e @ ChainError::UpgradeHalt { .. })) => {
                             tracing::error!("block production stopped: {e}");
                             return Err::<(), ChainError>(e);
+                        }
+                        // Nothing was committed; the next tick tries again.
+                        Ok(Err(e)) => {
+                            tracing::error!("block production failed, retrying next slot: {e}")
                         }
                         Err(e) => tracing::error!("block production task failed: {e}"),
                     }

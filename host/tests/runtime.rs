@@ -431,3 +431,30 @@ fn governance_operations_are_refused_until_implemented() {
             .contains("ExecuteProposal is not supported")
     );
 }
+
+/// The example of docs/runtime-authors.md, kept here so the guide never rots.
+#[test]
+fn transfer_to_self_costs_only_the_fee() {
+    let mut h = Harness::dev();
+    let bob = Harness::account_key("bob");
+    let me = bob.public().address();
+    let before = h.account(&me).balance;
+    let receipt = h
+        .execute(
+            &bob,
+            vec![Operation::Transfer {
+                to: me,
+                amount: 1_000,
+            }],
+        )
+        .expect("included");
+    assert!(receipt.success, "{:?}", receipt.error);
+    assert_eq!(receipt.fee, 21_000 * 10);
+    assert!(receipt.events.contains(&Event::Transferred {
+        from: me,
+        to: me,
+        amount: 1_000
+    }));
+    assert_eq!(h.account(&me).balance, before - receipt.fee);
+    assert_eq!(h.account(&me).nonce, 1);
+}

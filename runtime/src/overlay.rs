@@ -79,3 +79,60 @@ impl<E: Env> Env for Overlay<'_, E> {
         self.inner.log(level, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::vec;
+
+    #[derive(Default)]
+    struct MapEnv(BTreeMap<Vec<u8>, Vec<u8>>);
+    impl Env for MapEnv {
+        fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0.get(key).cloned()
+        }
+        fn set(&mut self, key: &[u8], value: &[u8]) {
+            self.0.insert(key.to_vec(), value.to_vec());
+        }
+        fn remove(&mut self, key: &[u8]) {
+            self.0.remove(key);
+        }
+        fn next_key(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0
+                .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| k.clone())
+        }
+        fn blake3(&self, _: &[u8]) -> [u8; 32] {
+            [0; 32]
+        }
+        fn log(&self, _: u32, _: &str) {}
+    }
+
+    #[test]
+    fn writes_are_invisible_below_until_commit_and_iteration_merges() {
+        let mut env = MapEnv::default();
+        env.set(b"a", b"1");
+        env.set(b"c", b"3");
+        {
+            let mut o = Overlay::new(&mut env);
+            o.set(b"b", b"2");
+            o.remove(b"c");
+            assert_eq!(o.next_key(b"a"), Some(b"b".to_vec()));
+            assert_eq!(o.next_key(b"b"), None);
+            assert_eq!(o.get(b"c"), None);
+            // dropped: discarded
+        }
+        assert_eq!(env.get(b"c"), Some(b"3".to_vec()));
+        assert_eq!(env.get(b"b"), None);
+        let mut o = Overlay::new(&mut env);
+        o.set(b"b", b"2");
+        o.remove(b"a");
+        o.commit();
+        assert_eq!(
+            env.0.keys().cloned().collect::<Vec<_>>(),
+            vec![b"b".to_vec(), b"c".to_vec()]
+        );
+    }
+}
