@@ -1,6 +1,6 @@
 //! The chain: genesis, block production, block import and reads of head state.
 //!
-//! Production and import share one execution path ([`Chain::execute`]); the only difference is
+//! Production and import share one execution path (`Chain::execute`); the only difference is
 //! what happens to a transaction the runtime refuses: production leaves it out of the block,
 //! import refuses the whole block. Either way a block's effects reach the database in one
 //! atomic batch together with its state root.

@@ -11,7 +11,7 @@
 //!
 //! | export | input | output |
 //! | --- | --- | --- |
-//! | [`GENESIS_BUILD`] | [`GenesisConfig`] | `Result<(), String>` |
+//! | [`GENESIS_BUILD`] | [`GenesisConfig`](crate::GenesisConfig) | `Result<(), String>` |
 //! | [`BEGIN_BLOCK`] | [`BlockContext`] | `Result<BeginBlockOutcome, String>` |
 //! | [`APPLY_TRANSACTION`] | [`ApplyArgs`] | `Result<Receipt, InvalidTransaction>` |
 //! | [`END_BLOCK`] | [`BlockContext`] | `Result<EndBlockOutcome, String>` |

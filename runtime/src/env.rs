@@ -1,6 +1,6 @@
 //! The runtime's only window on the world: storage and hashing, provided by the host.
 //!
-//! Inside WebAssembly, [`HostEnv`] calls the host functions of the ABI. Natively (`std`), any
+//! Inside WebAssembly, `HostEnv` calls the host functions of the ABI. Natively (`std`), any
 //! [`Env`] works, which lets tests and benchmarks run the same logic without wasm.
 
 use alloc::vec::Vec;

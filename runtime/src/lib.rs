@@ -3,7 +3,7 @@
 //!
 //! The logic ([`executive`], [`dispatch`]) is written against [`env::Env`], so the same code runs
 //! inside wasm (through the host functions of the ABI) and natively. The wasm build exports the
-//! entry points of [`vexidus_runtime_api::abi`] and carries its [`VERSION`] in the
+//! entry points of [`vexidus_runtime_api::abi`] and carries its [`version()`] in the
 //! `vexidus_runtime_version` custom section.
 #![cfg_attr(not(feature = "std"), no_std)]
 
