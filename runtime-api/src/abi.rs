@@ -39,6 +39,7 @@
 //! | `sha256_v1` | `(ptr, len, out_ptr: i32)` | 32-byte SHA-256 digest |
 //! | `ed25519_verify_v1` | `(msg_ptr, msg_len, sig_ptr, pk_ptr: i32) -> i32` | 1 if the 64-byte signature by the 32-byte key is valid (ZIP-215), else 0 |
 //! | `log_v1` | `(level, ptr, len: i32)` | UTF-8 log line; level 0 error … 4 trace |
+//! | `runtime_check_v1` | `(code_ptr, code_len, out_ptr, out_cap: i32) -> i64` | the host's static checks of a runtime blob (valid wasm with the host's features, version section, supported ABI, known imports, every export); writes SCALE `Result<RuntimeVersion, String>` like `storage_get_v1` |
 //!
 //! # Version
 //!

@@ -26,6 +26,8 @@ extern crate alloc;
 
 pub mod abi;
 pub mod block;
+pub mod guest;
+mod guest_overlay;
 pub mod primitives;
 pub mod state;
 pub mod transaction;

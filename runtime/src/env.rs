@@ -1,25 +1,7 @@
-//! The runtime's only window on the world: storage and hashing, provided by the host.
-//!
-//! Inside WebAssembly, `HostEnv` calls the host functions of the ABI. Natively (`std`), any
-//! [`Env`] works, which lets tests and benchmarks run the same logic without wasm.
+//! `HostEnv`: the runtime's [`Env`](vexidus_runtime_api::guest::Env) over the host functions
+//! of ABI version 1 (inside WebAssembly only).
 
-use alloc::vec::Vec;
-
-/// Storage and hashing as the runtime's logic uses them.
-pub trait Env {
-    /// Reads a value.
-    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>>;
-    /// Writes a value.
-    fn set(&mut self, key: &[u8], value: &[u8]);
-    /// Deletes a value.
-    fn remove(&mut self, key: &[u8]);
-    /// The next key strictly after `key`, in byte order.
-    fn next_key(&mut self, key: &[u8]) -> Option<Vec<u8>>;
-    /// blake3 of `data`.
-    fn blake3(&self, data: &[u8]) -> [u8; 32];
-    /// Emits a log line (not part of consensus).
-    fn log(&self, level: u32, message: &str);
-}
+pub use vexidus_runtime_api::guest::Env;
 
 #[cfg(target_arch = "wasm32")]
 pub use wasm::HostEnv;
@@ -27,7 +9,9 @@ pub use wasm::HostEnv;
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use super::Env;
-    use alloc::vec::Vec;
+    use alloc::{string::String, vec::Vec};
+    use parity_scale_codec::Decode;
+    use vexidus_runtime_api::RuntimeVersion;
 
     #[link(wasm_import_module = "vexidus")]
     unsafe extern "C" {
@@ -37,6 +21,7 @@ mod wasm {
         fn storage_next_key_v1(key_ptr: u32, key_len: u32, out_ptr: u32, out_cap: u32) -> i64;
         fn blake3_v1(ptr: u32, len: u32, out_ptr: u32);
         fn log_v1(level: u32, ptr: u32, len: u32);
+        fn runtime_check_v1(code_ptr: u32, code_len: u32, out_ptr: u32, out_cap: u32) -> i64;
     }
 
     /// The host functions of ABI version 1.
@@ -104,6 +89,16 @@ mod wasm {
         fn log(&self, level: u32, message: &str) {
             // SAFETY: valid guest memory for the length given.
             unsafe { log_v1(level, message.as_ptr() as u32, message.len() as u32) }
+        }
+        fn check_runtime(&self, code: &[u8]) -> Result<RuntimeVersion, String> {
+            // SAFETY: the pointers are valid guest memory for the lengths given.
+            let out = read_with(|out, cap| unsafe {
+                runtime_check_v1(code.as_ptr() as u32, code.len() as u32, out, cap)
+            });
+            match out.map(|bytes| Result::<RuntimeVersion, String>::decode(&mut &bytes[..])) {
+                Some(Ok(verdict)) => verdict,
+                _ => Err("the host returned no verdict on the runtime blob".into()),
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::dispatch::{self, Context};
 use crate::env::Env;
-use crate::overlay::Overlay;
+use vexidus_runtime_api::guest::Overlay;
 use crate::storage;
 use alloc::{string::String, vec::Vec};
 use vexidus_runtime_api::abi::{

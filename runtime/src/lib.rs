@@ -12,7 +12,6 @@ extern crate alloc;
 pub mod dispatch;
 pub mod env;
 pub mod executive;
-pub mod overlay;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,6 @@
 
 use crate::env::Env;
 use alloc::vec::Vec;
-use parity_scale_codec::{Decode, Encode};
 use vexidus_runtime_api::{AccountInfo, Address, GovernanceSettings, Parameters, ValidatorInfo};
 
 /// Chain id key.
@@ -39,16 +38,7 @@ fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-/// Reads and decodes a value. A value that does not decode is a corrupted state, which no
-/// correct runtime can produce; it is treated as absent rather than trapping every block.
-pub fn read<T: Decode>(env: &mut impl Env, key: &[u8]) -> Option<T> {
-    env.get(key).and_then(|v| T::decode(&mut &v[..]).ok())
-}
-
-/// Encodes and writes a value.
-pub fn write<T: Encode>(env: &mut impl Env, key: &[u8], value: &T) {
-    env.set(key, &value.encode());
-}
+pub use vexidus_runtime_api::guest::{read, write};
 
 /// The account of `who` (zero when absent).
 pub fn account(env: &mut impl Env, who: &Address) -> AccountInfo {

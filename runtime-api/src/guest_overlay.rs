@@ -4,7 +4,7 @@
 //! environment in key order (so the host sees them deterministically), and dropping the overlay
 //! discards them.
 
-use crate::env::Env;
+use crate::guest::Env;
 use alloc::{collections::BTreeMap, vec::Vec};
 use core::ops::Bound;
 
@@ -78,6 +78,10 @@ impl<E: Env> Env for Overlay<'_, E> {
     fn log(&self, level: u32, message: &str) {
         self.inner.log(level, message)
     }
+
+    fn check_runtime(&self, code: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String> {
+        self.inner.check_runtime(code)
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +112,9 @@ mod tests {
             [0; 32]
         }
         fn log(&self, _: u32, _: &str) {}
+        fn check_runtime(&self, _: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String> {
+            Err("not in this test".into())
+        }
     }
 
     #[test]
