@@ -35,6 +35,7 @@ fn main() {
         root.join("Cargo.toml").display()
     );
     println!("cargo:rerun-if-env-changed=VEXIDUS_RUNTIME_FEATURES");
+    println!("cargo:rerun-if-env-changed=VEXIDUS_EXTRA_UPGRADES");
     println!("cargo:rerun-if-env-changed=VEXIDUS_WASM_TARGET_DIR");
 
     let features = env::var("VEXIDUS_RUNTIME_FEATURES").unwrap_or_default();

@@ -5,15 +5,19 @@
 //! import refuses the whole block. Either way a block's effects reach the database in one
 //! atomic batch together with its state root.
 
+use crate::executor::Externalities;
 use crate::executor::{ExecError, Executor, Prototype};
 use crate::storage::lthash::LtHash;
 use crate::storage::overlay::{Changes, StateOverlay};
 use crate::storage::{BlockCommit, Db, HeadInfo, StorageError};
+use parity_scale_codec::{Decode, Encode};
 use std::sync::Arc;
 use vexidus_runtime_api::abi::{
-    self, ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction, Query,
-    QueryResponse, ValidTransaction, ValidateArgs,
+    self, ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction,
+    MigrateArgs, PendingMigration, Query, QueryResponse, UpgradeHalt, ValidTransaction,
+    ValidateArgs,
 };
+use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::{
     Block, GenesisConfig, Hash, Header, PublicKey, Receipt, Signature, SignedTransaction,
@@ -39,16 +43,9 @@ pub enum ChainError {
         /// What is wrong.
         reason: String,
     },
-    /// An approved binary upgrade this binary does not implement is due at `height`.
-    #[error(
-        "binary upgrade `{name}` is due at height {height} and this binary does not implement it"
-    )]
-    UpgradeHalt {
-        /// Plan name.
-        name: String,
-        /// The height that was not executed.
-        height: u64,
-    },
+    /// An approved binary upgrade this binary does not implement is due: nothing was committed.
+    #[error("binary upgrade `{}` is due at height {} and this binary does not implement it", .0.name, .0.height)]
+    UpgradeHalt(Box<UpgradeHalt>),
     /// The runtime answered with an error.
     #[error("runtime error: {0}")]
     Runtime(String),
@@ -66,13 +63,19 @@ pub struct ExecutedBlock {
     pub hash: Hash,
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
+    /// Events emitted outside transactions (begin and end of block).
+    pub events: Vec<Event>,
     /// Transactions left out during production, with the reason.
     pub rejected: Vec<(Hash, String)>,
 }
 
-/// What executing a block's transactions gave: the included ones, their receipts, and the
-/// refused ones with the reason.
-type Executed = (Vec<SignedTransaction>, Vec<Receipt>, Vec<(Hash, String)>);
+/// What executing a block gave.
+struct Execution {
+    included: Vec<SignedTransaction>,
+    receipts: Vec<Receipt>,
+    rejected: Vec<(Hash, String)>,
+    events: Vec<Event>,
+}
 
 /// Whether refused transactions are dropped (production) or fail the block (import).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,10 +113,10 @@ pub fn transactions_root(hashes: &[Hash]) -> Hash {
     *h.finalize().as_bytes()
 }
 
-/// blake3 over the SCALE-encoded receipts.
-pub fn receipts_root(receipts: &[Receipt]) -> Hash {
+/// blake3 over the SCALE-encoded receipts and block-level events.
+pub fn receipts_root(receipts: &[Receipt], events: &[Event]) -> Hash {
     use parity_scale_codec::Encode;
-    *blake3::hash(&receipts.encode()).as_bytes()
+    *blake3::hash(&(receipts, events).encode()).as_bytes()
 }
 
 impl Chain {
@@ -197,7 +200,7 @@ impl Chain {
             proposer: PublicKey::default(),
             state_root: lthash.root(),
             transactions_root: transactions_root(&[]),
-            receipts_root: receipts_root(&[]),
+            receipts_root: receipts_root(&[], &[]),
         };
         let block = Block {
             header,
@@ -209,6 +212,7 @@ impl Chain {
             block: &block,
             hash,
             receipts: &[],
+            events: &[],
             tx_hashes: &[],
             changes: &changes,
             lthash: &lthash,
@@ -317,8 +321,12 @@ impl Chain {
             }
         }
         overlay.commit_transaction();
-        let (txs, receipts, rejected) =
-            self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
+        let Execution {
+            included: txs,
+            receipts,
+            rejected,
+            events,
+        } = self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
@@ -329,7 +337,7 @@ impl Chain {
             proposer: key.public(),
             state_root: lthash.root(),
             transactions_root: transactions_root(&tx_hashes),
-            receipts_root: receipts_root(&receipts),
+            receipts_root: receipts_root(&receipts, &events),
         };
         let hash = signing::header_hash(&header);
         let signature = key.sign(signing::BLOCK_DOMAIN, self.chain_id(), &hash);
@@ -338,12 +346,15 @@ impl Chain {
             transactions: txs,
             signature,
         };
-        self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
+        self.commit(
+            &block, hash, &receipts, &events, &tx_hashes, &changes, lthash,
+        )?;
         Ok(ExecutedBlock {
             block,
             hash,
             receipts,
             rejected,
+            events,
         })
     }
 
@@ -398,8 +409,9 @@ impl Chain {
         let ctx = self.context(height, block.header.proposer);
         let db = self.db.clone();
         let mut overlay = StateOverlay::new(&*db);
-        let (_, receipts, _) =
-            self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
+        let Execution {
+            receipts, events, ..
+        } = self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         if lthash.root() != block.header.state_root {
@@ -409,15 +421,18 @@ impl Chain {
                 hex::encode(lthash.root())
             )));
         }
-        if receipts_root(&receipts) != block.header.receipts_root {
+        if receipts_root(&receipts, &events) != block.header.receipts_root {
             return Err(invalid("receipts root mismatch".into()));
         }
-        self.commit(&block, hash, &receipts, &tx_hashes, &changes, lthash)?;
+        self.commit(
+            &block, hash, &receipts, &events, &tx_hashes, &changes, lthash,
+        )?;
         Ok(ExecutedBlock {
             block,
             hash,
             receipts,
             rejected: vec![],
+            events,
         })
     }
 
@@ -430,25 +445,93 @@ impl Chain {
         }
     }
 
-    /// begin_block → transactions → end_block, on `overlay`.
+    /// Runs the migration of a runtime upgrade enacted in the previous block, if one is pending,
+    /// and returns the runtime that executes this block: the new one, or — when the migration
+    /// traps or fails — the previous one, restored under `:code` with the abort recorded for its
+    /// `vex_begin_block` (SPEC §4). Every node takes the same branch: it depends only on state and
+    /// on the deterministic outcome of the call.
+    fn migrate_if_pending(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        height: u64,
+    ) -> Result<Arc<Prototype>> {
+        let Some(marker) = overlay
+            .get(abi::PENDING_MIGRATION_KEY)
+            .map_err(storage_err)?
+        else {
+            return Ok(self.runtime.clone());
+        };
+        let fuel = self.executor.fuel.block;
+        let outcome = match PendingMigration::decode(&mut &marker[..]) {
+            Ok(pending) => {
+                let args = MigrateArgs {
+                    from: pending.from,
+                    height,
+                };
+                let r: std::result::Result<std::result::Result<(), String>, ExecError> = self
+                    .executor
+                    .call(&self.runtime, abi::MIGRATE, &args, overlay, fuel);
+                match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(reason)) => Err((pending.name, format!("migration failed: {reason}"))),
+                    Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => {
+                        return Err(e.into());
+                    }
+                    Err(e) => Err((pending.name, e.to_string())),
+                }
+            }
+            Err(e) => Err((String::new(), format!("unreadable migration marker: {e}"))),
+        };
+        match outcome {
+            Ok(()) => {
+                overlay.commit_transaction();
+                overlay.remove(abi::PENDING_MIGRATION_KEY);
+                overlay.commit_transaction();
+                tracing::info!(version = ?self.runtime.version, "runtime migration succeeded");
+                Ok(self.runtime.clone())
+            }
+            Err((name, reason)) => {
+                overlay.discard_transaction();
+                let previous = overlay
+                    .get(abi::PREVIOUS_CODE_KEY)
+                    .map_err(storage_err)?
+                    .ok_or_else(|| {
+                        ChainError::Runtime(
+                            "a migration failed and no previous runtime is stored".into(),
+                        )
+                    })?;
+                overlay.set(abi::CODE_KEY, &previous);
+                overlay.remove(abi::PENDING_MIGRATION_KEY);
+                overlay.set(
+                    abi::UPGRADE_ABORTED_KEY,
+                    &(name.clone(), reason.clone()).encode(),
+                );
+                overlay.commit_transaction();
+                tracing::warn!(plan = %name, %reason, "runtime upgrade aborted; the previous runtime is restored");
+                Ok(self.executor.prototype(&previous)?)
+            }
+        }
+    }
+
+    /// Pending migration → begin_block → transactions → end_block, on `overlay`.
     fn execute(
         &self,
         overlay: &mut StateOverlay<'_>,
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<Executed> {
+    ) -> Result<Execution> {
         let fuel = self.executor.fuel;
+        let runtime = self.migrate_if_pending(overlay, ctx.height)?;
+        let mut events = Vec::new();
         let begin: std::result::Result<BeginBlockOutcome, String> =
             self.executor
-                .call(&self.runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
+                .call(&runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
         let begin = begin.map_err(ChainError::Runtime)?;
-        if let Some(name) = begin.halt_for_upgrade {
-            return Err(ChainError::UpgradeHalt {
-                name,
-                height: ctx.height,
-            });
+        if let Some(halt) = begin.halt_for_upgrade {
+            return Err(ChainError::UpgradeHalt(Box::new(halt)));
         }
+        events.extend(begin.events);
         overlay.commit_transaction();
 
         let mut included = Vec::with_capacity(candidates.len());
@@ -464,7 +547,7 @@ impl Chain {
                 std::result::Result<Receipt, InvalidTransaction>,
                 ExecError,
             > = self.executor.call(
-                &self.runtime,
+                &runtime,
                 abi::APPLY_TRANSACTION,
                 &args,
                 overlay,
@@ -497,17 +580,24 @@ impl Chain {
 
         let end: std::result::Result<EndBlockOutcome, String> =
             self.executor
-                .call(&self.runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
-        end.map_err(ChainError::Runtime)?;
+                .call(&runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
+        events.extend(end.map_err(ChainError::Runtime)?.events);
         overlay.commit_transaction();
-        Ok((included, receipts, rejected))
+        Ok(Execution {
+            included,
+            receipts,
+            rejected,
+            events,
+        })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         block: &Block,
         hash: Hash,
         receipts: &[Receipt],
+        events: &[Event],
         tx_hashes: &[Hash],
         changes: &Changes,
         lthash: LtHash,
@@ -516,6 +606,7 @@ impl Chain {
             block,
             hash,
             receipts,
+            events,
             tx_hashes,
             changes,
             lthash: &lthash,
@@ -533,4 +624,8 @@ impl Chain {
         }
         Ok(())
     }
+}
+
+fn storage_err(e: String) -> ChainError {
+    ChainError::Storage(StorageError::Corrupt(e))
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 use tokio::sync::broadcast;
+use vexidus_runtime_api::abi::UpgradeHalt;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::{GenesisConfig, Hash};
@@ -155,11 +156,61 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the node until `shutdown` resolves.
+/// How the node stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeExit {
+    /// Asked to stop.
+    Stopped,
+    /// Halted for a binary upgrade this binary does not implement; `upgrade-info.json` is at
+    /// the path. The process should exit with [`UPGRADE_EXIT_CODE`].
+    UpgradeHalt(PathBuf),
+}
+
+/// Exit code of a node that halted for a binary upgrade.
+pub const UPGRADE_EXIT_CODE: i32 = 42;
+
+/// The name of the file a halting node writes into its data directory.
+pub const UPGRADE_INFO_FILE: &str = "upgrade-info.json";
+
+/// Writes `upgrade-info.json` (SPEC §4) atomically: temporary file, fsync, rename, fsync of the
+/// directory. A reader sees the old file or the whole new one, never half of it.
+pub fn write_upgrade_info(
+    data_dir: &std::path::Path,
+    halt: &UpgradeHalt,
+) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let info = json!({
+        "name": halt.name,
+        "height": halt.height,
+        "binary_url": halt.binary_url,
+        "sha256": hex::encode(&halt.sha256),
+        "signature": halt.signature.as_ref().map(hex::encode),
+        "authority": halt.authority.to_string(),
+        "info_url": halt.info_url,
+        "chain_id": halt.chain_id,
+    });
+    let path = data_dir.join(UPGRADE_INFO_FILE);
+    let tmp = data_dir.join(format!(".{UPGRADE_INFO_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(
+            serde_json::to_string_pretty(&info)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(path)
+}
+
+/// Runs the node until `shutdown` resolves or a binary upgrade halts it.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<NodeExit> {
     let chain = open_chain(
         &config.data_dir,
         config.genesis.as_ref(),
@@ -205,9 +256,8 @@ pub async fn run(
                             hash = %rpc::hex0x(b.hash),
                             "produced block"
                         ),
-                        Ok(Err(e @ ChainError::UpgradeHalt { .. })) => {
-                            tracing::error!("block production stopped: {e}");
-                            return Err::<(), ChainError>(e);
+                        Ok(Err(ChainError::UpgradeHalt(halt))) => {
+                            return Ok::<_, ChainError>(*halt);
                         }
                         // Nothing was committed; the next tick tries again.
                         Ok(Err(e)) => {
@@ -227,20 +277,34 @@ pub async fn run(
 
     let outcome = match producer {
         Some(mut task) => tokio::select! {
-            _ = shutdown => { task.abort(); Ok(()) }
+            _ = shutdown => { task.abort(); Ok(None) }
             r = &mut task => match r {
+                Ok(Ok(halt)) => Ok(Some(halt)),
                 Ok(Err(e)) => Err(anyhow::Error::from(e)),
-                _ => Ok(()),
+                Err(e) => Err(anyhow::anyhow!("block production task failed: {e}")),
             },
         },
         None => {
             shutdown.await;
-            Ok(())
+            Ok(None)
         }
     };
     tracing::info!("shutting down");
     let _ = rpc_handle.stop();
     // Wait for an in-flight block to finish committing before the database closes.
     drop(state.chain.write());
-    outcome
+    match outcome? {
+        None => Ok(NodeExit::Stopped),
+        Some(halt) => {
+            let path = write_upgrade_info(&config.data_dir, &halt)?;
+            tracing::warn!(
+                plan = %halt.name,
+                height = halt.height,
+                info = %path.display(),
+                "halting for binary upgrade: block {} was not executed; exiting with code {UPGRADE_EXIT_CODE}",
+                halt.height
+            );
+            Ok(NodeExit::UpgradeHalt(path))
+        }
+    }
 }

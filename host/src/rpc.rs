@@ -115,55 +115,9 @@ pub fn operation_json(op: &Operation) -> Value {
     }
 }
 
-/// JSON of an event.
+/// JSON of an event: `{"type": "<Variant>", ...fields}`.
 pub fn event_json(e: &Event) -> Value {
-    match e {
-        Event::Transferred { from, to, amount } => {
-            json!({ "type": "Transferred", "from": from.to_string(), "to": to.to_string(), "amount": amount })
-        }
-        Event::FeePaid {
-            payer,
-            fee,
-            to_proposer,
-            to_treasury,
-        } => json!({
-            "type": "FeePaid", "payer": payer.to_string(), "fee": fee,
-            "to_proposer": to_proposer, "to_treasury": to_treasury,
-        }),
-        Event::ValidatorRegistered {
-            validator,
-            stake,
-            commission_bps,
-        } => json!({
-            "type": "ValidatorRegistered", "validator": validator.to_string(), "stake": stake, "commission_bps": commission_bps,
-        }),
-        Event::Delegated {
-            delegator,
-            validator,
-            amount,
-        } => json!({
-            "type": "Delegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
-        }),
-        Event::Undelegated {
-            delegator,
-            validator,
-            amount,
-        } => json!({
-            "type": "Undelegated", "delegator": delegator.to_string(), "validator": validator.to_string(), "amount": amount,
-        }),
-        Event::RewardsClaimed { validator, amount } => {
-            json!({ "type": "RewardsClaimed", "validator": validator.to_string(), "amount": amount })
-        }
-        Event::Unjailed { validator } => {
-            json!({ "type": "Unjailed", "validator": validator.to_string() })
-        }
-        Event::RuntimeUpgraded { name, version } => json!({
-            "type": "RuntimeUpgraded", "name": name, "spec_name": version.spec_name, "spec_version": version.spec_version,
-        }),
-        Event::UpgradeAborted { name, reason } => {
-            json!({ "type": "UpgradeAborted", "name": name, "reason": reason })
-        }
-    }
+    serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
 /// JSON of a receipt.

@@ -158,6 +158,11 @@ pub const HOST_FUNCTIONS_V1: &[HostFunction] = &[
         params: 3,
         result: None,
     },
+    HostFunction {
+        name: "runtime_check_v1",
+        params: 4,
+        result: Some(WasmType::I64),
+    },
 ];
 
 /// Packs a guest pointer and length into the `i64` an entry point returns.
@@ -223,12 +228,55 @@ pub struct BlockContext {
     pub implemented_upgrades: Vec<String>,
 }
 
+/// Storage key of the migration the host must run first in the next block, set by the runtime
+/// that enacts a runtime upgrade. Value: SCALE [`PendingMigration`].
+pub const PENDING_MIGRATION_KEY: &[u8] = b":pending_migration";
+/// Storage key of the runtime blob an enacted upgrade replaced; the host restores it under
+/// [`CODE_KEY`] when the new runtime's migration fails.
+pub const PREVIOUS_CODE_KEY: &[u8] = b":previous_code";
+/// Storage key the host writes when a migration failed: SCALE `(String name, String reason)`.
+/// The restored runtime's `vex_begin_block` records the abort and removes it.
+pub const UPGRADE_ABORTED_KEY: &[u8] = b":upgrade_aborted";
+
+/// A runtime upgrade enacted in the previous block, whose migration has not run yet.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PendingMigration {
+    /// The plan's name.
+    pub name: String,
+    /// The version being replaced.
+    pub from: RuntimeVersion,
+}
+
+/// An approved binary upgrade this binary does not implement, due now: what the host writes to
+/// `upgrade-info.json` before it exits with code 42.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct UpgradeHalt {
+    /// Plan name.
+    pub name: String,
+    /// Target height (the block that is not executed).
+    pub height: u64,
+    /// Where the new binary is.
+    pub binary_url: String,
+    /// Its SHA-256 digest.
+    pub sha256: Vec<u8>,
+    /// The authority's signature over the digest, if any.
+    pub signature: Option<Vec<u8>>,
+    /// The upgrade authority.
+    pub authority: PublicKey,
+    /// Release notes.
+    pub info_url: String,
+    /// The chain.
+    pub chain_id: String,
+}
+
 /// What `vex_begin_block` tells the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
 pub struct BeginBlockOutcome {
     /// Set when an approved binary plan is due at this height and this binary does not implement
     /// it: the host must commit nothing and halt.
-    pub halt_for_upgrade: Option<String>,
+    pub halt_for_upgrade: Option<UpgradeHalt>,
+    /// Events emitted outside any transaction.
+    pub events: Vec<crate::block::Event>,
 }
 
 /// What `vex_end_block` tells the host.
@@ -406,6 +454,32 @@ pub enum Query {
     /// The treasury's address.
     #[codec(index = 6)]
     Treasury,
+    /// The active upgrade plan with its tally.
+    #[codec(index = 7)]
+    UpgradePlan,
+    /// The status of any plan ever scheduled under a name.
+    #[codec(index = 8)]
+    PlanStatus(String),
+    /// The end of the upgrade grace period.
+    #[codec(index = 9)]
+    GraceUntil,
+}
+
+/// The active upgrade plan as `vex_getUpgradePlan` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PlanView {
+    /// The plan (a runtime target's code is left out; see `code_hash`).
+    pub plan: crate::state::UpgradePlan,
+    /// Approving snapshot weight.
+    pub approve: u128,
+    /// Rejecting snapshot weight.
+    pub reject: u128,
+    /// Total snapshot weight.
+    pub total: u128,
+    /// Quorum in force, percent.
+    pub quorum_percent: u8,
+    /// First height at which votes are no longer accepted.
+    pub voting_ends_at: u64,
 }
 
 /// The answer to a [`Query`], same variant.
@@ -432,6 +506,15 @@ pub enum QueryResponse {
     /// See [`Query::Treasury`].
     #[codec(index = 6)]
     Treasury(Address),
+    /// See [`Query::UpgradePlan`].
+    #[codec(index = 7)]
+    UpgradePlan(Option<PlanView>),
+    /// See [`Query::PlanStatus`].
+    #[codec(index = 8)]
+    PlanStatus(Option<crate::state::PlanStatus>),
+    /// See [`Query::GraceUntil`].
+    #[codec(index = 9)]
+    GraceUntil(u64),
 }
 
 /// The result of `vex_apply_transaction`.

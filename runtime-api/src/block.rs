@@ -58,6 +58,7 @@ pub struct Receipt {
 /// Something the runtime wants the outside world to know. Indices are fixed like operation
 /// discriminants.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[cfg_attr(feature = "std", derive(serde::Serialize), serde(tag = "type"))]
 pub enum Event {
     /// Funds moved between accounts.
     #[codec(index = 0)]
@@ -125,6 +126,56 @@ pub enum Event {
         /// Validator.
         validator: Address,
     },
+    /// An upgrade plan was scheduled.
+    #[codec(index = 10)]
+    UpgradeScheduled {
+        /// Plan name.
+        name: String,
+        /// Target height.
+        height: u64,
+        /// `binary` or `runtime`.
+        kind: String,
+    },
+    /// A plan was approved (at scheduling in `seed-authority` mode, at quorum in `full` mode).
+    #[codec(index = 11)]
+    UpgradeApproved {
+        /// Plan name.
+        name: String,
+    },
+    /// A validator voted on a plan.
+    #[codec(index = 12)]
+    UpgradeVoted {
+        /// Plan name.
+        name: String,
+        /// The voter.
+        validator: Address,
+        /// Approve or reject.
+        approve: bool,
+        /// Snapshot weight of the vote.
+        weight: u128,
+    },
+    /// The authority cancelled a plan.
+    #[codec(index = 13)]
+    UpgradeCancelled {
+        /// Plan name.
+        name: String,
+    },
+    /// A plan was not approved in time.
+    #[codec(index = 14)]
+    UpgradeExpired {
+        /// Plan name.
+        name: String,
+        /// Which deadline passed.
+        reason: String,
+    },
+    /// A binary upgrade was carried out by a binary that implements it.
+    #[codec(index = 15)]
+    UpgradeExecuted {
+        /// Plan name.
+        name: String,
+        /// Height.
+        height: u64,
+    },
     /// A runtime upgrade took effect.
     #[codec(index = 20)]
     RuntimeUpgraded {
@@ -140,5 +191,91 @@ pub enum Event {
         name: String,
         /// Why.
         reason: String,
+    },
+    /// A governance proposal was created.
+    #[codec(index = 30)]
+    ProposalCreated {
+        /// Id.
+        id: u64,
+        /// Proposer.
+        proposer: Address,
+    },
+    /// A validator voted on a proposal.
+    #[codec(index = 31)]
+    ProposalVoted {
+        /// Id.
+        id: u64,
+        /// Voter.
+        validator: Address,
+        /// Approve or reject.
+        approve: bool,
+        /// Weight.
+        weight: u128,
+    },
+    /// A passed proposal was executed.
+    #[codec(index = 32)]
+    ProposalExecuted {
+        /// Id.
+        id: u64,
+    },
+    /// The proposer withdrew a proposal.
+    #[codec(index = 33)]
+    ProposalCancelled {
+        /// Id.
+        id: u64,
+    },
+    /// A protocol parameter changed.
+    #[codec(index = 34)]
+    ParameterChanged {
+        /// Parameter.
+        key: crate::transaction::ParamKey,
+        /// New value.
+        value: u128,
+    },
+    /// The treasury paid out.
+    #[codec(index = 35)]
+    TreasurySpent {
+        /// Recipient.
+        to: Address,
+        /// Amount.
+        amount: u128,
+    },
+    /// A multisig account was created.
+    #[codec(index = 40)]
+    MultiSigCreated {
+        /// Its address.
+        multisig: Address,
+        /// Approvals needed.
+        threshold: u8,
+    },
+    /// A signer proposed an operation for a multisig account.
+    #[codec(index = 41)]
+    MultiSigProposed {
+        /// The account.
+        multisig: Address,
+        /// Pending operation id.
+        proposal_id: u64,
+    },
+    /// A signer approved (or, with `approve` false, revoked) a pending operation.
+    #[codec(index = 42)]
+    MultiSigApproval {
+        /// The account.
+        multisig: Address,
+        /// Pending operation id.
+        proposal_id: u64,
+        /// Signer.
+        signer: Address,
+        /// Approval given or withdrawn.
+        approve: bool,
+        /// Approvals now.
+        approvals: u8,
+    },
+    /// A pending operation reached its threshold and ran as the multisig account.
+    #[codec(index = 43)]
+    MultiSigExecuted {
+        /// The account.
+        multisig: Address,
+        /// Pending operation id.
+        proposal_id: u64,
     },
 }

@@ -2,7 +2,8 @@
 //! governance settings, the runtime version and the genesis configuration.
 
 use crate::NANO_PER_VXS;
-use crate::primitives::{Address, PublicKey};
+use crate::primitives::{Address, Hash, PublicKey};
+use crate::transaction::{ProposalKind, UpgradeTarget};
 use alloc::{string::String, vec::Vec};
 use borsh::{BorshDeserialize, BorshSerialize};
 use parity_scale_codec::{Decode, Encode};
@@ -153,6 +154,7 @@ pub struct GenesisConfig {
 /// A runtime's identity, read by the host from the `vexidus_runtime_version` custom section
 /// without executing the blob.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[cfg_attr(feature = "std", derive(serde::Serialize))]
 pub struct RuntimeVersion {
     /// The runtime family; an upgrade must keep it.
     pub spec_name: String,
@@ -162,4 +164,84 @@ pub struct RuntimeVersion {
     pub impl_version: u32,
     /// The host⇄runtime ABI the blob is built against (see [`crate::abi`]).
     pub abi_version: u32,
+}
+
+/// Where an upgrade plan stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum PlanStatus {
+    /// Waiting for votes (`full` mode).
+    #[codec(index = 0)]
+    Voting,
+    /// Approved; waits for its height.
+    #[codec(index = 1)]
+    Approved,
+    /// Carried out at its height.
+    #[codec(index = 2)]
+    Executed,
+    /// Cancelled by the authority.
+    #[codec(index = 3)]
+    Cancelled,
+    /// Not approved in time.
+    #[codec(index = 4)]
+    Expired,
+    /// A runtime upgrade whose migration failed.
+    #[codec(index = 5)]
+    Aborted,
+}
+
+impl PlanStatus {
+    /// The status in words.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlanStatus::Voting => "voting",
+            PlanStatus::Approved => "approved",
+            PlanStatus::Executed => "executed",
+            PlanStatus::Cancelled => "cancelled",
+            PlanStatus::Expired => "expired",
+            PlanStatus::Aborted => "aborted",
+        }
+    }
+}
+
+/// An upgrade plan (operation 46).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct UpgradePlan {
+    /// Unique name.
+    pub name: String,
+    /// Target height.
+    pub height: u64,
+    /// Release notes.
+    pub info_url: String,
+    /// What is upgraded. For runtime targets the code is kept under its own key and this holds
+    /// an empty `code`; see `code_hash`.
+    pub target: UpgradeTarget,
+    /// blake3 of the runtime code, for runtime targets.
+    pub code_hash: Option<Hash>,
+    /// Height it was scheduled at.
+    pub scheduled_at: u64,
+    /// Status.
+    pub status: PlanStatus,
+    /// Stake snapshot taken at scheduling: (validator, weight), sorted by address.
+    pub snapshot: Vec<(Address, u128)>,
+    /// Votes cast: (validator, approve), sorted by address.
+    pub votes: Vec<(Address, bool)>,
+}
+
+/// A parameter-governance proposal (operation 60).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Proposal {
+    /// Id, assigned in order from 0.
+    pub id: u64,
+    /// Who created it.
+    pub proposer: Address,
+    /// What it does.
+    pub kind: ProposalKind,
+    /// Height it was created at.
+    pub created_at: u64,
+    /// Votes cast: (validator, approve), sorted by address.
+    pub votes: Vec<(Address, bool)>,
+    /// Whether it was executed.
+    pub executed: bool,
+    /// Whether its proposer cancelled it.
+    pub cancelled: bool,
 }

@@ -83,6 +83,11 @@ pub enum UpgradeTarget {
     Decode,
 )]
 #[borsh(use_discriminant = true)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[repr(u8)]
 pub enum ParamKey {
     /// nanoVXS per unit of gas.

@@ -4,6 +4,8 @@ use crate::env::Env;
 use crate::storage;
 use alloc::{format, string::String, vec::Vec};
 use core::fmt;
+use vexidus_governance::GovError;
+use vexidus_governance::upgrade::{self, Voter};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
 use vexidus_runtime_api::{Address, PublicKey, ValidatorInfo};
@@ -60,6 +62,14 @@ pub enum DispatchError {
     },
     /// The operation is defined but this runtime version does not implement it yet.
     Unsupported(&'static str),
+    /// A governance rule refused it.
+    Governance(GovError),
+}
+
+impl From<GovError> for DispatchError {
+    fn from(e: GovError) -> Self {
+        DispatchError::Governance(e)
+    }
 }
 
 impl fmt::Display for DispatchError {
@@ -97,6 +107,7 @@ impl fmt::Display for DispatchError {
             DispatchError::StillJailed { until } => {
                 write!(f, "validator is jailed until height {until}")
             }
+            DispatchError::Governance(e) => write!(f, "{e}"),
             DispatchError::Unsupported(name) => write!(
                 f,
                 "operation {name} is not supported by this runtime version"
@@ -133,7 +144,64 @@ pub fn dispatch(
         Operation::Undelegate { validator, amount } => undelegate(env, ctx, *validator, *amount),
         Operation::ClaimRewards => claim_rewards(env, ctx),
         Operation::Unjail => unjail(env, ctx),
+        Operation::ScheduleUpgrade {
+            name,
+            height,
+            info_url,
+            target,
+        } => {
+            let active = active_set(env, ctx.height);
+            let mut g = governance_context(env, ctx);
+            Ok(upgrade::schedule(
+                env, &mut g, name, *height, info_url, target, &active,
+            )?)
+        }
+        Operation::CancelUpgrade { name } => {
+            let mut g = governance_context(env, ctx);
+            Ok(upgrade::cancel(env, &mut g, name)?)
+        }
+        Operation::VoteUpgrade { name, approve } => {
+            let voter = match storage::validator(env, &ctx.sender) {
+                None => Voter::NotValidator,
+                Some(v) if v.is_jailed_at(ctx.height) => Voter::Jailed(v.jailed_until),
+                Some(_) => Voter::Active,
+            };
+            let mut g = governance_context(env, ctx);
+            Ok(upgrade::vote(env, &mut g, name, *approve, voter)?)
+        }
         other => Err(DispatchError::Unsupported(other.name())),
+    }
+}
+
+/// Most validators in the active set (SPEC §10).
+pub const MAX_VALIDATORS: usize = 100;
+
+/// The active set at `height`: the top [`MAX_VALIDATORS`] unjailed validators by stake, with
+/// their stake, sorted by address.
+pub fn active_set(env: &mut impl Env, height: u64) -> Vec<(Address, u128)> {
+    let mut vs: Vec<(Address, u128)> = storage::validators(env)
+        .into_iter()
+        .filter(|v| !v.is_jailed_at(height) && v.total_stake() > 0)
+        .map(|v| (v.address, v.total_stake()))
+        .collect();
+    vs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    vs.truncate(MAX_VALIDATORS);
+    vs.sort_by(|a, b| a.0.cmp(&b.0));
+    vs
+}
+
+fn governance_context<'c>(env: &mut impl Env, ctx: &'c mut Context<'_>) -> upgrade::Context<'c> {
+    upgrade::Context {
+        height: ctx.height,
+        sender: ctx.sender,
+        sender_key: *ctx.sender_key,
+        params: storage::parameters(env),
+        settings: storage::governance(env).unwrap_or(vexidus_runtime_api::GovernanceSettings {
+            mode: vexidus_runtime_api::GovernanceMode::SeedAuthority,
+            upgrade_authority: PublicKey::default(),
+        }),
+        current: crate::version(),
+        events: ctx.events,
     }
 }
 

@@ -2,14 +2,15 @@
 
 use crate::dispatch::{self, Context};
 use crate::env::Env;
-use vexidus_runtime_api::guest::Overlay;
 use crate::storage;
 use alloc::{string::String, vec::Vec};
+use vexidus_governance::upgrade;
 use vexidus_runtime_api::abi::{
     ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction, MigrateArgs,
-    Query, QueryResponse, ValidTransaction, ValidateArgs,
+    PlanView, Query, QueryResponse, ValidTransaction, ValidateArgs,
 };
 use vexidus_runtime_api::block::{Event, Receipt};
+use vexidus_runtime_api::guest::Overlay;
 use vexidus_runtime_api::transaction::{MAX_OPERATIONS, Transaction};
 use vexidus_runtime_api::{Address, GenesisConfig, PublicKey, ValidatorInfo};
 
@@ -60,9 +61,26 @@ pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), St
     Ok(())
 }
 
-/// Runs before the block's transactions.
-pub fn begin_block(_env: &mut impl Env, _ctx: BlockContext) -> Result<BeginBlockOutcome, String> {
-    Ok(BeginBlockOutcome::default())
+/// Runs before the block's transactions: governance first (upgrade outcomes, expiry,
+/// enactment, the binary-upgrade halt).
+pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOutcome, String> {
+    let params = storage::parameters(env);
+    let settings =
+        storage::governance(env).ok_or_else(|| String::from("no governance settings in state"))?;
+    let chain_id = storage::chain_id(env);
+    let start = upgrade::begin_block(
+        env,
+        ctx.height,
+        &ctx.implemented_upgrades,
+        &params,
+        &settings,
+        &crate::version(),
+        &chain_id,
+    );
+    Ok(BeginBlockOutcome {
+        halt_for_upgrade: start.halt,
+        events: start.events,
+    })
 }
 
 /// Runs after the block's transactions.
@@ -223,6 +241,26 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
         ),
         Query::ChainId => QueryResponse::ChainId(storage::chain_id(env)),
         Query::Treasury => QueryResponse::Treasury(treasury(env)),
+        Query::UpgradePlan => {
+            let params = storage::parameters(env);
+            QueryResponse::UpgradePlan(upgrade::active_plan(env).map(|plan| {
+                let (approve, reject, total) = upgrade::tally(&plan);
+                let voting_ends_at = plan
+                    .scheduled_at
+                    .saturating_add(params.voting_period_blocks)
+                    .min(plan.height);
+                PlanView {
+                    plan,
+                    approve,
+                    reject,
+                    total,
+                    quorum_percent: params.quorum_percent,
+                    voting_ends_at,
+                }
+            }))
+        }
+        Query::PlanStatus(name) => QueryResponse::PlanStatus(upgrade::plan_status(env, &name)),
+        Query::GraceUntil => QueryResponse::GraceUntil(upgrade::grace_until(env)),
     })
 }
 

@@ -10,7 +10,7 @@ use vexidus_host::rpc::RpcConfig;
 use vexidus_runtime_api::signing::{Keypair, dev_seed};
 
 #[derive(Parser, Debug)]
-#[command(name = "vexidus-node", version, about = "The Vexidus validator node")]
+#[command(name = "vexidus-node", version, long_version = long_version(), about = "The Vexidus validator node")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,6 +63,23 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+}
+
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let upgrades = vexidus_host::implemented_upgrades();
+        format!(
+            "{}\ngenesis runtime: 0x{}\nimplemented upgrades: {}",
+            env!("CARGO_PKG_VERSION"),
+            hex::encode(blake3::hash(vexidus_host::GENESIS_RUNTIME).as_bytes()),
+            if upgrades.is_empty() {
+                "none".to_string()
+            } else {
+                upgrades.join(",")
+            }
+        )
+    })
 }
 
 fn main() {
@@ -128,13 +145,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit: cli.rpc_rate_limit,
             max_request_bytes: cli.rpc_max_request_bytes,
         },
-        implemented_upgrades: Vec::new(),
+        implemented_upgrades: vexidus_host::implemented_upgrades(),
         pool_capacity: cli.pool_capacity,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(node::run(config, shutdown_signal()))
+    match runtime.block_on(node::run(config, shutdown_signal()))? {
+        node::NodeExit::Stopped => Ok(()),
+        node::NodeExit::UpgradeHalt(info) => {
+            eprintln!(
+                "vexidus-node: halted for a binary upgrade; {} describes it. Exiting with code {}.",
+                info.display(),
+                node::UPGRADE_EXIT_CODE
+            );
+            // Drop the runtime (and with it the database) before exiting.
+            drop(runtime);
+            std::process::exit(node::UPGRADE_EXIT_CODE);
+        }
+    }
 }
 
 async fn shutdown_signal() {

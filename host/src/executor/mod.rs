@@ -601,6 +601,18 @@ fn host_functions() -> Linker<HostState> {
         )?;
         linker.func_wrap(
             m,
+            "runtime_check_v1",
+            |mut c: Caller<'_>, cp: u32, cl: u32, op: u32, oc: u32| {
+                with_ext(&mut c, |mem, _, _| {
+                    let code = &mem[guest_range(mem.len(), cp, cl, "runtime_check_v1 code")?];
+                    let verdict: Result<RuntimeVersion, String> =
+                        blob::check(code, usize::MAX).map_err(|e| e.to_string());
+                    write_result(mem, op, oc, Some(verdict.encode()), "runtime_check_v1 out")
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
             "log_v1",
             |mut c: Caller<'_>, level: u32, p: u32, l: u32| {
                 let memory = c

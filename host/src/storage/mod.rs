@@ -7,7 +7,7 @@
 //! | `state` | state key | value |
 //! | `blocks` | block hash | Borsh [`Block`] |
 //! | `heights` | height (u64 BE) | block hash |
-//! | `receipts` | height (u64 BE) | SCALE `Vec<Receipt>` |
+//! | `receipts` | height (u64 BE) | SCALE `(Vec<Receipt>, Vec<Event>)`: receipts and block events |
 //! | `tx_index` | transaction hash | SCALE `(height u64, index u32)` |
 //! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
 //! | `meta` | `head`, `lthash`, `genesis`, `genesis_code` | the head, the LtHash accumulator, the genesis config and blob |
@@ -26,6 +26,7 @@ use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 use std::path::Path;
+use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::{Block, GenesisConfig, Hash, Receipt};
 
 const CF_STATE: &str = "state";
@@ -94,6 +95,8 @@ pub struct BlockCommit<'a> {
     pub hash: Hash,
     /// Receipts in transaction order.
     pub receipts: &'a [Receipt],
+    /// Block-level events.
+    pub events: &'a [Event],
     /// Transaction hashes in order.
     pub tx_hashes: &'a [Hash],
     /// State changes.
