@@ -66,12 +66,22 @@ pub struct Harness {
 impl Harness {
     /// A chain from `genesis` running `code`, with `proposer` producing every block.
     pub fn new(genesis: GenesisConfig, code: &[u8], proposer: Keypair) -> Result<Self> {
+        Self::with_upgrades(genesis, code, proposer, Vec::new())
+    }
+
+    /// [`Self::new`] for a binary that implements the binary-upgrade names `implemented`.
+    pub fn with_upgrades(
+        genesis: GenesisConfig,
+        code: &[u8],
+        proposer: Keypair,
+        implemented: Vec<String>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(|e| HarnessError::Setup(e.to_string()))?;
         let mut db = Db::open(dir.path()).map_err(|e| HarnessError::Setup(e.to_string()))?;
         db.set_sync_writes(false);
         let db = Arc::new(db);
         let executor = Arc::new(Executor::new(Some(db.module_store())));
-        let chain = Chain::open(db, executor, &genesis, code, Vec::new())?;
+        let chain = Chain::open(db, executor, &genesis, code, implemented)?;
         Ok(Self {
             chain,
             pool: Pool::new(1_000_000),
@@ -245,6 +255,31 @@ impl Harness {
             .into_iter()
             .flat_map(|r| r.events)
             .collect()
+    }
+
+    /// Block-level events (outside transactions) of the block at `height`.
+    pub fn block_events(&self, height: u64) -> Vec<Event> {
+        self.chain
+            .db()
+            .block_events(height)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// The version of the runtime that executes the next block.
+    pub fn runtime_version(&self) -> vexidus_runtime_api::RuntimeVersion {
+        self.chain.runtime().version.clone()
+    }
+
+    /// Writes raw state in the next block, outside any transaction (test-only, like
+    /// [`Self::swap_runtime`]): for situations no operation can create yet, such as a jailed
+    /// validator.
+    pub fn force_state(
+        &mut self,
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<ExecutedBlock> {
+        self.produce_block_with(changes.into_iter().collect())
     }
 
     /// Raw state read at head.

@@ -64,6 +64,12 @@ pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), St
 /// Runs before the block's transactions: governance first (upgrade outcomes, expiry,
 /// enactment, the binary-upgrade halt).
 pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOutcome, String> {
+    #[cfg(feature = "v2-trap")]
+    {
+        let _ = (&env, &ctx);
+        panic!("v2-trap: this runtime traps in every block");
+    }
+    #[allow(unreachable_code)]
     let params = storage::parameters(env);
     let settings =
         storage::governance(env).ok_or_else(|| String::from("no governance settings in state"))?;
@@ -205,7 +211,7 @@ pub fn apply_transaction(
     let fee = (gas_used as u128) * gas_price;
     let refund = escrow - fee; // gas_used <= intrinsic gas <= max_gas
     let proposer = address_of(env, &args.proposer);
-    let to_proposer = fee * PROPOSER_FEE_PERCENT / 100;
+    let to_proposer = fee * proposer_fee_percent(env) / 100;
     let to_treasury = fee - to_proposer;
     let treasury = treasury(env);
     // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
@@ -264,7 +270,29 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
     })
 }
 
-/// The on-upgrade migration. Version 1 is the first runtime: nothing to migrate.
-pub fn migrate(_env: &mut impl Env, _args: MigrateArgs) -> Result<(), String> {
+/// The on-upgrade migration, run by the host first in the block after the switch.
+pub fn migrate(env: &mut impl Env, args: MigrateArgs) -> Result<(), String> {
+    let _ = (&env, &args);
+    #[cfg(feature = "v2-bad-migration")]
+    panic!(
+        "v2-bad-migration: this migration always fails (from spec_version {})",
+        args.from.spec_version
+    );
+    #[cfg(feature = "v2-example")]
+    if args.from.spec_version < 2 {
+        storage::write(env, storage::FEE_SPLIT, &70u8);
+    }
+    #[allow(unreachable_code)]
     Ok(())
+}
+
+/// The proposer's share of fees in percent. Version 1: a constant 80. The `v2-example` version
+/// keeps it in state (`:fee_split`), written by its migration.
+fn proposer_fee_percent(env: &mut impl Env) -> u128 {
+    let _ = &env;
+    #[cfg(feature = "v2-example")]
+    if let Some(p) = storage::read::<u8>(env, storage::FEE_SPLIT) {
+        return p as u128;
+    }
+    PROPOSER_FEE_PERCENT
 }

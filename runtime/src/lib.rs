@@ -20,7 +20,19 @@ mod wasm_exports;
 /// The runtime family name; upgrades must keep it.
 pub const SPEC_NAME: &str = "vexidus";
 /// The version of the state-transition rules.
+#[cfg(not(any(
+    feature = "v2-example",
+    feature = "v2-bad-migration",
+    feature = "v2-trap"
+)))]
 pub const SPEC_VERSION: u32 = 1;
+/// The version of the state-transition rules (a second version, for upgrade tests).
+#[cfg(any(
+    feature = "v2-example",
+    feature = "v2-bad-migration",
+    feature = "v2-trap"
+))]
+pub const SPEC_VERSION: u32 = 2;
 /// The implementation version.
 pub const IMPL_VERSION: u32 = 1;
 

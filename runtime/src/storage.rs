@@ -7,6 +7,7 @@
 //! | `:block_time_ms` | SCALE `u64` |
 //! | `:params` | SCALE [`Parameters`] |
 //! | `:governance` | SCALE [`GovernanceSettings`] |
+//! | `:fee_split` | SCALE `u8`, proposer's fee share (written by the `v2-example` migration) |
 //! | `acct/` ‖ address | SCALE [`AccountInfo`] |
 //! | `val/` ‖ address | SCALE [`ValidatorInfo`] |
 //! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
@@ -23,6 +24,8 @@ pub const BLOCK_TIME: &[u8] = b":block_time_ms";
 pub const PARAMS: &[u8] = b":params";
 /// Governance settings key.
 pub const GOVERNANCE: &[u8] = b":governance";
+/// The proposer's fee share in percent (from the `v2-example` runtime on).
+pub const FEE_SPLIT: &[u8] = b":fee_split";
 /// Prefix of accounts.
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
 /// Prefix of validators.

@@ -214,6 +214,15 @@ impl Db {
 
     /// The receipts of the block at `height`.
     pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>> {
+        Ok(self.outcome(height)?.map(|(r, _)| r))
+    }
+
+    /// The block-level events (outside transactions) of the block at `height`.
+    pub fn block_events(&self, height: u64) -> Result<Option<Vec<Event>>> {
+        Ok(self.outcome(height)?.map(|(_, e)| e))
+    }
+
+    fn outcome(&self, height: u64) -> Result<Option<(Vec<Receipt>, Vec<Event>)>> {
         self.get_cf(CF_RECEIPTS, &height_key(height))?
             .map(|b| Self::decode(&b, "receipts"))
             .transpose()
@@ -279,7 +288,7 @@ impl Db {
         batch.put_cf(
             self.cf(CF_RECEIPTS),
             height_key(height),
-            c.receipts.encode(),
+            (c.receipts, c.events).encode(),
         );
         for (i, h) in c.tx_hashes.iter().enumerate() {
             batch.put_cf(self.cf(CF_TX_INDEX), h, (height, i as u32).encode());

@@ -3,78 +3,8 @@
 
 use parity_scale_codec::Encode;
 use vexidus_host::executor::{BlobError, ExecError, Executor, MemoryExt};
-use vexidus_runtime_api::RuntimeVersion;
 use vexidus_runtime_api::abi::{self, Query, QueryResponse};
-
-fn version(spec_version: u32, abi_version: u32) -> Vec<u8> {
-    RuntimeVersion {
-        spec_name: "vexidus".into(),
-        spec_version,
-        impl_version: 1,
-        abi_version,
-    }
-    .encode()
-}
-
-/// Appends a custom section (id 0) to a module.
-fn with_section(mut module: Vec<u8>, name: &str, data: &[u8]) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(data);
-    module.push(0);
-    leb(payload.len(), &mut module);
-    module.extend_from_slice(&payload);
-    module
-}
-
-/// A module with every ABI export; `query_body` is the body of `vex_query`, `extra` goes into
-/// the module (imports first), `memory` is the memory declaration.
-fn runtime_wat(extra_imports: &str, memory: &str, query_body: &str, skip: Option<&str>) -> Vec<u8> {
-    let mut entries = String::new();
-    for e in abi::ENTRY_POINTS {
-        if Some(*e) == skip {
-            continue;
-        }
-        let body = if *e == abi::QUERY {
-            query_body
-        } else {
-            "(i64.const 0)"
-        };
-        entries.push_str(&format!(
-            "(func (export \"{e}\") (param i32 i32) (result i64) {body})\n"
-        ));
-    }
-    let text = format!(
-        r#"(module
-            {extra_imports}
-            {memory}
-            (export "memory" (memory 0))
-            (func (export "vex_alloc") (param i32) (result i32) (i32.const 1024))
-            {entries}
-        )"#
-    );
-    wat::parse_str(&text).expect("test wat parses")
-}
-
-fn valid(query_body: &str) -> Vec<u8> {
-    with_section(
-        runtime_wat("", "(memory 1)", query_body, None),
-        abi::VERSION_SECTION,
-        &version(1, 1),
-    )
-}
+use vexidus_tests::wat_runtime::{runtime_wat, valid, version, with_section};
 
 fn call_query(ex: &Executor, code: &[u8]) -> Result<Vec<u8>, ExecError> {
     let proto = ex.prototype(code)?;
