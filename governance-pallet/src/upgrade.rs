@@ -210,11 +210,10 @@ pub fn schedule(
             if sha256.len() != 32 {
                 return Err(GovError::BadChecksum { len: sha256.len() });
             }
-            if let Some(sig) = signature {
-                if sig.len() != 64 {
+            if let Some(sig) = signature
+                && sig.len() != 64 {
                     return Err(GovError::BadSignature { len: sig.len() });
                 }
-            }
             (target.clone(), None, "binary")
         }
         UpgradeTarget::Runtime { code } => {
@@ -418,7 +417,7 @@ pub fn begin_block(
                 sha256,
                 signature,
             } => {
-                if implemented.iter().any(|n| *n == plan.name) {
+                if implemented.contains(&plan.name) {
                     finish(env, &plan.name, PlanStatus::Executed);
                     write(
                         env,

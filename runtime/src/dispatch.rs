@@ -186,7 +186,7 @@ pub fn active_set(env: &mut impl Env, height: u64) -> Vec<(Address, u128)> {
         .collect();
     vs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     vs.truncate(MAX_VALIDATORS);
-    vs.sort_by(|a, b| a.0.cmp(&b.0));
+    vs.sort_by_key(|a| a.0);
     vs
 }
 
