@@ -100,11 +100,17 @@ impl RpcClient {
 
     /// Submits a Borsh-encoded signed transaction; returns its hash.
     pub fn submit(&self, tx: &vexidus_runtime_api::SignedTransaction) -> Result<String> {
+        self.submit_via("vex_submitTransaction", tx)
+    }
+
+    /// Submits through a typed write method (`vex_scheduleUpgrade`, …); returns the hash.
+    pub fn submit_via(
+        &self,
+        method: &str,
+        tx: &vexidus_runtime_api::SignedTransaction,
+    ) -> Result<String> {
         let bytes = borsh_bytes(tx);
-        let v = self.call(
-            "vex_submitTransaction",
-            json!([format!("0x{}", hex::encode(bytes))]),
-        )?;
+        let v = self.call(method, json!([format!("0x{}", hex::encode(bytes))]))?;
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 

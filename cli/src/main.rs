@@ -55,6 +55,92 @@ enum Command {
     /// Inspect runtime blobs.
     #[command(subcommand)]
     Runtime(RuntimeCmd),
+    /// Upgrade governance: schedule, vote, cancel, inspect, sign.
+    #[command(subcommand)]
+    Upgrade(UpgradeCmd),
+}
+
+#[derive(Subcommand)]
+enum UpgradeCmd {
+    /// Schedules a binary upgrade (upgrade authority only).
+    Schedule {
+        #[command(flatten)]
+        send: SendOpts,
+        /// The upgrade authority's public key (must match --key).
+        #[arg(long)]
+        from: String,
+        /// Plan name: [a-z0-9._-], at most 64 bytes, not starting with '.'.
+        #[arg(long)]
+        name: String,
+        /// Target height.
+        #[arg(long)]
+        height: u64,
+        /// Where validators' supervisors download the binary (http, https, file).
+        #[arg(long)]
+        binary_url: String,
+        /// SHA-256 of the binary, 64 hex characters.
+        #[arg(long)]
+        checksum: String,
+        /// Ed25519 signature by the authority over the digest (`vexidus upgrade sign`).
+        #[arg(long)]
+        signature: Option<String>,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        info_url: String,
+    },
+    /// Schedules a runtime upgrade with a WebAssembly blob (upgrade authority only).
+    Runtime {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Plan name.
+        #[arg(long)]
+        name: String,
+        /// Target height: the blob runs from the block after it.
+        #[arg(long)]
+        height: u64,
+        /// The runtime blob.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        info_url: String,
+    },
+    /// Votes on the active plan (active validators, full mode).
+    Vote {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Plan name.
+        #[arg(long)]
+        name: String,
+        /// Approve.
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        /// Reject.
+        #[arg(long)]
+        reject: bool,
+    },
+    /// Cancels the active plan (upgrade authority only).
+    Cancel {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Plan name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Shows the active plan with its tally.
+    Plan,
+    /// Signs a binary's SHA-256 digest with the authority key, for `schedule --signature`.
+    Sign {
+        /// The binary.
+        #[arg(long)]
+        binary: PathBuf,
+        /// The authority's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Chain id (default: ask the node).
+        #[arg(long)]
+        chain_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +274,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tx(t) => tx(t, &client, g.output),
         Command::Query(q) => query(q, &client, g.output),
         Command::Runtime(r) => runtime(r, g.output),
+        Command::Upgrade(u) => upgrade(u, &client, g.output),
     }
 }
 
@@ -279,6 +366,16 @@ fn send(
     operations: Vec<Operation>,
     output: Output,
 ) -> Result<()> {
+    send_via(client, "vex_submitTransaction", opts, operations, output)
+}
+
+fn send_via(
+    client: &RpcClient,
+    method: &str,
+    opts: &SendOpts,
+    operations: Vec<Operation>,
+    output: Output,
+) -> Result<()> {
     let key = read_key(&opts.key)?;
     let status = client.status()?;
     let chain_id = status
@@ -301,7 +398,7 @@ fn send(
     };
     let max_gas = opts.max_gas.unwrap_or_else(|| tx.intrinsic_gas());
     let signed = key.sign_transaction(Transaction { max_gas, ..tx });
-    let hash = client.submit(&signed)?;
+    let hash = client.submit_via(method, &signed)?;
     if opts.no_wait {
         print(
             output,
@@ -491,4 +588,148 @@ fn runtime(cmd: RuntimeCmd, output: Output) -> Result<()> {
     }
     let _ = PublicKey::default();
     Ok(())
+}
+
+fn decode_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+    let t = s.trim();
+    hex::decode(t.strip_prefix("0x").unwrap_or(t))
+        .map_err(|e| anyhow::anyhow!("{what} is not hex: {e}"))
+}
+
+fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
+    use vexidus_runtime_api::transaction::UpgradeTarget;
+    match cmd {
+        UpgradeCmd::Schedule {
+            send,
+            from,
+            name,
+            height,
+            binary_url,
+            checksum,
+            signature,
+            info_url,
+        } => {
+            let key = read_key(&send.key)?;
+            let from_key = vexidus_runtime_api::PublicKey::from_hex(&from)
+                .map_err(|e| anyhow::anyhow!("--from {from:?} is not a public key: {e}"))?;
+            if from_key.0 == key.public().address().0 {
+                bail!(
+                    "--from takes the upgrade authority's public key, not its address: pass {} (the address is {})",
+                    key.public(),
+                    key.public().address()
+                );
+            }
+            if from_key != key.public() {
+                bail!(
+                    "--from {from_key} is not the public key of {} ({})",
+                    send.key.display(),
+                    key.public()
+                );
+            }
+            let target = UpgradeTarget::Binary {
+                binary_url,
+                sha256: decode_hex(&checksum, "--checksum")?,
+                signature: signature
+                    .map(|s| decode_hex(&s, "--signature"))
+                    .transpose()?,
+            };
+            let op = Operation::ScheduleUpgrade {
+                name,
+                height,
+                info_url,
+                target,
+            };
+            send_via(client, "vex_scheduleUpgrade", &send, vec![op], output)
+        }
+        UpgradeCmd::Runtime {
+            send,
+            name,
+            height,
+            wasm,
+            info_url,
+        } => {
+            let code =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let op = Operation::ScheduleUpgrade {
+                name,
+                height,
+                info_url,
+                target: UpgradeTarget::Runtime { code },
+            };
+            send_via(client, "vex_scheduleUpgrade", &send, vec![op], output)
+        }
+        UpgradeCmd::Vote {
+            send,
+            name,
+            approve,
+            reject,
+        } => {
+            let approve = approve && !reject;
+            send_via(
+                client,
+                "vex_voteUpgrade",
+                &send,
+                vec![Operation::VoteUpgrade { name, approve }],
+                output,
+            )
+        }
+        UpgradeCmd::Cancel { send, name } => send_via(
+            client,
+            "vex_cancelUpgrade",
+            &send,
+            vec![Operation::CancelUpgrade { name }],
+            output,
+        ),
+        UpgradeCmd::Plan => {
+            let p = client.call("vex_getUpgradePlan", json!([]))?;
+            print(output, &p, || {
+                if p.is_null() {
+                    return "no active upgrade plan".to_string();
+                }
+                format!(
+                    "plan:      {} ({})\nstatus:    {}\nheight:    {}\nscheduled: {} (vote ends {})\ntally:     {} approve / {} reject of {} (quorum {}%)",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["target"]["type"].as_str().unwrap_or("?"),
+                    p["status"].as_str().unwrap_or("?"),
+                    p["height"],
+                    p["scheduled_at"],
+                    p["voting_ends_at"],
+                    p["tally"]["approve"],
+                    p["tally"]["reject"],
+                    p["tally"]["total"],
+                    p["tally"]["quorum_percent"],
+                )
+            });
+            Ok(())
+        }
+        UpgradeCmd::Sign {
+            binary,
+            key,
+            chain_id,
+        } => {
+            use sha2::Digest;
+            let key = read_key(&key)?;
+            let bytes = std::fs::read(&binary)
+                .with_context(|| format!("cannot read {}", binary.display()))?;
+            let digest = sha2::Sha256::digest(&bytes);
+            let chain_id = match chain_id {
+                Some(c) => c,
+                None => client.status()?["chain_id"]
+                    .as_str()
+                    .context("node did not report a chain id")?
+                    .to_string(),
+            };
+            let sig = key.sign(
+                vexidus_runtime_api::signing::BINARY_DOMAIN,
+                &chain_id,
+                &digest,
+            );
+            let v = json!({
+                "sha256": hex::encode(digest), "signature": hex::encode(sig.0),
+                "public_key": key.public().to_string(), "chain_id": chain_id,
+            });
+            print(output, &v, || hex::encode(sig.0));
+            Ok(())
+        }
+    }
 }

@@ -211,9 +211,10 @@ pub fn schedule(
                 return Err(GovError::BadChecksum { len: sha256.len() });
             }
             if let Some(sig) = signature
-                && sig.len() != 64 {
-                    return Err(GovError::BadSignature { len: sig.len() });
-                }
+                && sig.len() != 64
+            {
+                return Err(GovError::BadSignature { len: sig.len() });
+            }
             (target.clone(), None, "binary")
         }
         UpgradeTarget::Runtime { code } => {

@@ -19,7 +19,8 @@ pub fn dev_account_seed(name: &str) -> [u8; 32] {
 }
 
 /// The development chain: the well-known dev key (`vexidus keys dev`) is its only validator and
-/// its upgrade authority; it and a few named accounts start funded; blocks every second.
+/// its upgrade authority; it and a few named accounts start funded; blocks every second;
+/// upgrades need only 10 blocks of lead.
 pub fn dev_genesis() -> GenesisConfig {
     let alice = Keypair::from_seed(dev_seed()).public();
     let mut balances = vec![(alice.address(), 1_000_000 * NANO_PER_VXS)];
@@ -44,7 +45,12 @@ pub fn dev_genesis() -> GenesisConfig {
             mode: GovernanceMode::SeedAuthority,
             upgrade_authority: alice,
         },
-        parameters: Parameters::default(),
+        // Short upgrade leads and grace so upgrades can be tried out in minutes, not hours.
+        parameters: Parameters {
+            upgrade_min_lead_blocks: 10,
+            upgrade_grace_blocks: 10,
+            ..Parameters::default()
+        },
     }
 }
 

@@ -62,7 +62,28 @@ impl NodeState {
 
     /// Ingress: checks a Borsh-encoded signed transaction and pools it.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, TxError> {
+        self.submit_typed(bytes, None)
+    }
+
+    /// Ingress for the typed write methods: every operation must have discriminant `only`.
+    pub fn submit_typed(
+        &self,
+        bytes: &[u8],
+        only: Option<(u8, &'static str)>,
+    ) -> Result<Hash, TxError> {
         let tx = crate::pool::decode(bytes)?;
+        if let Some((disc, name)) = only
+            && let Some(op) = tx
+                .transaction
+                .operations
+                .iter()
+                .find(|op| op.discriminant() != disc)
+        {
+            return Err(TxError::WrongOperation {
+                expected: name,
+                found: op.name(),
+            });
+        }
         let chain = self.read_chain();
         self.lock_pool().admit_decoded(&chain, tx)
     }

@@ -55,6 +55,14 @@ pub enum TxError {
     /// Another pending transaction already uses this nonce.
     #[error("nonce {0} is already used by another pending transaction of this sender")]
     NonceTaken(u64),
+    /// A typed RPC method got a transaction with another operation.
+    #[error("this method takes {expected} transactions only; the transaction carries {found}")]
+    WrongOperation {
+        /// What the method takes.
+        expected: &'static str,
+        /// What it got.
+        found: &'static str,
+    },
     /// The pool is full.
     #[error("transaction pool is full ({0} transactions); try again later")]
     PoolFull(usize),

@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::abi::{PlanView, Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
+use vexidus_runtime_api::transaction::UpgradeTarget;
 use vexidus_runtime_api::{
     Address, Block, Hash, Receipt, RuntimeVersion, SignedTransaction, ValidatorInfo,
 };
@@ -150,6 +151,31 @@ pub fn header_json(block: &Block, hash: &Hash) -> Value {
     })
 }
 
+/// JSON of the active upgrade plan and its tally.
+pub fn plan_json(v: &PlanView) -> Value {
+    let p = &v.plan;
+    let target = match &p.target {
+        UpgradeTarget::Binary {
+            binary_url,
+            sha256,
+            signature,
+        } => json!({
+            "type": "binary", "binary_url": binary_url, "sha256": hex::encode(sha256),
+            "signature": signature.as_ref().map(hex::encode),
+        }),
+        UpgradeTarget::Runtime { .. } => json!({
+            "type": "runtime", "code_hash": p.code_hash.map(hex0x),
+        }),
+    };
+    json!({
+        "name": p.name, "height": p.height, "info_url": p.info_url, "status": p.status.as_str(),
+        "scheduled_at": p.scheduled_at, "voting_ends_at": v.voting_ends_at, "target": target,
+        "tally": { "approve": v.approve, "reject": v.reject, "total": v.total,
+                   "quorum_percent": v.quorum_percent, "votes": p.votes.len() },
+        "snapshot": p.snapshot.iter().map(|(a, w)| json!({ "validator": a.to_string(), "weight": w })).collect::<Vec<_>>(),
+    })
+}
+
 /// JSON of a validator.
 pub fn validator_json(v: &ValidatorInfo) -> Value {
     json!({
@@ -167,14 +193,38 @@ fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned>
 pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
     let mut m = RpcModule::new(state);
     let result = (|| -> Result<(), jsonrpsee::core::RegisterMethodError> {
-        m.register_method("vex_submitTransaction", |params, state, _| {
-            let hex: String = one_param(&params, "a hex-encoded signed transaction")?;
-            let bytes = parse_hex_bytes(&hex, "transaction")?;
-            state.submit(&bytes).map(hex0x).map_err(|e| match e {
-                TxError::Node(e) => node_err(e),
-                other => err(TX_REFUSED, other.to_string()),
-            })
-        })?;
+        let writes: [(&'static str, Option<(u8, &'static str)>); 6] = [
+            ("vex_submitTransaction", None),
+            ("vex_scheduleUpgrade", Some((46, "ScheduleUpgrade"))),
+            ("vex_cancelUpgrade", Some((47, "CancelUpgrade"))),
+            ("vex_voteUpgrade", Some((48, "VoteUpgrade"))),
+            ("vex_claimRewards", Some((4, "ClaimRewards"))),
+            ("vex_unjail", Some((5, "Unjail"))),
+        ];
+        for (method, only) in writes {
+            m.register_method(method, move |params, state, _| {
+                let hex: String = one_param(&params, "a hex-encoded signed transaction")?;
+                let bytes = parse_hex_bytes(&hex, "transaction")?;
+                state
+                    .submit_typed(&bytes, only)
+                    .map(hex0x)
+                    .map_err(|e| match e {
+                        TxError::Node(e) => node_err(e),
+                        other => err(TX_REFUSED, other.to_string()),
+                    })
+            })?;
+        }
+        m.register_method(
+            "vex_getUpgradePlan",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> {
+                match query(state, Query::UpgradePlan)? {
+                    QueryResponse::UpgradePlan(p) => {
+                        Ok(p.as_ref().map(plan_json).unwrap_or(Value::Null))
+                    }
+                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+                }
+            },
+        )?;
         m.register_method(
             "vex_getStatus",
             |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) },
@@ -212,6 +262,11 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     .unwrap_or_default();
                 let mut v = header_json(&block, &hash);
                 v["signature"] = json!(block.signature.to_string());
+                let block_events = db
+                    .block_events(block.header.height)
+                    .map_err(node_err)?
+                    .unwrap_or_default();
+                v["events"] = json!(block_events.iter().map(event_json).collect::<Vec<_>>());
                 v["transactions"] = json!(
                     block
                         .transactions

@@ -26,6 +26,32 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is missing; build the workspace binaries first (`cargo test --workspace` builds them)",
         path.display()
     );
+    // `cargo test -p vexidus-tests` alone does not rebuild other packages' binaries: refuse a
+    // binary older than the library of its package that this test was built against.
+    let lib_prefix = match name {
+        "vexidus-node" => "libvexidus_host-",
+        "vexidus" => "libvexidus_cli-",
+        _ => "",
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_lib = std::fs::read_dir(profile_dir.join("deps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            !lib_prefix.is_empty() && n.starts_with(lib_prefix) && n.ends_with(".rlib")
+        })
+        .filter_map(|e| modified(&e.path()))
+        .max();
+    if let (Some(lib), Some(binary)) = (newest_lib, modified(&path)) {
+        assert!(
+            binary >= lib,
+            "{} is older than its package's library; rebuild it (`cargo build --bins`, or run `cargo test --workspace`)",
+            path.display()
+        );
+    }
     path
 }
 
@@ -174,6 +200,29 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits up to `timeout` for the node to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let started = Instant::now();
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            if started.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The node's process id.
