@@ -117,6 +117,14 @@ pub enum GovError {
     NotInSnapshot,
     /// A validator votes once.
     AlreadyVoted,
+    /// A proposal or multisig rule.
+    Proposal(ProposalError),
+}
+
+impl From<ProposalError> for GovError {
+    fn from(e: ProposalError) -> Self {
+        GovError::Proposal(e)
+    }
 }
 
 impl fmt::Display for GovError {
@@ -192,7 +200,122 @@ impl fmt::Display for GovError {
             GovError::NotInSnapshot => f.write_str(
                 "validator was not active when the plan was scheduled, so it has no vote",
             ),
-            GovError::AlreadyVoted => f.write_str("validator already voted on this plan"),
+            GovError::AlreadyVoted => f.write_str("validator already voted on this"),
+            GovError::Proposal(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Refusals of parameter governance and multisig operations (60-67).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposalError {
+    /// Only accounts with stake may propose.
+    NoStake,
+    /// A parameter value outside its bounds.
+    OutOfBounds {
+        /// The parameter.
+        key: vexidus_runtime_api::transaction::ParamKey,
+        /// The value.
+        value: u128,
+        /// Lowest allowed.
+        min: u128,
+        /// Highest allowed.
+        max: u128,
+    },
+    /// No proposal with that id.
+    UnknownProposal {
+        /// The id.
+        id: u64,
+    },
+    /// Already executed.
+    AlreadyExecuted {
+        /// The id.
+        id: u64,
+    },
+    /// Withdrawn by its proposer.
+    Cancelled {
+        /// The id.
+        id: u64,
+    },
+    /// Not passed (yet).
+    NotPassed {
+        /// The id.
+        id: u64,
+        /// Why, in words.
+        why: String,
+    },
+    /// Only the proposer may cancel.
+    NotProposer,
+    /// A multisig needs 1 to 16 distinct signers and a threshold between 1 and their number.
+    BadMultiSig {
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// No multisig account at that address.
+    UnknownMultiSig {
+        /// The address.
+        multisig: Address,
+    },
+    /// The sender is not one of the account's signers.
+    NotASigner,
+    /// No pending operation with that id.
+    UnknownMultiSigOp {
+        /// The id.
+        id: u64,
+    },
+    /// The signer already approved.
+    AlreadyApproved,
+    /// The signer has no approval to withdraw.
+    NotApproved,
+    /// A multisig account cannot send this operation.
+    NotForMultiSig {
+        /// The operation.
+        op: &'static str,
+    },
+}
+
+impl fmt::Display for ProposalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposalError::NoStake => f.write_str(
+                "only accounts with stake (a validator or a delegator) may create proposals",
+            ),
+            ProposalError::OutOfBounds {
+                key,
+                value,
+                min,
+                max,
+            } => {
+                write!(
+                    f,
+                    "{} = {value} is out of bounds: allowed {min} to {max}",
+                    key.as_str()
+                )
+            }
+            ProposalError::UnknownProposal { id } => write!(f, "no proposal {id}"),
+            ProposalError::AlreadyExecuted { id } => {
+                write!(f, "proposal {id} was already executed")
+            }
+            ProposalError::Cancelled { id } => write!(f, "proposal {id} was cancelled"),
+            ProposalError::NotPassed { id, why } => {
+                write!(f, "proposal {id} has not passed: {why}")
+            }
+            ProposalError::NotProposer => f.write_str("only the proposer may cancel a proposal"),
+            ProposalError::BadMultiSig { why } => write!(f, "invalid multisig: {why}"),
+            ProposalError::UnknownMultiSig { multisig } => {
+                write!(f, "no multisig account at {multisig}")
+            }
+            ProposalError::NotASigner => {
+                f.write_str("sender is not a signer of this multisig account")
+            }
+            ProposalError::UnknownMultiSigOp { id } => {
+                write!(f, "no pending multisig operation {id}")
+            }
+            ProposalError::AlreadyApproved => f.write_str("signer already approved this operation"),
+            ProposalError::NotApproved => f.write_str("signer has not approved this operation"),
+            ProposalError::NotForMultiSig { op } => {
+                write!(f, "a multisig account cannot send {op}")
+            }
         }
     }
 }

@@ -9,8 +9,10 @@
 extern crate alloc;
 
 pub mod error;
+pub mod multisig;
+pub mod proposals;
 pub mod upgrade;
 
-pub use error::GovError;
+pub use error::{GovError, ProposalError};
 
 pub use vexidus_runtime_api::state::{PlanStatus, Proposal, UpgradePlan};

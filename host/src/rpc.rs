@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use vexidus_runtime_api::abi::{PlanView, Query, QueryResponse};
+use vexidus_runtime_api::abi::{PlanView, ProposalView, Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
-use vexidus_runtime_api::transaction::UpgradeTarget;
+use vexidus_runtime_api::transaction::{ProposalKind, UpgradeTarget};
 use vexidus_runtime_api::{
     Address, Block, Hash, Receipt, RuntimeVersion, SignedTransaction, ValidatorInfo,
 };
@@ -176,6 +176,37 @@ pub fn plan_json(v: &PlanView) -> Value {
     })
 }
 
+/// JSON of a proposal and its tally.
+pub fn proposal_json(v: &ProposalView) -> Value {
+    let p = &v.proposal;
+    let kind = match &p.kind {
+        ProposalKind::ParameterChange { key, value } => {
+            json!({ "type": "ParameterChange", "key": key.as_str(), "value": value })
+        }
+        ProposalKind::TreasurySpend { to, amount } => {
+            json!({ "type": "TreasurySpend", "to": to.to_string(), "amount": amount })
+        }
+        ProposalKind::Text { title, body } => {
+            json!({ "type": "Text", "title": title, "body": body })
+        }
+    };
+    let status = if p.executed {
+        "executed"
+    } else if p.cancelled {
+        "cancelled"
+    } else if v.passed.is_ok() {
+        "passed"
+    } else {
+        "open"
+    };
+    json!({
+        "id": p.id, "proposer": p.proposer.to_string(), "kind": kind, "created_at": p.created_at,
+        "voting_ends_at": v.voting_ends_at, "status": status,
+        "not_passed_because": v.passed.as_ref().err(),
+        "tally": { "approve": v.approve, "reject": v.reject, "total": v.total, "votes": p.votes.len() },
+    })
+}
+
 /// JSON of a validator.
 pub fn validator_json(v: &ValidatorInfo) -> Value {
     json!({
@@ -214,6 +245,19 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     })
             })?;
         }
+        m.register_method(
+            "vex_getProposal",
+            |params, state, _| -> Result<Value, ErrorObjectOwned> {
+                let id: u64 = one_param(&params, "a proposal id (number)")?;
+                let at_height = state.read_chain().head().height + 1;
+                match query(state, Query::Proposal { id, at_height })? {
+                    QueryResponse::Proposal(p) => {
+                        Ok(p.as_ref().map(proposal_json).unwrap_or(Value::Null))
+                    }
+                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+                }
+            },
+        )?;
         m.register_method(
             "vex_getUpgradePlan",
             |_, state, _| -> Result<Value, ErrorObjectOwned> {

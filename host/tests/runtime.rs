@@ -416,22 +416,6 @@ fn delegation_round_trip() {
     assert_eq!(h.validators()[0].delegated, 0);
 }
 
-#[test]
-fn governance_operations_are_refused_until_implemented() {
-    let mut h = Harness::dev();
-    let r = h
-        .execute(
-            &Harness::dev_key(),
-            vec![Operation::ExecuteProposal { id: 0 }],
-        )
-        .expect("included");
-    assert!(
-        r.error
-            .expect("fails")
-            .contains("ExecuteProposal is not supported")
-    );
-}
-
 /// The example of docs/runtime-authors.md, kept here so the guide never rots.
 #[test]
 fn transfer_to_self_costs_only_the_fee() {

@@ -463,6 +463,34 @@ pub enum Query {
     /// The end of the upgrade grace period.
     #[codec(index = 9)]
     GraceUntil,
+    /// A governance proposal with its tally and whether it could be executed at `at_height`.
+    #[codec(index = 10)]
+    Proposal {
+        /// Proposal id.
+        id: u64,
+        /// The height to judge at (the next block's).
+        at_height: u64,
+    },
+    /// A multisig account.
+    #[codec(index = 11)]
+    MultiSig(Address),
+}
+
+/// A proposal as `vex_getProposal` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ProposalView {
+    /// The proposal.
+    pub proposal: crate::state::Proposal,
+    /// Approving snapshot weight.
+    pub approve: u128,
+    /// Rejecting snapshot weight.
+    pub reject: u128,
+    /// Total snapshot weight.
+    pub total: u128,
+    /// First height at which votes are no longer accepted.
+    pub voting_ends_at: u64,
+    /// `Ok` when it may be executed at the height asked about, else why not.
+    pub passed: Result<(), String>,
 }
 
 /// The active upgrade plan as `vex_getUpgradePlan` shows it.
@@ -515,6 +543,12 @@ pub enum QueryResponse {
     /// See [`Query::GraceUntil`].
     #[codec(index = 9)]
     GraceUntil(u64),
+    /// See [`Query::Proposal`].
+    #[codec(index = 10)]
+    Proposal(Option<ProposalView>),
+    /// See [`Query::MultiSig`].
+    #[codec(index = 11)]
+    MultiSig(Option<crate::state::MultiSigAccount>),
 }
 
 /// The result of `vex_apply_transaction`.

@@ -238,10 +238,36 @@ pub struct Proposal {
     pub kind: ProposalKind,
     /// Height it was created at.
     pub created_at: u64,
+    /// Stake snapshot of the active validators at creation: (validator, weight), by address.
+    pub snapshot: Vec<(Address, u128)>,
     /// Votes cast: (validator, approve), sorted by address.
     pub votes: Vec<(Address, bool)>,
     /// Whether it was executed.
     pub executed: bool,
     /// Whether its proposer cancelled it.
     pub cancelled: bool,
+}
+
+/// A multisig account (operation 64).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct MultiSigAccount {
+    /// Who may propose and approve, sorted, unique.
+    pub signers: Vec<Address>,
+    /// Approvals needed.
+    pub threshold: u8,
+    /// Label.
+    pub label: String,
+    /// Id the next proposed operation gets.
+    pub next_id: u64,
+}
+
+/// An operation waiting for a multisig account's approvals.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PendingMultiSigOp {
+    /// The operation, sent as the multisig account once approved.
+    pub op: crate::transaction::Operation,
+    /// Who proposed it.
+    pub proposer: Address,
+    /// Signers who approve it, sorted.
+    pub approvals: Vec<Address>,
 }

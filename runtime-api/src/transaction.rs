@@ -119,6 +119,36 @@ pub enum ParamKey {
     MaxRuntimeCodeBytes = 8,
 }
 
+impl ParamKey {
+    /// The parameter's name as in SPEC §6 (`gas_price`, …).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ParamKey::GasPrice => "gas_price",
+            ParamKey::MaxTxsPerBlock => "max_txs_per_block",
+            ParamKey::MinStake => "min_stake",
+            ParamKey::MaxCommissionBps => "max_commission_bps",
+            ParamKey::VotingPeriodBlocks => "voting_period_blocks",
+            ParamKey::QuorumPercent => "quorum_percent",
+            ParamKey::UpgradeMinLeadBlocks => "upgrade_min_lead_blocks",
+            ParamKey::UpgradeGraceBlocks => "upgrade_grace_blocks",
+            ParamKey::MaxRuntimeCodeBytes => "max_runtime_code_bytes",
+        }
+    }
+
+    /// Every key.
+    pub const ALL: [ParamKey; 9] = [
+        ParamKey::GasPrice,
+        ParamKey::MaxTxsPerBlock,
+        ParamKey::MinStake,
+        ParamKey::MaxCommissionBps,
+        ParamKey::VotingPeriodBlocks,
+        ParamKey::QuorumPercent,
+        ParamKey::UpgradeMinLeadBlocks,
+        ParamKey::UpgradeGraceBlocks,
+        ParamKey::MaxRuntimeCodeBytes,
+    ];
+}
+
 /// What a governance proposal does once passed and executed.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 #[borsh(use_discriminant = true)]

@@ -6,8 +6,10 @@ use alloc::{format, string::String, vec::Vec};
 use core::fmt;
 use vexidus_governance::GovError;
 use vexidus_governance::upgrade::{self, Voter};
+use vexidus_governance::{ProposalError, multisig, proposals};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
+use vexidus_runtime_api::transaction::ProposalKind;
 use vexidus_runtime_api::{Address, PublicKey, ValidatorInfo};
 
 /// Why an operation failed. Included in the receipt in words.
@@ -60,10 +62,14 @@ pub enum DispatchError {
         /// Jailed until this height.
         until: u64,
     },
-    /// The operation is defined but this runtime version does not implement it yet.
-    Unsupported(&'static str),
     /// A governance rule refused it.
     Governance(GovError),
+}
+
+impl From<ProposalError> for DispatchError {
+    fn from(e: ProposalError) -> Self {
+        DispatchError::Governance(GovError::Proposal(e))
+    }
 }
 
 impl From<GovError> for DispatchError {
@@ -108,10 +114,6 @@ impl fmt::Display for DispatchError {
                 write!(f, "validator is jailed until height {until}")
             }
             DispatchError::Governance(e) => write!(f, "{e}"),
-            DispatchError::Unsupported(name) => write!(
-                f,
-                "operation {name} is not supported by this runtime version"
-            ),
         }
     }
 }
@@ -161,15 +163,127 @@ pub fn dispatch(
             Ok(upgrade::cancel(env, &mut g, name)?)
         }
         Operation::VoteUpgrade { name, approve } => {
-            let voter = match storage::validator(env, &ctx.sender) {
-                None => Voter::NotValidator,
-                Some(v) if v.is_jailed_at(ctx.height) => Voter::Jailed(v.jailed_until),
-                Some(_) => Voter::Active,
-            };
+            let voter = voter(env, ctx);
             let mut g = governance_context(env, ctx);
             Ok(upgrade::vote(env, &mut g, name, *approve, voter)?)
         }
-        other => Err(DispatchError::Unsupported(other.name())),
+        Operation::CreateProposal { kind } => {
+            let has_stake = has_stake(env, &ctx.sender);
+            let active = active_set(env, ctx.height);
+            let mut p = proposal_context(env, ctx);
+            proposals::create(env, &mut p, kind, has_stake, &active)?;
+            Ok(())
+        }
+        Operation::VoteProposal { id, approve } => {
+            let voter = voter(env, ctx);
+            let mut p = proposal_context(env, ctx);
+            Ok(proposals::vote(env, &mut p, *id, *approve, voter)?)
+        }
+        Operation::ExecuteProposal { id } => {
+            let mut p = proposal_context(env, ctx);
+            match proposals::execute(env, &mut p, *id)? {
+                ProposalKind::ParameterChange { key, value } => {
+                    let mut params = storage::parameters(env);
+                    proposals::apply_change(&mut params, key, value);
+                    storage::write(env, storage::PARAMS, &params);
+                    ctx.events.push(Event::ParameterChanged { key, value });
+                }
+                ProposalKind::TreasurySpend { to, amount } => {
+                    let treasury = crate::executive::treasury(env);
+                    debit(env, &treasury, amount)?;
+                    credit(env, &to, amount)?;
+                    ctx.events.push(Event::TreasurySpent { to, amount });
+                }
+                ProposalKind::Text { .. } => {}
+            }
+            Ok(())
+        }
+        Operation::CancelProposal { id } => {
+            let mut p = proposal_context(env, ctx);
+            Ok(proposals::cancel(env, &mut p, *id)?)
+        }
+        Operation::CreateMultiSig {
+            signers,
+            threshold,
+            label,
+        } => {
+            multisig::create(env, ctx.sender, signers, *threshold, label, ctx.events)?;
+            Ok(())
+        }
+        Operation::ProposeMultiSig {
+            multisig: account,
+            op,
+        } => {
+            let approval = multisig::propose(env, ctx.sender, account, op, ctx.events)?;
+            run_approved(env, ctx, account, approval)
+        }
+        Operation::ApproveMultiSig {
+            multisig: account,
+            proposal_id,
+        } => {
+            let approval = multisig::approve(env, ctx.sender, account, *proposal_id, ctx.events)?;
+            run_approved(env, ctx, account, approval)
+        }
+        Operation::RevokeMultiSig {
+            multisig: account,
+            proposal_id,
+        } => Ok(multisig::revoke(
+            env,
+            ctx.sender,
+            account,
+            *proposal_id,
+            ctx.events,
+        )?),
+    }
+}
+
+/// Sends an approved multisig operation as the multisig account.
+fn run_approved(
+    env: &mut impl Env,
+    ctx: &mut Context<'_>,
+    account: &Address,
+    approval: multisig::Approval,
+) -> Result<(), DispatchError> {
+    match approval {
+        multisig::Approval::Pending => Ok(()),
+        multisig::Approval::Execute(op) => {
+            let no_key = PublicKey::default();
+            let mut inner = Context {
+                height: ctx.height,
+                sender: *account,
+                sender_key: &no_key,
+                events: ctx.events,
+            };
+            dispatch(env, &mut inner, &op)
+        }
+    }
+}
+
+/// Whether `who` has stake: its own as a validator, or delegated.
+fn has_stake(env: &mut impl Env, who: &Address) -> bool {
+    if storage::validator(env, who).is_some_and(|v| v.self_stake > 0) {
+        return true;
+    }
+    let mut prefix = storage::DELEGATION_PREFIX.to_vec();
+    prefix.extend_from_slice(&who.0);
+    env.next_key(&prefix)
+        .is_some_and(|k| k.starts_with(&prefix))
+}
+
+fn voter(env: &mut impl Env, ctx: &Context<'_>) -> Voter {
+    match storage::validator(env, &ctx.sender) {
+        None => Voter::NotValidator,
+        Some(v) if v.is_jailed_at(ctx.height) => Voter::Jailed(v.jailed_until),
+        Some(_) => Voter::Active,
+    }
+}
+
+fn proposal_context<'c>(env: &mut impl Env, ctx: &'c mut Context<'_>) -> proposals::Context<'c> {
+    proposals::Context {
+        height: ctx.height,
+        sender: ctx.sender,
+        params: storage::parameters(env),
+        events: ctx.events,
     }
 }
 

@@ -7,7 +7,7 @@ use alloc::{string::String, vec::Vec};
 use vexidus_governance::upgrade;
 use vexidus_runtime_api::abi::{
     ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction, MigrateArgs,
-    PlanView, Query, QueryResponse, ValidTransaction, ValidateArgs,
+    PlanView, ProposalView, Query, QueryResponse, ValidTransaction, ValidateArgs,
 };
 use vexidus_runtime_api::block::{Event, Receipt};
 use vexidus_runtime_api::guest::Overlay;
@@ -267,6 +267,27 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
         }
         Query::PlanStatus(name) => QueryResponse::PlanStatus(upgrade::plan_status(env, &name)),
         Query::GraceUntil => QueryResponse::GraceUntil(upgrade::grace_until(env)),
+        Query::Proposal { id, at_height } => {
+            let params = storage::parameters(env);
+            QueryResponse::Proposal(vexidus_governance::proposals::get(env, id).map(|proposal| {
+                let (approve, reject, total) = vexidus_governance::proposals::tally(&proposal);
+                let voting_ends_at = proposal
+                    .created_at
+                    .saturating_add(params.voting_period_blocks);
+                let passed = vexidus_governance::proposals::passed(&proposal, &params, at_height);
+                ProposalView {
+                    proposal,
+                    approve,
+                    reject,
+                    total,
+                    voting_ends_at,
+                    passed,
+                }
+            }))
+        }
+        Query::MultiSig(a) => {
+            QueryResponse::MultiSig(vexidus_governance::multisig::account(env, &a))
+        }
     })
 }
 
