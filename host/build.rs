@@ -48,6 +48,11 @@ fn main() {
     let dest = out_dir.join("vexidus_runtime.wasm");
     std::fs::copy(&blob, &dest).expect("copy the runtime blob into OUT_DIR");
     println!("cargo:rustc-env=VEXIDUS_RUNTIME_WASM={}", dest.display());
+    println!("cargo:rerun-if-changed={}", root.join("host/src").display());
+    println!(
+        "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
+        wasm_builder::source_digest(&root)
+    );
 }
 
 /// `<target>/runtime-wasm[-features]`, next to the outer build's profile directories.

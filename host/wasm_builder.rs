@@ -102,3 +102,64 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
         ))
     }
 }
+
+/// A digest of every file (path and bytes, in path order) under the node's source directories:
+/// `vexidus-node --version` prints it, and the end-to-end tests compare it with their own
+/// sources to refuse a stale binary.
+#[allow(dead_code)]
+pub fn source_digest(root: &Path) -> String {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in [
+        "host/src",
+        "runtime/src",
+        "runtime-api/src",
+        "governance-pallet/src",
+    ] {
+        walk(&root.join(dir), &mut files);
+    }
+    files.sort();
+    let mut h = fnv::Hasher::default();
+    for f in files {
+        if let (Ok(rel), Ok(bytes)) = (f.strip_prefix(root), std::fs::read(&f)) {
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(&bytes);
+        }
+    }
+    h.finish_hex()
+}
+
+/// A dependency-free 64-bit FNV-1a, enough to tell source trees apart (build scripts have no
+/// access to the workspace's crates).
+mod fnv {
+    #[derive(Default)]
+    pub struct Hasher(u64, u64);
+    impl Hasher {
+        pub fn update(&mut self, bytes: &[u8]) {
+            if self.0 == 0 {
+                self.0 = 0xcbf2_9ce4_8422_2325;
+                self.1 = 0x8422_2325_cbf2_9ce4;
+            }
+            for b in bytes {
+                self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                self.1 = (self.1 ^ (*b as u64).rotate_left(7)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            self.0 ^= bytes.len() as u64;
+        }
+        pub fn finish_hex(&self) -> String {
+            format!("{:016x}{:016x}", self.0, self.1)
+        }
+    }
+}

@@ -27,6 +27,11 @@ fn main() {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.join("wasm"))
         .join("runtime-wasm-variants");
+    println!("cargo:rerun-if-changed={}", root.join("host/src").display());
+    println!(
+        "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
+        wasm_builder::source_digest(&root)
+    );
     for feature in ["v2-example", "v2-bad-migration", "v2-trap"] {
         let blob =
             wasm_builder::build_runtime(&root, &target, feature).unwrap_or_else(|e| panic!("{e}"));

@@ -55,9 +55,69 @@ enum Command {
     /// Inspect runtime blobs.
     #[command(subcommand)]
     Runtime(RuntimeCmd),
+    /// Parameter governance: proposals and their votes.
+    #[command(subcommand)]
+    Proposal(ProposalCmd),
     /// Upgrade governance: schedule, vote, cancel, inspect, sign.
     #[command(subcommand)]
     Upgrade(UpgradeCmd),
+}
+
+#[derive(Subcommand)]
+enum ProposalCmd {
+    /// Opens a proposal (accounts with stake).
+    Create {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Change a parameter: its name (gas_price, max_txs_per_block, min_stake, …).
+        #[arg(long, requires = "value", conflicts_with_all = ["spend_to", "title"])]
+        param: Option<String>,
+        /// The parameter's new value (integer; min_stake in nanoVXS).
+        #[arg(long)]
+        value: Option<u128>,
+        /// Pay from the treasury to this address.
+        #[arg(long, requires = "amount", conflicts_with = "title")]
+        spend_to: Option<String>,
+        /// Amount of a treasury spend, in VXS.
+        #[arg(long)]
+        amount: Option<String>,
+        /// A text proposal's title.
+        #[arg(long)]
+        title: Option<String>,
+        /// A text proposal's body.
+        #[arg(long, default_value = "")]
+        body: String,
+    },
+    /// Votes on a proposal (active validators).
+    Vote {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Proposal id.
+        #[arg(long)]
+        id: u64,
+        /// Approve.
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        /// Reject.
+        #[arg(long)]
+        reject: bool,
+    },
+    /// Executes a passed proposal (anyone).
+    Execute {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Proposal id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Withdraws a proposal (its proposer).
+    Cancel {
+        #[command(flatten)]
+        send: SendOpts,
+        /// Proposal id.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +297,13 @@ enum QueryCmd {
         /// Address.
         address: String,
     },
+    /// Protocol parameters in force.
+    Params,
+    /// A governance proposal with its tally.
+    Proposal {
+        /// Proposal id.
+        id: u64,
+    },
     /// A transaction by hash.
     Transaction {
         /// Hash.
@@ -275,6 +342,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Query(q) => query(q, &client, g.output),
         Command::Runtime(r) => runtime(r, g.output),
         Command::Upgrade(u) => upgrade(u, &client, g.output),
+        Command::Proposal(p) => proposal(p, &client, g.output),
     }
 }
 
@@ -547,6 +615,28 @@ fn query(cmd: QueryCmd, client: &RpcClient, output: Output) -> Result<()> {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             });
         }
+        QueryCmd::Params => {
+            let v = client.call("vex_getParameters", json!([]))?;
+            print(output, &v, || {
+                v.as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| format!("{k:<24} {v}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+        }
+        QueryCmd::Proposal { id } => {
+            let v = client.call("vex_getProposal", json!([id]))?;
+            if v.is_null() {
+                bail!("no proposal {id}");
+            }
+            print(output, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
+        }
         QueryCmd::Transaction { hash } => {
             let v = client.call("vex_getTransaction", json!([hash]))?;
             if v.is_null() {
@@ -731,5 +821,81 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
             print(output, &v, || hex::encode(sig.0));
             Ok(())
         }
+    }
+}
+
+fn proposal(cmd: ProposalCmd, client: &RpcClient, output: Output) -> Result<()> {
+    use vexidus_runtime_api::transaction::{ParamKey, ProposalKind};
+    match cmd {
+        ProposalCmd::Create {
+            send: opts,
+            param,
+            value,
+            spend_to,
+            amount,
+            title,
+            body,
+        } => {
+            let kind = match (param, spend_to, title) {
+                (Some(name), None, None) => {
+                    let key = ParamKey::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == name)
+                        .ok_or_else(|| {
+                            let names: Vec<&str> =
+                                ParamKey::ALL.iter().map(|k| k.as_str()).collect();
+                            anyhow::anyhow!(
+                                "unknown parameter {name:?}; governable parameters: {}",
+                                names.join(", ")
+                            )
+                        })?;
+                    ProposalKind::ParameterChange {
+                        key,
+                        value: value.context("--param needs --value")?,
+                    }
+                }
+                (None, Some(to), None) => ProposalKind::TreasurySpend {
+                    to: parse_address(&to)?,
+                    amount: parse_vxs(&amount.context("--spend-to needs --amount")?)
+                        .map_err(anyhow::Error::msg)?,
+                },
+                (None, None, Some(title)) => ProposalKind::Text { title, body },
+                _ => bail!(
+                    "say what the proposal does: --param NAME --value V, --spend-to ADDR --amount VXS, or --title T"
+                ),
+            };
+            send(
+                client,
+                &opts,
+                vec![Operation::CreateProposal { kind }],
+                output,
+            )
+        }
+        ProposalCmd::Vote {
+            send: opts,
+            id,
+            approve,
+            reject,
+        } => send(
+            client,
+            &opts,
+            vec![Operation::VoteProposal {
+                id,
+                approve: approve && !reject,
+            }],
+            output,
+        ),
+        ProposalCmd::Execute { send: opts, id } => send(
+            client,
+            &opts,
+            vec![Operation::ExecuteProposal { id }],
+            output,
+        ),
+        ProposalCmd::Cancel { send: opts, id } => send(
+            client,
+            &opts,
+            vec![Operation::CancelProposal { id }],
+            output,
+        ),
     }
 }

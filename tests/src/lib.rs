@@ -27,28 +27,17 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     // `cargo test -p vexidus-tests` alone does not rebuild other packages' binaries: refuse a
-    // binary older than the library of its package that this test was built against.
-    let lib_prefix = match name {
-        "vexidus-node" => "libvexidus_host-",
-        "vexidus" => "libvexidus_cli-",
-        _ => "",
-    };
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest_lib = std::fs::read_dir(profile_dir.join("deps"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            !lib_prefix.is_empty() && n.starts_with(lib_prefix) && n.ends_with(".rlib")
-        })
-        .filter_map(|e| modified(&e.path()))
-        .max();
-    if let (Some(lib), Some(binary)) = (newest_lib, modified(&path)) {
+    // node built from other sources than the ones these tests were built from.
+    if name == "vexidus-node" {
+        let out = Command::new(&path)
+            .arg("--version")
+            .output()
+            .expect("vexidus-node --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let expected = format!("source digest: {}", env!("VEXIDUS_SOURCE_DIGEST"));
         assert!(
-            binary >= lib,
-            "{} is older than its package's library; rebuild it (`cargo build --bins`, or run `cargo test --workspace`)",
+            text.contains(&expected),
+            "{} was built from other sources; rebuild it (`cargo build --bins`, or run `cargo test --workspace`)",
             path.display()
         );
     }

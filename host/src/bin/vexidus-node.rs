@@ -70,9 +70,10 @@ fn long_version() -> &'static str {
     TEXT.get_or_init(|| {
         let upgrades = vexidus_host::implemented_upgrades();
         format!(
-            "{}\ngenesis runtime: 0x{}\nimplemented upgrades: {}",
+            "{}\ngenesis runtime: 0x{}\nsource digest: {}\nimplemented upgrades: {}",
             env!("CARGO_PKG_VERSION"),
             hex::encode(blake3::hash(vexidus_host::GENESIS_RUNTIME).as_bytes()),
+            env!("VEXIDUS_SOURCE_DIGEST"),
             if upgrades.is_empty() {
                 "none".to_string()
             } else {
