@@ -82,6 +82,7 @@ struct Execution {
 enum Mode {
     Produce,
     Import,
+    Shadow,
 }
 
 /// The chain state machine over one database.
@@ -93,6 +94,27 @@ pub struct Chain {
     runtime: Arc<Prototype>,
     genesis: GenesisConfig,
     implemented_upgrades: Vec<String>,
+    shadow: Option<Arc<Prototype>>,
+    last_shadow: Option<ShadowReport>,
+}
+
+/// What running one block with a pending runtime on a throwaway copy of state showed.
+#[derive(Debug, Clone)]
+pub struct ShadowReport {
+    /// Height of the block.
+    pub height: u64,
+    /// The pending runtime's code hash.
+    pub code_hash: Hash,
+    /// Why it failed (a trap, fuel, a refused transaction the live runtime included), if it did.
+    pub error: Option<String>,
+    /// Fuel the live runtime used for the block.
+    pub live_fuel: u64,
+    /// Fuel the pending runtime used.
+    pub shadow_fuel: u64,
+    /// Wall time of the live execution.
+    pub live_time: std::time::Duration,
+    /// Wall time of the shadow execution.
+    pub shadow_time: std::time::Duration,
 }
 
 impl std::fmt::Debug for Chain {
@@ -159,6 +181,8 @@ impl Chain {
             runtime,
             genesis: genesis.clone(),
             implemented_upgrades,
+            shadow: None,
+            last_shadow: None,
         })
     }
 
@@ -326,7 +350,7 @@ impl Chain {
             receipts,
             rejected,
             events,
-        } = self.execute(&mut overlay, &ctx, candidates, Mode::Produce)?;
+        } = self.execute_and_shadow(&mut overlay, &ctx, candidates, Mode::Produce)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
@@ -411,7 +435,8 @@ impl Chain {
         let mut overlay = StateOverlay::new(&*db);
         let Execution {
             receipts, events, ..
-        } = self.execute(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
+        } =
+            self.execute_and_shadow(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
         let changes = overlay.into_changes();
         let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
         if lthash.root() != block.header.state_root {
@@ -521,12 +546,84 @@ impl Chain {
         candidates: Vec<SignedTransaction>,
         mode: Mode,
     ) -> Result<Execution> {
-        let fuel = self.executor.fuel;
         let runtime = self.migrate_if_pending(overlay, ctx.height)?;
+        self.execute_with(&runtime, overlay, ctx, candidates, mode)
+    }
+
+    /// Executes with the live runtime and, when a pending runtime is set for shadow runs, runs
+    /// the same block with it on a throwaway overlay and keeps the report.
+    fn execute_and_shadow(
+        &mut self,
+        overlay: &mut StateOverlay<'_>,
+        ctx: &BlockContext,
+        candidates: Vec<SignedTransaction>,
+        mode: Mode,
+    ) -> Result<Execution> {
+        let started = std::time::Instant::now();
+        let (executed, live_fuel) =
+            Executor::metered(|| self.execute(overlay, ctx, candidates, mode));
+        let executed = executed?;
+        let live_time = started.elapsed();
+        self.last_shadow = self.shadow.clone().map(|shadow| {
+            let db = self.db.clone();
+            let mut throwaway = StateOverlay::new(&*db);
+            let started = std::time::Instant::now();
+            let (r, shadow_fuel) = Executor::metered(|| {
+                self.execute_with(
+                    &shadow,
+                    &mut throwaway,
+                    ctx,
+                    executed.included.clone(),
+                    Mode::Shadow,
+                )
+            });
+            let error = match r {
+                Err(ChainError::UpgradeHalt(_)) => None,
+                Err(e) => Some(e.to_string()),
+                Ok(x) => x.rejected.first().map(|(_, why)| {
+                    format!("refused a transaction the live runtime included: {why}")
+                }),
+            };
+            ShadowReport {
+                height: ctx.height,
+                code_hash: shadow.code_hash,
+                error,
+                live_fuel,
+                shadow_fuel,
+                live_time,
+                shadow_time: started.elapsed(),
+            }
+        });
+        Ok(executed)
+    }
+
+    /// Sets (or clears) the pending runtime that shadow-runs every block.
+    pub fn set_shadow(&mut self, runtime: Option<Arc<Prototype>>) {
+        if runtime.as_ref().map(|r| r.code_hash) != self.shadow.as_ref().map(|r| r.code_hash) {
+            self.last_shadow = None;
+        }
+        self.shadow = runtime;
+    }
+
+    /// The shadow run of the last block, if a pending runtime was set.
+    pub fn take_shadow_report(&mut self) -> Option<ShadowReport> {
+        self.last_shadow.take()
+    }
+
+    /// begin_block → transactions → end_block with `runtime`, on `overlay`.
+    fn execute_with(
+        &self,
+        runtime: &Arc<Prototype>,
+        overlay: &mut StateOverlay<'_>,
+        ctx: &BlockContext,
+        candidates: Vec<SignedTransaction>,
+        mode: Mode,
+    ) -> Result<Execution> {
+        let fuel = self.executor.fuel;
         let mut events = Vec::new();
         let begin: std::result::Result<BeginBlockOutcome, String> =
             self.executor
-                .call(&runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
+                .call(runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
         let begin = begin.map_err(ChainError::Runtime)?;
         if let Some(halt) = begin.halt_for_upgrade {
             return Err(ChainError::UpgradeHalt(Box::new(halt)));
@@ -547,7 +644,7 @@ impl Chain {
                 std::result::Result<Receipt, InvalidTransaction>,
                 ExecError,
             > = self.executor.call(
-                &runtime,
+                runtime,
                 abi::APPLY_TRANSACTION,
                 &args,
                 overlay,
@@ -580,7 +677,7 @@ impl Chain {
 
         let end: std::result::Result<EndBlockOutcome, String> =
             self.executor
-                .call(&runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
+                .call(runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
         events.extend(end.map_err(ChainError::Runtime)?.events);
         overlay.commit_transaction();
         Ok(Execution {

@@ -9,6 +9,7 @@ pub mod genesis;
 pub mod harness;
 pub mod node;
 pub mod pool;
+pub mod readiness;
 pub mod rpc;
 pub mod storage;
 

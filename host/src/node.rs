@@ -3,6 +3,7 @@
 use crate::chain::{Chain, ChainError, ExecutedBlock};
 use crate::executor::Executor;
 use crate::pool::{Pool, TxError};
+use crate::readiness::Readiness;
 use crate::rpc::{self, RpcConfig};
 use crate::storage::Db;
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ use tokio::sync::broadcast;
 use vexidus_runtime_api::abi::UpgradeHalt;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::signing::{self, Keypair};
+use vexidus_runtime_api::state::PlanStatus;
 use vexidus_runtime_api::{GenesisConfig, Hash};
 
 /// Everything the node needs to start.
@@ -29,6 +31,8 @@ pub struct NodeConfig {
     pub implemented_upgrades: Vec<String>,
     /// Most pending transactions.
     pub pool_capacity: usize,
+    /// Vote to approve every upgrade plan with the validator key (`--auto-vote-seed`).
+    pub auto_vote_seed: bool,
 }
 
 /// State shared by the producer and the RPC handlers.
@@ -38,6 +42,9 @@ pub struct NodeState {
     /// New heads, as JSON, for subscriptions.
     pub heads: broadcast::Sender<Value>,
     validator: Option<String>,
+    readiness: Mutex<Readiness>,
+    auto_vote: Option<Keypair>,
+    voted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl NodeState {
@@ -48,6 +55,119 @@ impl NodeState {
             pool: Mutex::new(Pool::new(pool_capacity)),
             heads: broadcast::channel(256).0,
             validator: validator.map(|k| k.public().to_string()),
+            readiness: Mutex::new(Readiness::default()),
+            auto_vote: None,
+            voted: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Votes to approve every upgrade plan open for votes, with `key` (`--auto-vote-seed`).
+    pub fn with_auto_vote(mut self, key: Keypair) -> Self {
+        self.auto_vote = Some(key);
+        self
+    }
+
+    fn lock_readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `vex_getUpgradeReadiness`.
+    pub fn readiness_json(&self) -> Value {
+        self.lock_readiness().to_json()
+    }
+
+    /// After each block: start compiling a newly scheduled runtime in the background, forget a
+    /// plan that is gone, and cast the automatic vote.
+    pub fn after_block(self: &Arc<Self>) {
+        let plan = match self.read_chain().query(Query::UpgradePlan) {
+            Ok(QueryResponse::UpgradePlan(p)) => p,
+            _ => return,
+        };
+        let Some(view) = plan else {
+            let mut r = self.lock_readiness();
+            if r.plan.is_some() {
+                *r = Readiness::default();
+            }
+            return;
+        };
+        self.auto_vote(&view);
+        let (Some(code_hash), true) = (
+            view.plan.code_hash,
+            matches!(view.plan.status, PlanStatus::Voting | PlanStatus::Approved),
+        ) else {
+            return;
+        };
+        let mut r = self.lock_readiness();
+        r.track(&view.plan.name, code_hash);
+        if r.compiled.is_some() || r.compiling || r.compile_error.is_some() {
+            return;
+        }
+        r.compiling = true;
+        drop(r);
+        let state = self.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let code = match state.read_chain().query(Query::PlanCode) {
+                Ok(QueryResponse::PlanCode(Some(code))) => code,
+                other => {
+                    let mut r = state.lock_readiness();
+                    r.compiling = false;
+                    r.compile_error = Some(format!("cannot read the plan's code: {other:?}"));
+                    return;
+                }
+            };
+            let executor = state.read_chain().executor().clone();
+            let result = executor.prototype(&code);
+            let mut r = state.lock_readiness();
+            r.compiling = false;
+            if r.code_hash != Some(code_hash) {
+                return; // the plan changed meanwhile
+            }
+            match result {
+                Ok(p) => {
+                    tracing::info!(plan = ?r.plan, ms = started.elapsed().as_millis() as u64, "pending runtime compiled in the background");
+                    r.compile_ms = Some(started.elapsed().as_millis() as u64);
+                    r.compiled = Some(p);
+                }
+                Err(e) => r.compile_error = Some(e.to_string()),
+            }
+        });
+    }
+
+    fn auto_vote(&self, view: &vexidus_runtime_api::abi::PlanView) {
+        let Some(key) = &self.auto_vote else { return };
+        let me = key.public().address();
+        let plan = &view.plan;
+        if plan.status != PlanStatus::Voting
+            || plan.votes.iter().any(|(a, _)| *a == me)
+            || !plan.snapshot.iter().any(|(a, _)| *a == me)
+        {
+            return;
+        }
+        let mut voted = self.voted.lock().unwrap_or_else(|p| p.into_inner());
+        if !voted.insert(plan.name.clone()) {
+            return;
+        }
+        let chain = self.read_chain();
+        let nonce = match chain.query(Query::Account(me)) {
+            Ok(QueryResponse::Account(a)) => a.nonce,
+            _ => return,
+        };
+        let mut pool = self.lock_pool();
+        let tx = vexidus_runtime_api::Transaction {
+            chain_id: chain.chain_id().into(),
+            sender: key.public(),
+            nonce: nonce + pool.pending_of(&me),
+            max_gas: 40_000,
+            valid_until: chain.head().height + 100,
+            operations: vec![vexidus_runtime_api::Operation::VoteUpgrade {
+                name: plan.name.clone(),
+                approve: true,
+            }],
+        };
+        match pool.admit_decoded(&chain, key.sign_transaction(tx)) {
+            Ok(_) => tracing::info!(plan = %plan.name, "auto-vote: approving"),
+            Err(e) => tracing::warn!(plan = %plan.name, "auto-vote failed: {e}"),
         }
     }
 
@@ -121,10 +241,16 @@ impl NodeState {
             _ => 0,
         };
         let candidates = self.lock_pool().ready(max);
-        let produced = {
+        let shadow = self.lock_readiness().compiled.clone();
+        let (produced, report) = {
             let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
-            chain.produce_block(candidates, key, timestamp_ms)?
+            chain.set_shadow(shadow);
+            let produced = chain.produce_block(candidates, key, timestamp_ms)?;
+            (produced, chain.take_shadow_report())
         };
+        if let Some(report) = report {
+            self.lock_readiness().record(&report);
+        }
         let hashes: Vec<Hash> = produced
             .block
             .transactions
@@ -247,11 +373,12 @@ pub async fn run(
         None => false,
     };
     tracing::info!(chain_id = %chain.chain_id(), height = head.height, runtime = ?chain.runtime().version, "chain opened");
-    let state = Arc::new(NodeState::new(
-        chain,
-        config.pool_capacity,
-        config.validator_key.as_ref(),
-    ));
+    let mut node_state = NodeState::new(chain, config.pool_capacity, config.validator_key.as_ref());
+    if let (true, Some(key)) = (config.auto_vote_seed, &config.validator_key) {
+        node_state = node_state.with_auto_vote(Keypair::from_seed(key.seed()));
+    }
+    let state = Arc::new(node_state);
+    state.after_block();
     let (addr, rpc_handle) = rpc::start(config.rpc.clone(), state.clone()).await?;
     tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
     println!("vexidus-node: RPC on http://{addr}");
@@ -267,8 +394,14 @@ pub async fn run(
                 loop {
                     ticker.tick().await;
                     let (state, key) = (state.clone(), key.clone());
-                    let result =
-                        tokio::task::spawn_blocking(move || state.produce(&key, now_ms())).await;
+                    let result = tokio::task::spawn_blocking(move || {
+                        let produced = state.produce(&key, now_ms());
+                        if produced.is_ok() {
+                            state.after_block();
+                        }
+                        produced
+                    })
+                    .await;
                     match result {
                         Ok(Ok(b)) => tracing::info!(
                             height = b.block.header.height,

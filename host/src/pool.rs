@@ -115,6 +115,11 @@ impl Pool {
         self.by_hash.is_empty()
     }
 
+    /// How many transactions of `sender` are pending.
+    pub fn pending_of(&self, sender: &Address) -> u64 {
+        self.by_sender.get(sender).map_or(0, |s| s.len() as u64)
+    }
+
     /// Whether `hash` is pending.
     pub fn contains(&self, hash: &Hash) -> bool {
         self.by_hash.contains_key(hash)

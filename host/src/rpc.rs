@@ -259,6 +259,41 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             },
         )?;
         m.register_method(
+            "vex_getUpgradeReadiness",
+            |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.readiness_json()) },
+        )?;
+        m.register_subscription(
+            "vex_subscribeUpgrade",
+            "vex_upgrade",
+            "vex_unsubscribeUpgrade",
+            |_, pending, state, _| async move {
+                let mut rx = state.heads.subscribe();
+                let sink = pending.accept().await?;
+                let mut last = Value::Bool(false); // differs from any plan and from null
+                loop {
+                    let plan = match query(&state, Query::UpgradePlan) {
+                        Ok(QueryResponse::UpgradePlan(p)) => p.as_ref().map(plan_json).unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    if plan != last {
+                        let msg = serde_json::value::to_raw_value(&plan)?;
+                        if sink.send(msg).await.is_err() {
+                            break;
+                        }
+                        last = plan;
+                    }
+                    tokio::select! {
+                        _ = sink.closed() => break,
+                        head = rx.recv() => match head {
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => break,
+                        },
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        m.register_method(
             "vex_getUpgradePlan",
             |_, state, _| -> Result<Value, ErrorObjectOwned> {
                 match query(state, Query::UpgradePlan)? {

@@ -474,6 +474,9 @@ pub enum Query {
     /// A multisig account.
     #[codec(index = 11)]
     MultiSig(Address),
+    /// The active runtime plan's blob (for background compilation and shadow runs).
+    #[codec(index = 12)]
+    PlanCode,
 }
 
 /// A proposal as `vex_getProposal` shows it.
@@ -549,6 +552,9 @@ pub enum QueryResponse {
     /// See [`Query::MultiSig`].
     #[codec(index = 11)]
     MultiSig(Option<crate::state::MultiSigAccount>),
+    /// See [`Query::PlanCode`].
+    #[codec(index = 12)]
+    PlanCode(Option<Vec<u8>>),
 }
 
 /// The result of `vex_apply_transaction`.

@@ -288,6 +288,7 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
         Query::MultiSig(a) => {
             QueryResponse::MultiSig(vexidus_governance::multisig::account(env, &a))
         }
+        Query::PlanCode => QueryResponse::PlanCode(env.get(upgrade::PLAN_CODE)),
     })
 }
 

@@ -235,3 +235,105 @@ fn binary_upgrade_halts_with_42_and_halts_again_on_restart() -> Result<()> {
     assert_eq!(state(&data)?["height"].as_u64(), Some(target - 1));
     Ok(())
 }
+
+fn readiness(node: &Node) -> Result<Value> {
+    Ok(node.client().call("vex_getUpgradeReadiness", json!([]))?)
+}
+
+fn wait_readiness(node: &Node, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let r = readiness(node)?;
+        if pred(&r) {
+            return Ok(r);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "readiness never got there: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pending_runtimes_compile_in_the_background_and_shadow_run_every_block() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_dev(&dir.path().join("data"), 0.2, &[])?;
+    let key = dir.path().join("dev.key");
+    let k = key.to_str().unwrap_or_default();
+    cli_json(&node.url, &["keys", "dev", "--out", k])?;
+    assert_eq!(readiness(&node)?, Value::Null);
+
+    // A good blob: compiled, run on every block, never trapping.
+    let good = dir.path().join("v2.wasm");
+    std::fs::write(&good, runtimes::V2_EXAMPLE)?;
+    let far = (node.height()? + 500).to_string();
+    cli_json(
+        &node.url,
+        &[
+            "upgrade",
+            "runtime",
+            "--key",
+            k,
+            "--name",
+            "good",
+            "--height",
+            &far,
+            "--wasm",
+            good.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let r = wait_readiness(&node, |r| r["blocks_run"].as_u64() >= Some(3))?;
+    assert_eq!(r["plan"], "good");
+    assert_eq!(r["compiled"], true);
+    assert_eq!(r["traps"], 0, "{r}");
+    assert!(
+        r["fuel_shadow"].as_u64() > Some(0) && r["time_ratio"].as_f64().is_some(),
+        "{r}"
+    );
+    let later = wait_readiness(&node, |x| {
+        x["blocks_run"].as_u64() > r["blocks_run"].as_u64()
+    })?;
+    println!("readiness of a good blob: {later}");
+
+    // Cancelled: nothing is pending any more.
+    cli_json(
+        &node.url,
+        &["upgrade", "cancel", "--key", k, "--name", "good"],
+    )?;
+    wait_readiness(&node, |r| r.is_null())?;
+
+    // A blob that traps in every block: every shadow-run block counts as a trap.
+    let bad = dir.path().join("trap.wasm");
+    std::fs::write(&bad, runtimes::V2_TRAP)?;
+    let far = (node.height()? + 500).to_string();
+    cli_json(
+        &node.url,
+        &[
+            "upgrade",
+            "runtime",
+            "--key",
+            k,
+            "--name",
+            "trap",
+            "--height",
+            &far,
+            "--wasm",
+            bad.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let r = wait_readiness(&node, |r| {
+        r["plan"] == "trap" && r["blocks_run"].as_u64() >= Some(3)
+    })?;
+    assert_eq!(r["traps"], r["blocks_run"], "{r}");
+    assert!(
+        r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("v2-trap")),
+        "{r}"
+    );
+    // The live chain is unharmed.
+    let h = node.height()?;
+    node.wait_height(h + 2, Duration::from_secs(20))?;
+    Ok(())
+}

@@ -39,6 +39,9 @@ struct Cli {
     /// Largest JSON-RPC request body in bytes.
     #[arg(long, default_value_t = 40 * 1024 * 1024)]
     rpc_max_request_bytes: u32,
+    /// Approve every upgrade plan open for votes with the validator key (automated testnets).
+    #[arg(long)]
+    auto_vote_seed: bool,
     /// Most pending transactions kept in the pool.
     #[arg(long, default_value_t = 100_000)]
     pool_capacity: usize,
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         implemented_upgrades: vexidus_host::implemented_upgrades(),
         pool_capacity: cli.pool_capacity,
+        auto_vote_seed: cli.auto_vote_seed,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

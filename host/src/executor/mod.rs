@@ -149,6 +149,11 @@ pub struct CallOutcome {
     pub fuel_used: u64,
 }
 
+thread_local! {
+    /// Fuel used by calls on this thread since the last [`Executor::metered`] began.
+    static FUEL_METER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Largest memory one instance may use.
 pub const MEMORY_LIMIT_BYTES: usize = (blob::MAX_MEMORY_PAGES as usize) * 65536;
 const MAX_WASM_STACK: usize = 1024 * 1024;
@@ -364,10 +369,26 @@ impl Executor {
                 reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
             })?;
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
+        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel_used)));
         for (level, line) in &store.data().logs {
             log_runtime(*level, line);
         }
         Ok(CallOutcome { output, fuel_used })
+    }
+
+    /// Runs `f` and returns what it returned with the fuel every call it made on this thread
+    /// used (calls that failed count what they used before failing only if they returned).
+    pub fn metered<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        let before = FUEL_METER.with(|m| m.replace(0));
+        let r = f();
+        let used = FUEL_METER.with(|m| m.replace(before));
+        FUEL_METER.with(|m| m.set(m.get().saturating_add(used)));
+        (r, used)
+    }
+
+    /// Whether a compiled module for `code_hash` is in memory.
+    pub fn is_compiled(&self, code_hash: &Hash) -> bool {
+        self.lock_cache().contains_key(code_hash)
     }
 
     /// Calls `entry` with a SCALE-encoded input and decodes its SCALE-encoded output.
