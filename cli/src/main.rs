@@ -55,12 +55,61 @@ enum Command {
     /// Inspect runtime blobs.
     #[command(subcommand)]
     Runtime(RuntimeCmd),
+    /// Genesis files for new chains.
+    #[command(subcommand)]
+    Genesis(GenesisCmd),
     /// Parameter governance: proposals and their votes.
     #[command(subcommand)]
     Proposal(ProposalCmd),
     /// Upgrade governance: schedule, vote, cancel, inspect, sign.
     #[command(subcommand)]
     Upgrade(UpgradeCmd),
+}
+
+#[derive(Subcommand)]
+enum GenesisCmd {
+    /// Writes a genesis file for `vexidus-node --genesis FILE`.
+    New(GenesisArgs),
+}
+
+#[derive(Args)]
+struct GenesisArgs {
+    /// Where to write the JSON.
+    #[arg(long)]
+    out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+    /// Chain id.
+    #[arg(long, default_value = "vexidus-local")]
+    chain_id: String,
+    /// A genesis validator: PUBKEY or PUBKEY:STAKE_VXS (stake defaults to 100000). Repeatable.
+    #[arg(long = "validator", required = true)]
+    validators: Vec<String>,
+    /// A funded account: ADDRESS:AMOUNT_VXS. Repeatable.
+    #[arg(long = "balance")]
+    balances: Vec<String>,
+    /// `seed-authority` (plans approved when scheduled) or `full` (validators vote).
+    #[arg(long, default_value = "seed-authority")]
+    governance_mode: String,
+    /// The upgrade authority's public key (default: the first validator).
+    #[arg(long)]
+    upgrade_authority: Option<String>,
+    /// Voting period of upgrade plans and proposals, in blocks.
+    #[arg(long)]
+    voting_period: Option<u64>,
+    /// Quorum in percent.
+    #[arg(long)]
+    upgrade_quorum: Option<u8>,
+    /// Least lead of an upgrade's target height, in blocks.
+    #[arg(long)]
+    upgrade_min_lead: Option<u64>,
+    /// Grace period after an upgrade, in blocks.
+    #[arg(long)]
+    upgrade_grace: Option<u64>,
+    /// Block time in seconds (fractions allowed).
+    #[arg(long, default_value_t = 1.0)]
+    block_time: f64,
 }
 
 #[derive(Subcommand)]
@@ -343,6 +392,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Runtime(r) => runtime(r, g.output),
         Command::Upgrade(u) => upgrade(u, &client, g.output),
         Command::Proposal(p) => proposal(p, &client, g.output),
+        Command::Genesis(GenesisCmd::New(args)) => genesis_new(args, g.output),
     }
 }
 
@@ -898,4 +948,88 @@ fn proposal(cmd: ProposalCmd, client: &RpcClient, output: Output) -> Result<()> 
             output,
         ),
     }
+}
+
+fn genesis_new(a: GenesisArgs, output: Output) -> Result<()> {
+    use vexidus_runtime_api::genesis_file::{
+        BalanceEntry, GenesisFile, ParametersEntry, ValidatorEntry,
+    };
+    let mut validators = Vec::new();
+    for v in &a.validators {
+        let (pk, stake) = v.split_once(':').unwrap_or((v.as_str(), "100000"));
+        vexidus_runtime_api::PublicKey::from_hex(pk)
+            .map_err(|e| anyhow::anyhow!("--validator {v:?}: public key: {e}"))?;
+        let stake =
+            parse_vxs(stake).map_err(|e| anyhow::anyhow!("--validator {v:?}: stake: {e}"))?;
+        validators.push(ValidatorEntry {
+            public_key: pk.to_string(),
+            stake,
+            commission_bps: 500,
+        });
+    }
+    let mut balances = Vec::new();
+    for b in &a.balances {
+        let (addr, amount) = b
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--balance {b:?}: expected ADDRESS:AMOUNT_VXS"))?;
+        parse_address(addr)?;
+        balances.push(BalanceEntry {
+            address: addr.to_string(),
+            amount: parse_vxs(amount).map_err(anyhow::Error::msg)?,
+        });
+    }
+    if !(a.block_time > 0.0 && a.block_time <= 3600.0) {
+        bail!(
+            "--block-time must be between 0 and 3600 seconds, got {}",
+            a.block_time
+        );
+    }
+    let mut parameters = ParametersEntry::default();
+    if let Some(v) = a.voting_period {
+        parameters.voting_period_blocks = v;
+    }
+    if let Some(v) = a.upgrade_quorum {
+        parameters.quorum_percent = v;
+    }
+    if let Some(v) = a.upgrade_min_lead {
+        parameters.upgrade_min_lead_blocks = v;
+    }
+    if let Some(v) = a.upgrade_grace {
+        parameters.upgrade_grace_blocks = v;
+    }
+    let file = GenesisFile {
+        chain_id: a.chain_id,
+        block_time_ms: (a.block_time * 1000.0).round().max(1.0) as u64,
+        balances,
+        upgrade_authority: a
+            .upgrade_authority
+            .unwrap_or_else(|| validators[0].public_key.clone()),
+        validators,
+        governance_mode: a.governance_mode,
+        parameters,
+    };
+    // The node's own checks, so a file this writes always starts a chain.
+    let config = file
+        .clone()
+        .into_config()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = serde_json::to_string_pretty(&file)?;
+    if a.out.exists() && !a.force {
+        bail!(
+            "{} already exists (pass --force to overwrite)",
+            a.out.display()
+        );
+    }
+    std::fs::write(&a.out, format!("{text}\n"))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    let v = json!({ "out": a.out.display().to_string(), "chain_id": config.chain_id, "validators": config.validators.len() });
+    print(output, &v, || {
+        format!(
+            "wrote {} (chain {}, {} validators)",
+            a.out.display(),
+            config.chain_id,
+            config.validators.len()
+        )
+    });
+    Ok(())
 }

@@ -19,7 +19,7 @@ use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::guest::{Env, read, write};
 use vexidus_runtime_api::state::Proposal;
 use vexidus_runtime_api::transaction::{ParamKey, ProposalKind};
-use vexidus_runtime_api::{Address, NANO_PER_VXS, Parameters};
+use vexidus_runtime_api::{Address, Parameters};
 
 /// Id of the next proposal.
 pub const NEXT_ID: &[u8] = b"gov/next_proposal";
@@ -40,17 +40,7 @@ pub struct Context<'a> {
 
 /// Lowest and highest value of a parameter (SPEC §6).
 pub fn bounds(key: ParamKey) -> (u128, u128) {
-    match key {
-        ParamKey::GasPrice => (1, 1_000),
-        ParamKey::MaxTxsPerBlock => (100, 100_000),
-        ParamKey::MinStake => (100 * NANO_PER_VXS, 100_000 * NANO_PER_VXS),
-        ParamKey::MaxCommissionBps => (100, 10_000),
-        ParamKey::VotingPeriodBlocks => (100, 50_400),
-        ParamKey::QuorumPercent => (51, 100),
-        ParamKey::UpgradeMinLeadBlocks => (10, 10_000),
-        ParamKey::UpgradeGraceBlocks => (0, 10_000),
-        ParamKey::MaxRuntimeCodeBytes => (64 * 1024, 16 * 1024 * 1024),
-    }
+    key.bounds()
 }
 
 /// Checks a value against its bounds.

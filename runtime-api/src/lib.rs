@@ -33,6 +33,8 @@ pub mod state;
 pub mod transaction;
 
 #[cfg(feature = "std")]
+pub mod genesis_file;
+#[cfg(feature = "std")]
 pub mod signing;
 
 pub use block::{Block, Header, Receipt};

@@ -73,6 +73,33 @@ pub struct Parameters {
     pub max_runtime_code_bytes: u32,
 }
 
+impl Parameters {
+    /// The value of one parameter.
+    pub fn get(&self, key: crate::transaction::ParamKey) -> u128 {
+        use crate::transaction::ParamKey as K;
+        match key {
+            K::GasPrice => self.gas_price,
+            K::MaxTxsPerBlock => self.max_txs_per_block as u128,
+            K::MinStake => self.min_stake,
+            K::MaxCommissionBps => self.max_commission_bps as u128,
+            K::VotingPeriodBlocks => self.voting_period_blocks as u128,
+            K::QuorumPercent => self.quorum_percent as u128,
+            K::UpgradeMinLeadBlocks => self.upgrade_min_lead_blocks as u128,
+            K::UpgradeGraceBlocks => self.upgrade_grace_blocks as u128,
+            K::MaxRuntimeCodeBytes => self.max_runtime_code_bytes as u128,
+        }
+    }
+
+    /// The first parameter outside its bounds, with its value.
+    pub fn out_of_bounds(&self) -> Option<(crate::transaction::ParamKey, u128)> {
+        crate::transaction::ParamKey::ALL.into_iter().find_map(|k| {
+            let (min, max) = k.bounds();
+            let v = self.get(k);
+            (v < min || v > max).then_some((k, v))
+        })
+    }
+}
+
 impl Default for Parameters {
     fn default() -> Self {
         Self {

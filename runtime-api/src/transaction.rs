@@ -135,6 +135,23 @@ impl ParamKey {
         }
     }
 
+    /// Lowest and highest allowed value (SPEC §6), in the parameter's unit (nanoVXS for
+    /// `min_stake`).
+    pub fn bounds(&self) -> (u128, u128) {
+        const VXS: u128 = crate::NANO_PER_VXS;
+        match self {
+            ParamKey::GasPrice => (1, 1_000),
+            ParamKey::MaxTxsPerBlock => (100, 100_000),
+            ParamKey::MinStake => (100 * VXS, 100_000 * VXS),
+            ParamKey::MaxCommissionBps => (100, 10_000),
+            ParamKey::VotingPeriodBlocks => (100, 50_400),
+            ParamKey::QuorumPercent => (51, 100),
+            ParamKey::UpgradeMinLeadBlocks => (10, 10_000),
+            ParamKey::UpgradeGraceBlocks => (0, 10_000),
+            ParamKey::MaxRuntimeCodeBytes => (64 * 1024, 16 * 1024 * 1024),
+        }
+    }
+
     /// Every key.
     pub const ALL: [ParamKey; 9] = [
         ParamKey::GasPrice,

@@ -337,3 +337,116 @@ fn pending_runtimes_compile_in_the_background_and_shadow_run_every_block() -> Re
     node.wait_height(h + 2, Duration::from_secs(20))?;
     Ok(())
 }
+
+#[test]
+fn genesis_new_full_mode_and_auto_vote_seed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("validator.key");
+    let k = key.to_str().unwrap_or_default();
+    let v = cli_json("http://unused", &["keys", "generate", "--out", k])?;
+    let pk = v["public_key"].as_str().unwrap_or_default().to_string();
+    let addr = v["address"].as_str().unwrap_or_default().to_string();
+    let genesis = dir.path().join("genesis.json");
+    let g = genesis.to_str().unwrap_or_default();
+
+    let out = cli(
+        "http://unused",
+        &[
+            "genesis",
+            "new",
+            "--out",
+            g,
+            "--validator",
+            &pk,
+            "--upgrade-quorum",
+            "50",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("parameters.quorum_percent = 50 is out of bounds: allowed 51 to 100")
+    );
+    cli_json(
+        "http://unused",
+        &[
+            "genesis",
+            "new",
+            "--out",
+            g,
+            "--chain-id",
+            "rehearsal",
+            "--validator",
+            &format!("{pk}:5000"),
+            "--balance",
+            &format!("{addr}:1000"),
+            "--governance-mode",
+            "full",
+            "--voting-period",
+            "100",
+            "--upgrade-min-lead",
+            "10",
+            "--block-time",
+            "0.2",
+        ],
+    )?;
+    let args: Vec<String> = [
+        "--genesis",
+        g,
+        "--validator-key",
+        k,
+        "--auto-vote-seed",
+        "--rpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap_or_default(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let node = Node::start(&args, &dir.path().join("data"))?;
+    let status = node.status()?;
+    assert_eq!(status["chain_id"], "rehearsal");
+    assert_eq!(status["block_time_ms"], 200);
+    node.wait_height(2, Duration::from_secs(20))?;
+
+    let target = (node.height()? + 30).to_string();
+    let sched = cli_json(
+        &node.url,
+        &[
+            "upgrade",
+            "schedule",
+            "--key",
+            k,
+            "--from",
+            &pk,
+            "--name",
+            "rehearsal-1",
+            "--height",
+            &target,
+            "--binary-url",
+            "file:///nonexistent",
+            "--checksum",
+            &"00".repeat(32),
+        ],
+    )?;
+    assert!(
+        sched["receipt"]["events"]
+            .as_array()
+            .is_some_and(|e| !e.iter().any(|e| e["type"] == "UpgradeApproved"))
+    );
+    // The node votes by itself; as the only validator its vote carries the quorum.
+    let started = std::time::Instant::now();
+    loop {
+        let plan = cli_json(&node.url, &["upgrade", "plan"])?;
+        if plan["status"] == "approved" {
+            assert_eq!(plan["tally"]["votes"], 1);
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "never approved: {plan}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The JSON genesis file (`--genesis FILE`, written by `vexidus genesis new`): the one
+//! definition both the node and the CLI use.
+
+use crate::state::GenesisValidator;
+use crate::{Address, GenesisConfig, GovernanceMode, GovernanceSettings, Parameters, PublicKey};
+use alloc::{format, string::String, vec::Vec};
+use serde::{Deserialize, Serialize};
+
+/// The JSON form of a genesis file (`--genesis FILE`). Amounts are integers in nanoVXS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    /// Chain id.
+    pub chain_id: String,
+    /// Block time in milliseconds.
+    pub block_time_ms: u64,
+    /// Initial balances.
+    pub balances: Vec<BalanceEntry>,
+    /// Initial validators.
+    pub validators: Vec<ValidatorEntry>,
+    /// `seed-authority` or `full`.
+    pub governance_mode: String,
+    /// The upgrade authority's public key (`0x` + 64 hex).
+    pub upgrade_authority: String,
+    /// Parameters; omitted ones take their defaults.
+    #[serde(default)]
+    pub parameters: ParametersEntry,
+}
+
+/// One funded account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceEntry {
+    /// Address.
+    pub address: String,
+    /// nanoVXS.
+    pub amount: u128,
+}
+
+/// One genesis validator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorEntry {
+    /// Public key.
+    pub public_key: String,
+    /// Stake in nanoVXS.
+    pub stake: u128,
+    /// Commission in basis points.
+    pub commission_bps: u16,
+}
+
+/// Parameters in a genesis file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ParametersEntry {
+    pub gas_price: u128,
+    pub max_txs_per_block: u32,
+    pub min_stake: u128,
+    pub max_commission_bps: u16,
+    pub voting_period_blocks: u64,
+    pub quorum_percent: u8,
+    pub upgrade_min_lead_blocks: u64,
+    pub upgrade_grace_blocks: u64,
+    pub max_runtime_code_bytes: u32,
+}
+
+impl Default for ParametersEntry {
+    fn default() -> Self {
+        Parameters::default().into()
+    }
+}
+
+impl From<Parameters> for ParametersEntry {
+    fn from(p: Parameters) -> Self {
+        Self {
+            gas_price: p.gas_price,
+            max_txs_per_block: p.max_txs_per_block,
+            min_stake: p.min_stake,
+            max_commission_bps: p.max_commission_bps,
+            voting_period_blocks: p.voting_period_blocks,
+            quorum_percent: p.quorum_percent,
+            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
+            upgrade_grace_blocks: p.upgrade_grace_blocks,
+            max_runtime_code_bytes: p.max_runtime_code_bytes,
+        }
+    }
+}
+
+impl From<ParametersEntry> for Parameters {
+    fn from(p: ParametersEntry) -> Self {
+        Self {
+            gas_price: p.gas_price,
+            max_txs_per_block: p.max_txs_per_block,
+            min_stake: p.min_stake,
+            max_commission_bps: p.max_commission_bps,
+            voting_period_blocks: p.voting_period_blocks,
+            quorum_percent: p.quorum_percent,
+            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
+            upgrade_grace_blocks: p.upgrade_grace_blocks,
+            max_runtime_code_bytes: p.max_runtime_code_bytes,
+        }
+    }
+}
+
+impl GenesisFile {
+    /// The file form of a configuration.
+    pub fn from_config(c: &GenesisConfig) -> Self {
+        Self {
+            chain_id: c.chain_id.clone(),
+            block_time_ms: c.block_time_ms,
+            balances: c
+                .balances
+                .iter()
+                .map(|(a, amount)| BalanceEntry {
+                    address: a.to_string(),
+                    amount: *amount,
+                })
+                .collect(),
+            validators: c
+                .validators
+                .iter()
+                .map(|v| ValidatorEntry {
+                    public_key: v.public_key.to_string(),
+                    stake: v.stake,
+                    commission_bps: v.commission_bps,
+                })
+                .collect(),
+            governance_mode: c.governance.mode.as_str().into(),
+            upgrade_authority: c.governance.upgrade_authority.to_string(),
+            parameters: c.parameters.into(),
+        }
+    }
+
+    /// Checks the file and turns it into a configuration; the error says which field is wrong.
+    pub fn into_config(self) -> Result<GenesisConfig, String> {
+        let mode = match self.governance_mode.as_str() {
+            "seed-authority" => GovernanceMode::SeedAuthority,
+            "full" => GovernanceMode::Full,
+            other => {
+                return Err(format!(
+                    "governance_mode {other:?}: expected \"seed-authority\" or \"full\""
+                ));
+            }
+        };
+        let upgrade_authority = PublicKey::from_hex(&self.upgrade_authority)
+            .map_err(|e| format!("upgrade_authority: {e}"))?;
+        let balances = self
+            .balances
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                Ok((
+                    Address::from_hex(&b.address)
+                        .map_err(|e| format!("balances[{i}].address: {e}"))?,
+                    b.amount,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let validators = self
+            .validators
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Ok(GenesisValidator {
+                    public_key: PublicKey::from_hex(&v.public_key)
+                        .map_err(|e| format!("validators[{i}].public_key: {e}"))?,
+                    stake: v.stake,
+                    commission_bps: v.commission_bps,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if validators.is_empty() {
+            return Err("validators: a chain needs at least one validator".into());
+        }
+        if self.block_time_ms == 0 {
+            return Err("block_time_ms must be positive".into());
+        }
+        let parameters: Parameters = self.parameters.into();
+        if let Some((key, value)) = parameters.out_of_bounds() {
+            let (min, max) = key.bounds();
+            return Err(format!(
+                "parameters.{} = {value} is out of bounds: allowed {min} to {max}",
+                key.as_str()
+            ));
+        }
+        Ok(GenesisConfig {
+            chain_id: self.chain_id,
+            block_time_ms: self.block_time_ms,
+            balances,
+            validators,
+            governance: GovernanceSettings {
+                mode,
+                upgrade_authority,
+            },
+            parameters,
+        })
+    }
+
+    /// Reads and checks a genesis file.
+    pub fn load(path: &std::path::Path) -> Result<GenesisConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read genesis file {}: {e}", path.display()))?;
+        let file: GenesisFile = serde_json::from_str(&text)
+            .map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))?;
+        file.into_config()
+            .map_err(|e| format!("genesis file {}: {e}", path.display()))
+    }
+}
