@@ -951,9 +951,7 @@ fn proposal(cmd: ProposalCmd, client: &RpcClient, output: Output) -> Result<()> 
 }
 
 fn genesis_new(a: GenesisArgs, output: Output) -> Result<()> {
-    use vexidus_runtime_api::genesis_file::{
-        BalanceEntry, GenesisFile, ParametersEntry, ValidatorEntry,
-    };
+    use vexidus_runtime_api::genesis_file::{BalanceEntry, GenesisFile, ValidatorEntry};
     let mut validators = Vec::new();
     for v in &a.validators {
         let (pk, stake) = v.split_once(':').unwrap_or((v.as_str(), "100000"));
@@ -984,7 +982,7 @@ fn genesis_new(a: GenesisArgs, output: Output) -> Result<()> {
             a.block_time
         );
     }
-    let mut parameters = ParametersEntry::default();
+    let mut parameters = vexidus_runtime_api::Parameters::default();
     if let Some(v) = a.voting_period {
         parameters.voting_period_blocks = v;
     }

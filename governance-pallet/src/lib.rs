@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod ballot;
 pub mod error;
 pub mod multisig;
 pub mod proposals;

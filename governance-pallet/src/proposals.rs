@@ -85,25 +85,7 @@ pub fn get(env: &mut (impl Env + ?Sized), id: u64) -> Option<Proposal> {
 
 /// Approving, rejecting and total snapshot weight.
 pub fn tally(p: &Proposal) -> (u128, u128, u128) {
-    let weight = |who: &Address| {
-        p.snapshot
-            .iter()
-            .find(|(a, _)| a == who)
-            .map_or(0, |(_, w)| *w)
-    };
-    let approve = p
-        .votes
-        .iter()
-        .filter(|(_, a)| *a)
-        .map(|(v, _)| weight(v))
-        .sum();
-    let reject = p
-        .votes
-        .iter()
-        .filter(|(_, a)| !*a)
-        .map(|(v, _)| weight(v))
-        .sum();
-    (approve, reject, p.snapshot.iter().map(|(_, w)| *w).sum())
+    crate::ballot::tally(&p.snapshot, &p.votes)
 }
 
 /// Whether the proposal has passed at `height`, or why not.
@@ -191,24 +173,7 @@ pub fn vote(
             ended_at: ends.saturating_sub(1),
         });
     }
-    match voter {
-        Voter::NotValidator => return Err(GovError::NotAValidator { sender: ctx.sender }),
-        Voter::Jailed(until) => return Err(GovError::Jailed { until }),
-        Voter::Active => {}
-    }
-    let Some(weight) = p
-        .snapshot
-        .iter()
-        .find(|(a, _)| *a == ctx.sender)
-        .map(|(_, w)| *w)
-    else {
-        return Err(GovError::NotInSnapshot);
-    };
-    let at = match p.votes.binary_search_by(|(a, _)| a.cmp(&ctx.sender)) {
-        Ok(_) => return Err(GovError::AlreadyVoted),
-        Err(at) => at,
-    };
-    p.votes.insert(at, (ctx.sender, approve));
+    let weight = crate::ballot::cast(&p.snapshot, &mut p.votes, ctx.sender, approve, voter)?;
     write(env, &key(id), &p);
     ctx.events.push(Event::ProposalVoted {
         id,

@@ -9,6 +9,8 @@
 //! | `gov/enacted` | name of the runtime upgrade enacted in the previous block |
 //! | `gov/grace_until` | `u64`: no liveness accounting below this height |
 
+use crate::ballot;
+pub use crate::ballot::{Voter, reaches_quorum};
 use crate::{GovError, PlanStatus, UpgradePlan};
 use alloc::{string::String, vec::Vec};
 use vexidus_runtime_api::abi::{self, PendingMigration, UpgradeHalt};
@@ -49,17 +51,6 @@ pub struct Context<'a> {
     pub current: RuntimeVersion,
     /// Events of the transaction.
     pub events: &'a mut Vec<Event>,
-}
-
-/// Where the sender stands as a voter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Voter {
-    /// Not a registered validator.
-    NotValidator,
-    /// A validator jailed until the given height.
-    Jailed(u64),
-    /// An active validator.
-    Active,
 }
 
 /// Checks a plan name: it becomes a directory name on validators' disks.
@@ -103,33 +94,9 @@ pub fn grace_until(env: &mut (impl Env + ?Sized)) -> u64 {
     read(env, GRACE_UNTIL).unwrap_or(0)
 }
 
-/// Approving and rejecting snapshot weight of a plan.
+/// Approving, rejecting and total snapshot weight of a plan.
 pub fn tally(plan: &UpgradePlan) -> (u128, u128, u128) {
-    let weight = |who: &Address| {
-        plan.snapshot
-            .iter()
-            .find(|(a, _)| a == who)
-            .map_or(0, |(_, w)| *w)
-    };
-    let approve = plan
-        .votes
-        .iter()
-        .filter(|(_, a)| *a)
-        .map(|(v, _)| weight(v))
-        .sum();
-    let reject = plan
-        .votes
-        .iter()
-        .filter(|(_, a)| !*a)
-        .map(|(v, _)| weight(v))
-        .sum();
-    let total = plan.snapshot.iter().map(|(_, w)| *w).sum();
-    (approve, reject, total)
-}
-
-/// Whether approving weight reaches the quorum: `approve × 100 ≥ quorum × total`.
-pub fn reaches_quorum(approve: u128, total: u128, quorum_percent: u8) -> bool {
-    approve.saturating_mul(100) >= (quorum_percent as u128).saturating_mul(total)
+    ballot::tally(&plan.snapshot, &plan.votes)
 }
 
 fn finish(env: &mut (impl Env + ?Sized), name: &str, status: PlanStatus) {
@@ -307,24 +274,7 @@ pub fn vote(
             ended_at: ends.min(plan.height).saturating_sub(1),
         });
     }
-    match voter {
-        Voter::NotValidator => return Err(GovError::NotAValidator { sender: ctx.sender }),
-        Voter::Jailed(until) => return Err(GovError::Jailed { until }),
-        Voter::Active => {}
-    }
-    let Some(weight) = plan
-        .snapshot
-        .iter()
-        .find(|(a, _)| *a == ctx.sender)
-        .map(|(_, w)| *w)
-    else {
-        return Err(GovError::NotInSnapshot);
-    };
-    let at = match plan.votes.binary_search_by(|(a, _)| a.cmp(&ctx.sender)) {
-        Ok(_) => return Err(GovError::AlreadyVoted),
-        Err(at) => at,
-    };
-    plan.votes.insert(at, (ctx.sender, approve));
+    let weight = ballot::cast(&plan.snapshot, &mut plan.votes, ctx.sender, approve, voter)?;
     ctx.events.push(Event::UpgradeVoted {
         name: name.into(),
         validator: ctx.sender,

@@ -1,7 +1,7 @@
 //! Genesis configurations: the development chain of `--dev`. The JSON genesis file format lives
 //! in [`vexidus_runtime_api::genesis_file`].
 
-pub use vexidus_runtime_api::genesis_file::{GenesisFile, ParametersEntry};
+pub use vexidus_runtime_api::genesis_file::GenesisFile;
 
 use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::state::GenesisValidator;

@@ -432,10 +432,7 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             "vex_getParameters",
             |_, state, _| -> Result<Value, ErrorObjectOwned> {
                 match query(state, Query::Parameters)? {
-                    QueryResponse::Parameters(p) => Ok(serde_json::to_value(
-                        crate::genesis::ParametersEntry::from(p),
-                    )
-                    .map_err(node_err)?),
+                    QueryResponse::Parameters(p) => Ok(serde_json::to_value(p).map_err(node_err)?),
                     other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
                 }
             },

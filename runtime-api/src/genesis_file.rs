@@ -24,7 +24,7 @@ pub struct GenesisFile {
     pub upgrade_authority: String,
     /// Parameters; omitted ones take their defaults.
     #[serde(default)]
-    pub parameters: ParametersEntry,
+    pub parameters: Parameters,
 }
 
 /// One funded account.
@@ -47,60 +47,6 @@ pub struct ValidatorEntry {
     pub stake: u128,
     /// Commission in basis points.
     pub commission_bps: u16,
-}
-
-/// Parameters in a genesis file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct ParametersEntry {
-    pub gas_price: u128,
-    pub max_txs_per_block: u32,
-    pub min_stake: u128,
-    pub max_commission_bps: u16,
-    pub voting_period_blocks: u64,
-    pub quorum_percent: u8,
-    pub upgrade_min_lead_blocks: u64,
-    pub upgrade_grace_blocks: u64,
-    pub max_runtime_code_bytes: u32,
-}
-
-impl Default for ParametersEntry {
-    fn default() -> Self {
-        Parameters::default().into()
-    }
-}
-
-impl From<Parameters> for ParametersEntry {
-    fn from(p: Parameters) -> Self {
-        Self {
-            gas_price: p.gas_price,
-            max_txs_per_block: p.max_txs_per_block,
-            min_stake: p.min_stake,
-            max_commission_bps: p.max_commission_bps,
-            voting_period_blocks: p.voting_period_blocks,
-            quorum_percent: p.quorum_percent,
-            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
-            upgrade_grace_blocks: p.upgrade_grace_blocks,
-            max_runtime_code_bytes: p.max_runtime_code_bytes,
-        }
-    }
-}
-
-impl From<ParametersEntry> for Parameters {
-    fn from(p: ParametersEntry) -> Self {
-        Self {
-            gas_price: p.gas_price,
-            max_txs_per_block: p.max_txs_per_block,
-            min_stake: p.min_stake,
-            max_commission_bps: p.max_commission_bps,
-            voting_period_blocks: p.voting_period_blocks,
-            quorum_percent: p.quorum_percent,
-            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
-            upgrade_grace_blocks: p.upgrade_grace_blocks,
-            max_runtime_code_bytes: p.max_runtime_code_bytes,
-        }
-    }
 }
 
 impl GenesisFile {
@@ -128,7 +74,7 @@ impl GenesisFile {
                 .collect(),
             governance_mode: c.governance.mode.as_str().into(),
             upgrade_authority: c.governance.upgrade_authority.to_string(),
-            parameters: c.parameters.into(),
+            parameters: c.parameters,
         }
     }
 
@@ -176,7 +122,7 @@ impl GenesisFile {
         if self.block_time_ms == 0 {
             return Err("block_time_ms must be positive".into());
         }
-        let parameters: Parameters = self.parameters.into();
+        let parameters = self.parameters;
         if let Some((key, value)) = parameters.out_of_bounds() {
             let (min, max) = key.bounds();
             return Err(format!(

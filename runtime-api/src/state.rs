@@ -50,8 +50,14 @@ impl ValidatorInfo {
     }
 }
 
-/// The protocol parameters of SPEC §6 with their current values.
+/// The protocol parameters of SPEC §6 with their current values. In JSON (genesis files, RPC)
+/// the fields keep their names; omitted ones take their defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Parameters {
     /// nanoVXS per gas.
     pub gas_price: u128,
