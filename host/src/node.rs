@@ -230,6 +230,10 @@ impl NodeState {
             "pending_transactions": pending,
             "validator": self.validator,
             "block_time_ms": chain.genesis().block_time_ms,
+            "upgrade_grace_until": match chain.query(Query::GraceUntil) {
+                Ok(QueryResponse::GraceUntil(g)) => Some(g),
+                _ => None,
+            },
             "runtime": rpc::version_json(&rt.version, &rt.code_hash),
         })
     }

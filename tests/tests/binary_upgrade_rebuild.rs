@@ -119,6 +119,11 @@ fn the_rebuilt_binary_continues_from_the_target_height() -> Result<()> {
             "{block}"
         );
         assert!(client.call("vex_getUpgradePlan", json!([]))?.is_null());
+        // The dev chain's grace period is 10 blocks from the upgrade.
+        assert_eq!(
+            client.status()?["upgrade_grace_until"].as_u64(),
+            Some(target + 10)
+        );
         Ok(())
     })();
     let _ = child.kill();

@@ -450,3 +450,50 @@ fn genesis_new_full_mode_and_auto_vote_seed() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_failing_migration_is_rolled_back_and_the_chain_goes_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut node = Node::start_dev(&dir.path().join("data"), 0.3, &[])?;
+    let pid = node.pid();
+    let key = dir.path().join("dev.key");
+    let k = key.to_str().unwrap_or_default();
+    cli_json(&node.url, &["keys", "dev", "--out", k])?;
+    let wasm = dir.path().join("bad.wasm");
+    std::fs::write(&wasm, runtimes::V2_BAD_MIGRATION)?;
+    let target = node.height()? + 12;
+    cli_json(
+        &node.url,
+        &[
+            "upgrade",
+            "runtime",
+            "--key",
+            k,
+            "--name",
+            "bad-mig",
+            "--height",
+            &target.to_string(),
+            "--wasm",
+            wasm.to_str().unwrap_or_default(),
+        ],
+    )?;
+    node.wait_height(target + 3, Duration::from_secs(60))?;
+    let b = node.client().call("vex_getBlock", json!([target + 1]))?;
+    let aborted = b["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["type"] == "UpgradeAborted").cloned())
+        .context("UpgradeAborted")?;
+    assert!(
+        aborted["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("v2-bad-migration")),
+        "{aborted}"
+    );
+    assert_eq!(
+        node.client().call("vex_getRuntimeVersion", json!([]))?["spec_version"],
+        1
+    );
+    assert_eq!(node.pid(), pid);
+    assert!(node.is_running());
+    Ok(())
+}
