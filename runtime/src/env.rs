@@ -1,4 +1,4 @@
-//! `HostEnv`: the runtime's [`Env`](vexidus_runtime_api::guest::Env) over the host functions
+//! `HostEnv`: the runtime's [`Env`] over the host functions
 //! of ABI version 1 (inside WebAssembly only).
 
 pub use vexidus_runtime_api::guest::Env;
