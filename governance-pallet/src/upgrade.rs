@@ -33,7 +33,7 @@ pub const ENACTED: &[u8] = b"gov/enacted";
 pub const GRACE_UNTIL: &[u8] = b"gov/grace_until";
 
 /// Longest plan name in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = vexidus_runtime_api::upgrade_name::MAX_LEN;
 
 /// What an upgrade operation sees of its surroundings.
 pub struct Context<'a> {
@@ -53,24 +53,16 @@ pub struct Context<'a> {
     pub events: &'a mut Vec<Event>,
 }
 
-/// Checks a plan name: it becomes a directory name on validators' disks.
+/// Checks a plan name: it becomes a directory name on validators' disks
+/// ([`vexidus_runtime_api::upgrade_name`], the rule the supervisor applies too).
 pub fn validate_name(name: &str) -> Result<(), GovError> {
-    if name.is_empty() {
-        return Err(GovError::NameEmpty);
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(GovError::NameTooLong { len: name.len() });
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-'))
-    {
-        return Err(GovError::NameCharacter { found: c });
-    }
-    if name.starts_with('.') {
-        return Err(GovError::NameLeadingDot);
-    }
-    Ok(())
+    use vexidus_runtime_api::upgrade_name::{NameError, check};
+    check(name).map_err(|e| match e {
+        NameError::Empty => GovError::NameEmpty,
+        NameError::TooLong { len } => GovError::NameTooLong { len },
+        NameError::Character { found } => GovError::NameCharacter { found },
+        NameError::LeadingDot => GovError::NameLeadingDot,
+    })
 }
 
 fn name_key(name: &str) -> Vec<u8> {

@@ -31,6 +31,7 @@ mod guest_overlay;
 pub mod primitives;
 pub mod state;
 pub mod transaction;
+pub mod upgrade_name;
 
 #[cfg(feature = "std")]
 pub mod genesis_file;
