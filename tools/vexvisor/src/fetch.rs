@@ -1,0 +1,382 @@
+//! Downloading an upgrade binary: `http`, `https` or `file` URLs, a size cap, a time limit,
+//! retries for transient failures, and progress (a bar on a terminal, log lines otherwise).
+//!
+//! The bytes go to a temporary file in the directory where the binary will live, so the final
+//! step is a rename, and a crash leaves only a temporary that [`crate::home::Home::
+//! remove_temporaries`] clears: a half-finished download never blocks a retry and is never used.
+
+use anyhow::{Context, Result, bail};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where a binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An `http://` or `https://` URL.
+    Http(String),
+    /// A local file, from a `file://` URL.
+    File(PathBuf),
+}
+
+impl Source {
+    /// Parses a URL; only `http`, `https` and `file` are accepted.
+    pub fn parse(url: &str) -> Result<Self> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') {
+                bail!("{url:?} has no host");
+            }
+            Ok(Source::Http(url.to_string()))
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                bail!("{url:?} must name an absolute path (file:///…)");
+            }
+            Ok(Source::File(PathBuf::from(path)))
+        } else {
+            bail!("{url:?} is not an http, https or file URL")
+        }
+    }
+}
+
+/// Limits of a download.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Largest accepted binary, in bytes.
+    pub max_bytes: u64,
+    /// Time limit of one attempt, connection to last byte.
+    pub timeout: Duration,
+    /// Attempts for transient failures (timeouts, connection errors, 5xx, truncated bodies).
+    pub attempts: u32,
+    /// Pause before the second attempt; doubles after each.
+    pub retry_delay: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            timeout: Duration::from_secs(600),
+            attempts: 3,
+            retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A failed attempt, and whether trying again could help.
+#[derive(Debug)]
+struct AttemptError {
+    error: anyhow::Error,
+    transient: bool,
+}
+
+fn permanent(error: anyhow::Error) -> AttemptError {
+    AttemptError {
+        error,
+        transient: false,
+    }
+}
+
+fn transient(error: anyhow::Error) -> AttemptError {
+    AttemptError {
+        error,
+        transient: true,
+    }
+}
+
+/// Downloads `url` into a temporary file in `dir` and returns its path. The caller verifies
+/// it and renames it into place (or deletes it). `stop` aborts the download between chunks.
+pub fn download(url: &str, dir: &Path, opts: &FetchOptions, stop: &AtomicBool) -> Result<PathBuf> {
+    let source = Source::parse(url)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = crate::home::temp_path(&dir.join(crate::home::BINARY));
+    let mut delay = opts.retry_delay;
+    let mut attempt = 1;
+    loop {
+        let result = attempt_once(&source, url, &tmp, opts, stop);
+        match result {
+            Ok(bytes) => {
+                crate::log::info(
+                    "download_done",
+                    &[("url", url), ("bytes", &bytes.to_string())],
+                );
+                return Ok(tmp);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if stop.load(Ordering::SeqCst) {
+                    bail!("download of {url} interrupted by a signal");
+                }
+                if !e.transient || attempt >= opts.attempts {
+                    return Err(e.error.context(format!(
+                        "download of {url} failed (attempt {attempt} of {})",
+                        opts.attempts
+                    )));
+                }
+                crate::log::warn(
+                    "download_retry",
+                    &[
+                        ("url", url),
+                        ("attempt", &attempt.to_string()),
+                        ("error", &format!("{:#}", e.error)),
+                        ("retry_in_s", &delay.as_secs_f64().to_string()),
+                    ],
+                );
+                crate::supervisor::sleep_unless(stop, delay);
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+fn attempt_once(
+    source: &Source,
+    url: &str,
+    tmp: &Path,
+    opts: &FetchOptions,
+    stop: &AtomicBool,
+) -> Result<u64, AttemptError> {
+    match source {
+        Source::File(path) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))
+                .map_err(permanent)?;
+            let len = f.metadata().map(|m| m.len()).ok();
+            copy_capped(f, len, tmp, opts, url, stop, Instant::now())
+        }
+        Source::Http(url) => {
+            let started = Instant::now();
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(opts.timeout))
+                .timeout_connect(Some(opts.timeout.min(Duration::from_secs(30))))
+                .http_status_as_error(false)
+                .max_redirects(5)
+                .build()
+                .into();
+            let resp = agent.get(url).call().map_err(|e| {
+                let t = matches!(
+                    e,
+                    ureq::Error::Timeout(_)
+                        | ureq::Error::Io(_)
+                        | ureq::Error::ConnectionFailed
+                        | ureq::Error::HostNotFound
+                );
+                AttemptError {
+                    error: anyhow::Error::new(e),
+                    transient: t,
+                }
+            })?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                let e = anyhow::anyhow!("{url} answered HTTP {status}");
+                return Err(if status >= 500 || status == 429 || status == 408 {
+                    transient(e)
+                } else {
+                    permanent(e)
+                });
+            }
+            let len = resp
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let reader = resp
+                .into_body()
+                .into_with_config()
+                .limit(opts.max_bytes.saturating_add(1))
+                .reader();
+            copy_capped(reader, len, tmp, opts, url, stop, started)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_capped(
+    mut reader: impl Read,
+    len: Option<u64>,
+    tmp: &Path,
+    opts: &FetchOptions,
+    url: &str,
+    stop: &AtomicBool,
+    started: Instant,
+) -> Result<u64, AttemptError> {
+    if let Some(len) = len
+        && len > opts.max_bytes
+    {
+        return Err(permanent(anyhow::anyhow!(
+            "{url} is {len} bytes, over the {} byte cap (--max-download-bytes)",
+            opts.max_bytes
+        )));
+    }
+    let mut file = std::fs::File::create(tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))
+        .map_err(permanent)?;
+    let mut progress = Progress::new(url, len);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(permanent(anyhow::anyhow!("interrupted")));
+        }
+        if started.elapsed() > opts.timeout {
+            return Err(transient(anyhow::anyhow!(
+                "timed out after {} s",
+                opts.timeout.as_secs()
+            )));
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(transient(
+                    anyhow::Error::new(e).context(format!("reading {url} after {total} bytes")),
+                ));
+            }
+        };
+        total += n as u64;
+        if total > opts.max_bytes {
+            return Err(permanent(anyhow::anyhow!(
+                "{url} sent more than the {} byte cap (--max-download-bytes)",
+                opts.max_bytes
+            )));
+        }
+        file.write_all(&buf[..n])
+            .with_context(|| format!("cannot write {}", tmp.display()))
+            .map_err(permanent)?;
+        progress.update(total);
+        if total >= (len.unwrap_or(u64::MAX) / 2).max(1) {
+            crate::test_hook::point("download-half");
+        }
+    }
+    progress.finish(total);
+    if let Some(len) = len
+        && total != len
+    {
+        return Err(transient(anyhow::anyhow!(
+            "{url} ended after {total} of {len} bytes (truncated body)"
+        )));
+    }
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", tmp.display()))
+        .map_err(permanent)?;
+    Ok(total)
+}
+
+/// A progress bar on a terminal, log lines every 10% (or every 16 MiB without a length)
+/// otherwise.
+struct Progress {
+    url: String,
+    len: Option<u64>,
+    terminal: bool,
+    last_draw: Instant,
+    next_log: u64,
+}
+
+impl Progress {
+    fn new(url: &str, len: Option<u64>) -> Self {
+        let step = Self::log_step(len);
+        Self {
+            url: url.to_string(),
+            len,
+            terminal: std::io::stderr().is_terminal(),
+            last_draw: Instant::now(),
+            next_log: step,
+        }
+    }
+
+    fn log_step(len: Option<u64>) -> u64 {
+        len.map(|l| (l / 10).max(1)).unwrap_or(16 << 20)
+    }
+
+    fn update(&mut self, done: u64) {
+        if self.terminal {
+            if self.last_draw.elapsed() >= Duration::from_millis(100) {
+                self.draw(done);
+                self.last_draw = Instant::now();
+            }
+        } else if done >= self.next_log {
+            self.next_log = done + Self::log_step(self.len);
+            let mut fields = vec![("url", self.url.clone()), ("bytes", done.to_string())];
+            if let Some(l) = self.len {
+                fields.push(("total", l.to_string()));
+                fields.push(("percent", (done * 100 / l.max(1)).to_string()));
+            }
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            crate::log::info("download_progress", &f);
+        }
+    }
+
+    fn draw(&self, done: u64) {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let line = match self.len {
+            Some(l) if l > 0 => {
+                let width = 30;
+                let filled = (done.min(l) * width / l) as usize;
+                format!(
+                    "\rvexvisor: downloading [{}{}] {:3}% {:.1}/{:.1} MiB",
+                    "#".repeat(filled),
+                    " ".repeat(width as usize - filled),
+                    done * 100 / l,
+                    mib(done),
+                    mib(l)
+                )
+            }
+            _ => format!("\rvexvisor: downloading {:.1} MiB", mib(done)),
+        };
+        let mut err = std::io::stderr();
+        let _ = err.write_all(line.as_bytes());
+        let _ = err.flush();
+    }
+
+    fn finish(&self, done: u64) {
+        if self.terminal {
+            self.draw(done);
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_three_schemes_are_accepted() {
+        assert_eq!(
+            Source::parse("http://h/x").expect("http"),
+            Source::Http("http://h/x".into())
+        );
+        assert!(Source::parse("https://h/x").is_ok());
+        assert_eq!(
+            Source::parse("file:///tmp/x").expect("file"),
+            Source::File("/tmp/x".into())
+        );
+        for bad in ["ftp://h/x", "file://relative", "http://", "/tmp/x", ""] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_downloads_are_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::write(&src, vec![1u8; 1000]).expect("write");
+        let stop = AtomicBool::new(false);
+        let url = format!("file://{}", src.display());
+        let opts = FetchOptions {
+            max_bytes: 999,
+            ..FetchOptions::default()
+        };
+        let err = download(&url, &dir.path().join("d"), &opts, &stop).expect_err("over the cap");
+        assert!(format!("{err:#}").contains("cap"), "{err:#}");
+        let opts = FetchOptions {
+            max_bytes: 1000,
+            ..FetchOptions::default()
+        };
+        let tmp = download(&url, &dir.path().join("d"), &opts, &stop).expect("within the cap");
+        assert_eq!(std::fs::read(tmp).expect("read").len(), 1000);
+    }
+}

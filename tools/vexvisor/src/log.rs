@@ -1,0 +1,42 @@
+//! Structured log lines on stderr: `vexvisor: level=info event=upgrade_start name=v2 …`, one
+//! line per event, values quoted when they contain spaces, so they read well and grep well.
+
+use std::fmt::Write;
+
+fn line(level: &str, event: &str, fields: &[(&str, &str)]) -> String {
+    let mut s = format!("vexvisor: level={level} event={event}");
+    for (k, v) in fields {
+        if v.is_empty() || v.contains([' ', '"', '=', '\n']) {
+            let _ = write!(s, " {k}={v:?}");
+        } else {
+            let _ = write!(s, " {k}={v}");
+        }
+    }
+    s
+}
+
+/// An informational event.
+pub fn info(event: &str, fields: &[(&str, &str)]) {
+    eprintln!("{}", line("info", event, fields));
+}
+
+/// Something went wrong but the supervisor carries on.
+pub fn warn(event: &str, fields: &[(&str, &str)]) {
+    eprintln!("{}", line("warn", event, fields));
+}
+
+/// Something failed.
+pub fn error(event: &str, fields: &[(&str, &str)]) {
+    eprintln!("{}", line("error", event, fields));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_with_spaces_are_quoted() {
+        assert_eq!(
+            super::line("info", "e", &[("a", "b"), ("msg", "two words"), ("z", "")]),
+            r#"vexvisor: level=info event=e a=b msg="two words" z="""#
+        );
+    }
+}
