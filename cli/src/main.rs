@@ -11,6 +11,8 @@ use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, PublicKey};
 
+mod supervisor_cmds;
+
 #[derive(Parser)]
 #[command(name = "vexidus", version, about = "Vexidus operator and client CLI")]
 struct Cli {
@@ -238,6 +240,31 @@ enum UpgradeCmd {
     },
     /// Shows the active plan with its tally.
     Plan,
+    /// Downloads and verifies the active plan's binary into `<home>/vexvisor/upgrades/<name>/`
+    /// ahead of the height, so the supervisor swaps without downloading.
+    Prepare {
+        /// The vexvisor home directory.
+        #[arg(long, env = "VEXVISOR_HOME")]
+        home: PathBuf,
+        /// Refuse a binary without a valid signature of the upgrade authority.
+        #[arg(long)]
+        require_signed_upgrades: bool,
+        /// The key signatures must verify against (default: the chain's upgrade authority).
+        #[arg(long, value_name = "HEX")]
+        upgrade_authority: Option<String>,
+    },
+    /// Lists the supervisor's backups newest first and swaps the chosen one into `current/`.
+    Rollback {
+        /// The vexvisor home directory.
+        #[arg(long, env = "VEXVISOR_HOME")]
+        home: PathBuf,
+        /// Do not ask for confirmation (needs --pick).
+        #[arg(long)]
+        yes: bool,
+        /// Which backup, 1 = newest.
+        #[arg(long, value_name = "N")]
+        pick: Option<usize>,
+    },
     /// Signs a binary's SHA-256 digest with the authority key, for `schedule --signature`.
     Sign {
         /// The binary.
@@ -838,6 +865,46 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
                     p["tally"]["reject"],
                     p["tally"]["total"],
                     p["tally"]["quorum_percent"],
+                )
+            });
+            Ok(())
+        }
+        UpgradeCmd::Prepare {
+            home,
+            require_signed_upgrades,
+            upgrade_authority,
+        } => {
+            let authority = upgrade_authority
+                .map(|h| {
+                    PublicKey::from_hex(&h).map_err(|e| anyhow::anyhow!("--upgrade-authority: {e}"))
+                })
+                .transpose()?;
+            if require_signed_upgrades && authority.is_none() {
+                bail!("--require-signed-upgrades needs --upgrade-authority HEX");
+            }
+            let v = supervisor_cmds::prepare(client, &home, require_signed_upgrades, authority)?;
+            print(output, &v, || {
+                format!(
+                    "staged upgrade {} (height {}) at {}\nsha256 {} verified{}",
+                    v["name"].as_str().unwrap_or("?"),
+                    v["height"],
+                    v["path"].as_str().unwrap_or("?"),
+                    v["sha256"].as_str().unwrap_or("?"),
+                    if v["signed"] == true {
+                        ", signature verified"
+                    } else {
+                        ""
+                    }
+                )
+            });
+            Ok(())
+        }
+        UpgradeCmd::Rollback { home, yes, pick } => {
+            let v = supervisor_cmds::rollback(&home, yes, pick)?;
+            print(output, &v, || {
+                format!(
+                    "current/ now holds {}",
+                    v["restored"].as_str().unwrap_or("?")
                 )
             });
             Ok(())

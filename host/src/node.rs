@@ -230,6 +230,8 @@ impl NodeState {
             "pending_transactions": pending,
             "validator": self.validator,
             "block_time_ms": chain.genesis().block_time_ms,
+            "governance_mode": chain.genesis().governance.mode.as_str(),
+            "upgrade_authority": chain.genesis().governance.upgrade_authority.to_string(),
             "upgrade_grace_until": match chain.query(Query::GraceUntil) {
                 Ok(QueryResponse::GraceUntil(g)) => Some(g),
                 _ => None,

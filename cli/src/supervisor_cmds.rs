@@ -1,0 +1,150 @@
+//! `vexidus upgrade prepare` and `vexidus upgrade rollback`: the operator's hands on a
+//! `vexvisor` home, through the same code the supervisor uses.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use vexidus_cli::RpcClient;
+use vexidus_runtime_api::PublicKey;
+use vexvisor::Home;
+use vexvisor::fetch::FetchOptions;
+use vexvisor::info::{RawUpgradeInfo, UpgradeInfo};
+use vexvisor::verify::{SignaturePolicy, sha256_file};
+
+/// Fetches and verifies the active binary plan's binary into `<home>/vexvisor/upgrades/<name>/`.
+pub fn prepare(
+    client: &RpcClient,
+    home: &Path,
+    require_signed: bool,
+    authority: Option<PublicKey>,
+) -> Result<Value> {
+    let plan = client.call("vex_getUpgradePlan", json!([]))?;
+    if plan.is_null() {
+        bail!("there is no active upgrade plan; nothing to prepare");
+    }
+    let name = plan["name"].as_str().context("plan without a name")?;
+    if plan["target"]["type"] != "binary" {
+        bail!("plan {name:?} is a runtime upgrade: it needs no binary (the chain carries it)");
+    }
+    let status = client.status()?;
+    let text = |v: &Value, what: &str| -> Result<String> {
+        v.as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the node's answer lacks {what}"))
+    };
+    let raw = RawUpgradeInfo {
+        name: name.to_string(),
+        height: plan["height"].as_u64().context("plan without a height")?,
+        binary_url: text(&plan["target"]["binary_url"], "the binary URL")?,
+        sha256: text(&plan["target"]["sha256"], "the SHA-256")?,
+        signature: plan["target"]["signature"].as_str().map(str::to_string),
+        authority: text(&status["upgrade_authority"], "the upgrade authority")?,
+        info_url: plan["info_url"].as_str().map(str::to_string),
+        chain_id: text(&status["chain_id"], "the chain id")?,
+    };
+    let info = UpgradeInfo::validate(raw, "the active plan")?;
+    let home = Home::new(home);
+    home.create_dirs()?;
+    let policy = SignaturePolicy {
+        required: require_signed,
+        authority,
+    };
+    let stop = AtomicBool::new(false);
+    let staged = vexvisor::upgrade::stage(&home, &info, &policy, &FetchOptions::default(), &stop)?;
+    Ok(json!({
+        "name": info.name, "height": info.height, "path": staged.display().to_string(),
+        "sha256": info.sha256_hex(), "signed": info.signature.is_some(),
+        "plan_status": plan["status"],
+    }))
+}
+
+/// Lists the backups newest first and swaps the chosen one into `current/` (the current binary
+/// is backed up first, so a rollback can itself be undone).
+pub fn rollback(home: &Path, yes: bool, pick: Option<usize>) -> Result<Value> {
+    let home = Home::new(home);
+    let backups = home.backups()?;
+    if backups.is_empty() {
+        bail!(
+            "{} holds no backups; nothing to roll back to",
+            home.backups_dir().display()
+        );
+    }
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "backups of {} (newest first):",
+        home.current().display()
+    )?;
+    for (i, b) in backups.iter().enumerate() {
+        writeln!(
+            err,
+            "  {}. {}  (replaced by {} at {})",
+            i + 1,
+            b.path.display(),
+            b.replaced_by,
+            b.timestamp
+        )?;
+    }
+    let choice = match (pick, yes) {
+        (Some(n), true) => n,
+        (_, true) => bail!("--yes needs --pick N (which backup to restore)"),
+        (preset, false) => {
+            if !std::io::stdin().is_terminal() {
+                bail!("no terminal to ask on; pass --yes --pick N");
+            }
+            let n = match preset {
+                Some(n) => n,
+                None => {
+                    write!(err, "restore which one? [1-{}] ", backups.len())?;
+                    err.flush()?;
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim().parse().context("expected a number")?
+                }
+            };
+            write!(err, "swap backup {n} into current/? [y/N] ")?;
+            err.flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            if !matches!(line.trim(), "y" | "Y" | "yes") {
+                bail!("rollback cancelled; nothing changed");
+            }
+            n
+        }
+    };
+    let Some(chosen) = choice.checked_sub(1).and_then(|i| backups.get(i)) else {
+        bail!(
+            "--pick {choice} is out of range: there are {} backups",
+            backups.len()
+        );
+    };
+    let current = home.current();
+    let digest = sha256_file(&chosen.path)?;
+    if current.exists() && sha256_file(&current)? == digest {
+        bail!("backup {choice} is the binary already in current/; nothing to do");
+    }
+    // Hold a copy first: backing up the current binary rotates the oldest backup away, which
+    // may be the chosen one. The holding file is a temporary that a crash leaves for
+    // `vexvisor` to clear.
+    let hold = vexvisor::home::temp_path(&home.dir().join("rollback-source"));
+    std::fs::copy(&chosen.path, &hold)
+        .with_context(|| format!("cannot copy {}", chosen.path.display()))?;
+    if current.exists() {
+        home.back_up_current("rollback")?;
+    }
+    let restored = vexvisor::upgrade::restore(&home, &hold);
+    let _ = std::fs::remove_file(&hold);
+    restored?;
+    writeln!(
+        err,
+        "restored {}; restart the node (a running vexvisor picks it up at the next restart)",
+        chosen.path.display()
+    )?;
+    Ok(json!({
+        "restored": chosen.path.display().to_string(),
+        "sha256": hex::encode(digest),
+        "current": current.display().to_string(),
+    }))
+}
