@@ -372,3 +372,68 @@ pub mod wat_runtime {
         .encode()
     }
 }
+
+/// The rehearsal build of `vexidus-node` that implements `e2e-binary-upgrade`, which
+/// `scripts/test` makes with `VEXIDUS_EXTRA_UPGRADES=e2e-binary-upgrade` into
+/// `<target>/upgrade-node/`.
+pub fn upgrade_binary() -> PathBuf {
+    let node = bin("vexidus-node");
+    let path = node
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|t| t.join("upgrade-node/vexidus-node"))
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test builds it (VEXIDUS_EXTRA_UPGRADES=e2e-binary-upgrade cargo build --bin vexidus-node)",
+        path.display()
+    );
+    path
+}
+
+/// Serves one file over HTTP on loopback (any path), streaming it; counts the requests.
+pub struct FileServer {
+    /// `http://127.0.0.1:PORT/<name>`.
+    pub url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    /// Starts serving `file` as `/<name>`.
+    pub fn start(file: &Path, name: &str) -> Result<Self> {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/{name}", listener.local_addr()?);
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (file, counter) = (file.to_path_buf(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let file = file.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut stream = stream;
+                    let mut reader = BufReader::new(stream.try_clone()?);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line)? > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    let mut f = std::fs::File::open(&file)?;
+                    let len = f.metadata()?.len();
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                    )?;
+                    std::io::copy(&mut f, &mut stream)?;
+                    stream.flush()
+                });
+            }
+        });
+        Ok(Self { url, hits })
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

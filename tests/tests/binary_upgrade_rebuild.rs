@@ -4,25 +4,9 @@
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use vexidus_tests::{Node, bin, cli_json};
-
-fn upgrade_binary() -> PathBuf {
-    let node = bin("vexidus-node");
-    let path = node
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|t| t.join("upgrade-node/vexidus-node"))
-        .unwrap_or_default();
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/test builds it (VEXIDUS_EXTRA_UPGRADES=e2e-binary-upgrade cargo build --bin vexidus-node)",
-        path.display()
-    );
-    path
-}
+use vexidus_tests::{Node, bin, cli_json, upgrade_binary};
 
 #[test]
 fn the_rebuilt_binary_continues_from_the_target_height() -> Result<()> {
