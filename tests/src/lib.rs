@@ -12,14 +12,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use vexidus_cli::RpcClient;
 
+pub mod supervised;
+
 /// Path of a workspace binary next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // <target>/<profile>/deps/<test>-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in <profile>/deps");
+    // Tests live in <target>/<profile>/deps/<test>-<hash>; this crate's own binaries (the
+    // benchmarks) in <target>/<profile>/.
+    let mut profile_dir = exe.parent().expect("executable has a directory");
+    if profile_dir.ends_with("deps") {
+        profile_dir = profile_dir.parent().expect("deps has a parent");
+    }
     let path = profile_dir.join(name);
     assert!(
         path.exists(),

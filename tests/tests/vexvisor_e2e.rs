@@ -7,57 +7,14 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vexidus_cli::RpcClient;
+use vexidus_tests::supervised::{
+    SupervisedChain, UPGRADE_NAME as NAME, follow_until_halt, measure_downtime,
+    schedule_binary_upgrade, wait_height,
+};
 use vexidus_tests::{FileServer, bin, cli_json, upgrade_binary};
-
-const NAME: &str = "e2e-binary-upgrade";
-
-/// `vexvisor run` with the node's stdout read line by line: each `RPC on` line is sent on.
-struct Supervised {
-    child: Child,
-    urls: mpsc::Receiver<String>,
-    log: std::path::PathBuf,
-}
-
-impl Supervised {
-    fn next_url(&self, timeout: Duration) -> Result<String> {
-        self.urls.recv_timeout(timeout).with_context(|| {
-            format!(
-                "no node came up; vexvisor log:\n{}",
-                tail(&std::fs::read_to_string(&self.log).unwrap_or_default())
-            )
-        })
-    }
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-fn wait_height(client: &RpcClient, height: u64, timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        if let Ok(s) = client.status()
-            && s["height"].as_u64().unwrap_or(0) >= height
-        {
-            return Ok(());
-        }
-        ensure!(started.elapsed() < timeout, "height {height} not reached");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn balance(client: &RpcClient, address: &str) -> Result<Value> {
     Ok(client.call("vex_getAccount", json!([address]))?["balance"].clone())
@@ -68,32 +25,6 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
     let upgraded = upgrade_binary();
     let dir = tempfile::tempdir()?;
     let home = dir.path().join("home");
-    let out = Command::new(bin("vexvisor"))
-        .args(["init", "--home"])
-        .arg(&home)
-        .arg("--binary")
-        .arg(bin("vexidus-node"))
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let old_digest = {
-        let v: Value = serde_json::from_slice(
-            &Command::new(bin("vexvisor"))
-                .args(["status", "--json", "--home"])
-                .arg(&home)
-                .output()?
-                .stdout,
-        )?;
-        v["current"]["sha256"]
-            .as_str()
-            .context("digest")?
-            .to_string()
-    };
-
-    // The dev key is the upgrade authority; the supervisor insists on its signature.
     let key = dir.path().join("dev.key");
     let k = key.to_str().context("path")?;
     let dev = Command::new(bin("vexidus"))
@@ -105,37 +36,21 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
         .context("public key")?
         .to_string();
 
-    let log = dir.path().join("vexvisor.log");
-    let mut child = Command::new(bin("vexvisor"))
-        .args(["run", "--home"])
-        .arg(&home)
-        .args([
+    // The dev key is the upgrade authority; the supervisor insists on its signature.
+    let sup = SupervisedChain::start(
+        &home,
+        0.5,
+        &[
             "--require-signed-upgrades",
             "--upgrade-authority",
             &authority,
-            "--",
-            "--dev",
-            "--rpc-addr",
-            "127.0.0.1:0",
-            "--block-time",
-            "0.5",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log)?)
-        .env("VEXIDUS_LOG", "info")
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, urls) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("vexidus-node: RPC on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let sup = Supervised { child, urls, log };
-    let before = RpcClient::new(&sup.next_url(Duration::from_secs(60))?);
+        ],
+    )?;
+    let old_digest = sup.status()?["current"]["sha256"]
+        .as_str()
+        .context("digest")?
+        .to_string();
+    let before = sup.next_node(Duration::from_secs(60))?;
     wait_height(&before, 2, Duration::from_secs(30))?;
     let url = before.url().to_string();
 
@@ -151,46 +66,10 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
         "{balance_before}"
     );
 
-    // The upgrade binary, its digest and the authority's signature, via the real CLI.
-    let signed = cli_json(
-        &url,
-        &[
-            "upgrade",
-            "sign",
-            "--binary",
-            upgraded.to_str().context("path")?,
-            "--key",
-            k,
-        ],
-    )?;
-    let sha = signed["sha256"].as_str().context("sha256")?.to_string();
-    let sig = signed["signature"]
-        .as_str()
-        .context("signature")?
-        .to_string();
+    // A second real build, signed by the authority, served over HTTP.
     let server = FileServer::start(&upgraded, "vexidus-node")?;
-    let target = before.status()?["height"].as_u64().context("height")? + 14;
-    cli_json(
-        &url,
-        &[
-            "upgrade",
-            "schedule",
-            "--key",
-            k,
-            "--from",
-            &authority,
-            "--name",
-            NAME,
-            "--height",
-            &target.to_string(),
-            "--binary-url",
-            &server.url,
-            "--checksum",
-            &sha,
-            "--signature",
-            &sig,
-        ],
-    )?;
+    let plan = schedule_binary_upgrade(&before, &key, &upgraded, &server.url, 14)?;
+    let (target, sha) = (plan.height, plan.sha256);
 
     // Another validator prepares ahead of the height: fetched, verified, staged.
     let other_home = dir.path().join("other-home");
@@ -215,36 +94,25 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
     ensure!(staged.exists(), "prepare staged nothing: {prepared}");
     assert_eq!(server.hits(), 1);
 
-    // Follow the old node to its halt: the last block it made, and when.
-    let mut last_before = (0u64, Instant::now());
-    while let Ok(s) = before.status() {
-        let h = s["height"].as_u64().unwrap_or(0);
-        if h > last_before.0 {
-            last_before = (h, Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The old node halts before the target height; the supervisor downloads, verifies,
+    // swaps and restarts.
+    let (last_height, last_seen) = follow_until_halt(&before);
     assert_eq!(
-        last_before.0,
+        last_height,
         target - 1,
         "the old binary stops before the target height"
     );
-
-    // The supervisor downloads, verifies, swaps and restarts.
-    let after = RpcClient::new(&sup.next_url(Duration::from_secs(180))?);
-    wait_height(&after, target, Duration::from_secs(60))?;
-    let first_after = Instant::now();
-    wait_height(&after, target + 3, Duration::from_secs(60))?;
-    let block_before = after.call("vex_getBlock", json!([target - 1]))?;
-    let block_at = after.call("vex_getBlock", json!([target]))?;
-    let block_gap_ms = block_at["timestamp_ms"].as_u64().unwrap_or(0)
-        - block_before["timestamp_ms"].as_u64().unwrap_or(0);
+    let after = sup.next_node(Duration::from_secs(180))?;
+    let downtime = measure_downtime(&after, target, last_seen)?;
     println!(
-        "binary upgrade downtime: {block_gap_ms} ms between block {} and block {target} \
-         (block timestamps); {} ms wall clock from the last block seen to the first after",
+        "binary upgrade downtime (download path): {} ms between blocks {} and {target} \
+         (block timestamps); {} ms wall clock",
+        downtime.block_gap.as_millis(),
         target - 1,
-        first_after.duration_since(last_before.1).as_millis()
+        downtime.wall.as_millis()
     );
+    wait_height(&after, target + 3, Duration::from_secs(60))?;
+    let block_at = after.call("vex_getBlock", json!([target]))?;
     let events = block_at["events"].as_array().context("events")?;
     ensure!(
         events
@@ -259,13 +127,7 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
     );
     assert_eq!(server.hits(), 2, "the supervisor downloaded once");
 
-    let status: Value = serde_json::from_slice(
-        &Command::new(bin("vexvisor"))
-            .args(["status", "--json", "--home"])
-            .arg(&home)
-            .output()?
-            .stdout,
-    )?;
+    let status = sup.status()?;
     assert_eq!(status["current"]["sha256"], sha.as_str(), "{status}");
     assert_eq!(status["applied"], json!([NAME]));
     let backups = status["backups"].as_array().context("backups")?;
@@ -280,7 +142,7 @@ fn a_dev_chain_under_vexvisor_carries_a_binary_upgrade() -> Result<()> {
         ensure!(
             sup_log.contains(event),
             "{event} missing:\n{}",
-            tail(&sup_log)
+            sup.log_tail()
         );
     }
 

@@ -4,7 +4,15 @@
 use std::fmt::Write;
 
 fn line(level: &str, event: &str, fields: &[(&str, &str)]) -> String {
-    let mut s = format!("vexvisor: level={level} event={event}");
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut s = format!(
+        "vexvisor: ts={}.{:03} level={level} event={event}",
+        ms / 1000,
+        ms % 1000
+    );
     for (k, v) in fields {
         if v.is_empty() || v.contains([' ', '"', '=', '\n']) {
             let _ = write!(s, " {k}={v:?}");
@@ -34,9 +42,12 @@ pub fn error(event: &str, fields: &[(&str, &str)]) {
 mod tests {
     #[test]
     fn values_with_spaces_are_quoted() {
-        assert_eq!(
-            super::line("info", "e", &[("a", "b"), ("msg", "two words"), ("z", "")]),
-            r#"vexvisor: level=info event=e a=b msg="two words" z="""#
-        );
+        let l = super::line("info", "e", &[("a", "b"), ("msg", "two words"), ("z", "")]);
+        let (ts, rest) = l
+            .strip_prefix("vexvisor: ts=")
+            .and_then(|r| r.split_once(' '))
+            .expect("timestamp first");
+        assert!(ts.parse::<f64>().is_ok(), "{ts}");
+        assert_eq!(rest, r#"level=info event=e a=b msg="two words" z="""#);
     }
 }
