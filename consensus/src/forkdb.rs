@@ -1,0 +1,272 @@
+//! The fork database: every known block above the last irreversible block, with the liveness
+//! record each block implies, and the fork choice. Nothing below the root exists here, so no
+//! fork choice can ever cross the last irreversible block.
+
+use crate::schedule::{rotation, slot_of};
+use crate::types::{BlockMeta, ValidatorSet};
+use std::collections::{BTreeMap, BTreeSet};
+use vexidus_runtime_api::{Address, Hash};
+
+/// Consecutive misses that take a validator out of the rotation.
+pub const MISSES_TO_SKIP: u32 = 3;
+/// Consecutive blocks that bring it back.
+pub const PRODUCED_TO_RETURN: u32 = 2;
+
+/// Missed-block accounting as of a block; a pure function of the chain up to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// Consecutive blocks each validator was due to produce and did not.
+    pub missed_streak: BTreeMap<Address, u32>,
+    /// Every block each validator was due to produce and did not.
+    pub missed_total: BTreeMap<Address, u64>,
+    /// The proposer of this block and how many consecutive blocks it produced.
+    pub producing: Option<(Address, u32)>,
+    /// Validators out of the rotation.
+    pub skipped: BTreeSet<Address>,
+}
+
+/// A block in the fork database.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The block.
+    pub meta: BlockMeta,
+    /// Liveness after the block.
+    pub liveness: Liveness,
+    /// More than 2/3 of stake prevoted it.
+    pub justified: bool,
+    children: Vec<Hash>,
+}
+
+/// Why a block was not added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Its parent is unknown: sync it first.
+    MissingParent(Hash),
+    /// It is at or below the last irreversible block, on another branch.
+    BelowRoot,
+    /// Already known.
+    Duplicate,
+    /// The parent's height is not one less.
+    BadHeight,
+    /// The proposer is not an active validator.
+    NotAValidator(Address),
+}
+
+/// The producers of `height` on top of `parent`, in failover order. A backup that took over a
+/// slot keeps it for the rest of the slot.
+pub fn producers(parent: &Node, height: u64, set: &ValidatorSet, in_grace: bool) -> Vec<Address> {
+    let mut order = rotation(slot_of(height), set, &parent.liveness.skipped, in_grace);
+    if slot_of(parent.meta.height) == slot_of(height)
+        && order.first() != Some(&parent.meta.proposer)
+        && let Some(pos) = order.iter().position(|a| a == &parent.meta.proposer)
+    {
+        let owner = order.remove(pos);
+        order.insert(0, owner);
+    }
+    order
+}
+
+/// The liveness record after `meta` on top of `parent`.
+pub fn next_liveness(parent: &Node, meta: &BlockMeta, set: &ValidatorSet) -> Liveness {
+    let mut l = parent.liveness.clone();
+    let due = producers(parent, meta.height, set, meta.in_grace);
+    let streak = match l.producing {
+        Some((p, n)) if p == meta.proposer => n + 1,
+        _ => 1,
+    };
+    l.producing = Some((meta.proposer, streak));
+    l.missed_streak.remove(&meta.proposer);
+    if streak >= PRODUCED_TO_RETURN {
+        l.skipped.remove(&meta.proposer);
+    }
+    if !meta.in_grace
+        && let Some(leader) = due.first()
+        && *leader != meta.proposer
+    {
+        let s = l.missed_streak.entry(*leader).or_insert(0);
+        *s += 1;
+        let s = *s;
+        *l.missed_total.entry(*leader).or_insert(0) += 1;
+        if s >= MISSES_TO_SKIP {
+            l.skipped.insert(*leader);
+        }
+    }
+    l
+}
+
+/// The fork database.
+#[derive(Clone, Debug)]
+pub struct ForkDb {
+    root: Hash,
+    nodes: BTreeMap<Hash, Node>,
+}
+
+impl ForkDb {
+    /// A database rooted at `root` (the last irreversible block) with its liveness record.
+    pub fn new(root: BlockMeta, liveness: Liveness) -> Self {
+        let hash = root.hash;
+        let node = Node {
+            meta: root,
+            liveness,
+            justified: true,
+            children: Vec::new(),
+        };
+        Self {
+            root: hash,
+            nodes: [(hash, node)].into(),
+        }
+    }
+
+    /// The last irreversible block.
+    pub fn root(&self) -> &Node {
+        &self.nodes[&self.root]
+    }
+
+    /// A block, if known.
+    pub fn get(&self, hash: &Hash) -> Option<&Node> {
+        self.nodes.get(hash)
+    }
+
+    /// Number of blocks held.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether only the root is held.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+
+    /// Adds a block whose parent is known.
+    pub fn insert(&mut self, meta: BlockMeta, set: &ValidatorSet) -> Result<(), InsertError> {
+        if self.nodes.contains_key(&meta.hash) {
+            return Err(InsertError::Duplicate);
+        }
+        if meta.height <= self.root().meta.height {
+            return Err(InsertError::BelowRoot);
+        }
+        let Some(parent) = self.nodes.get(&meta.parent) else {
+            return Err(InsertError::MissingParent(meta.parent));
+        };
+        if parent.meta.height + 1 != meta.height {
+            return Err(InsertError::BadHeight);
+        }
+        if set.stake(&meta.proposer) == 0 {
+            return Err(InsertError::NotAValidator(meta.proposer));
+        }
+        let liveness = next_liveness(parent, &meta, set);
+        let hash = meta.hash;
+        let parent_hash = meta.parent;
+        self.nodes.insert(
+            hash,
+            Node {
+                meta,
+                liveness,
+                justified: false,
+                children: Vec::new(),
+            },
+        );
+        if let Some(p) = self.nodes.get_mut(&parent_hash) {
+            p.children.push(hash);
+        }
+        Ok(())
+    }
+
+    /// Marks a block justified.
+    pub fn justify(&mut self, hash: &Hash) {
+        if let Some(n) = self.nodes.get_mut(hash) {
+            n.justified = true;
+        }
+    }
+
+    /// Whether `a` is `b` or an ancestor of `b` (both must be held).
+    pub fn is_ancestor_or_equal(&self, a: &Hash, b: &Hash) -> bool {
+        let Some(target) = self.nodes.get(a) else {
+            return false;
+        };
+        let mut cur = self.nodes.get(b);
+        while let Some(n) = cur {
+            if n.meta.height < target.meta.height {
+                return false;
+            }
+            if n.meta.hash == *a {
+                return true;
+            }
+            cur = self.nodes.get(&n.meta.parent);
+        }
+        false
+    }
+
+    /// Whether the two blocks lie on one chain.
+    pub fn compatible(&self, a: &Hash, b: &Hash) -> bool {
+        self.is_ancestor_or_equal(a, b) || self.is_ancestor_or_equal(b, a)
+    }
+
+    /// The highest justified block (ties: lowest hash); the root when nothing above it is.
+    pub fn best_justified(&self) -> &Node {
+        self.nodes
+            .values()
+            .filter(|n| n.justified)
+            .max_by(|a, b| {
+                a.meta
+                    .height
+                    .cmp(&b.meta.height)
+                    .then_with(|| b.meta.hash.cmp(&a.meta.hash))
+            })
+            .unwrap_or_else(|| self.root())
+    }
+
+    /// Fork choice: the highest justified block (ties: lowest hash), then the longest chain
+    /// above it (ties: lowest hash). Deterministic, and always a descendant of the root.
+    pub fn best_head(&self) -> &Node {
+        let justified = self.best_justified();
+        let mut best = justified;
+        let mut stack = vec![justified.meta.hash];
+        while let Some(h) = stack.pop() {
+            let n = &self.nodes[&h];
+            if n.meta.height > best.meta.height
+                || (n.meta.height == best.meta.height && n.meta.hash < best.meta.hash)
+            {
+                best = n;
+            }
+            stack.extend(n.children.iter().copied());
+        }
+        best
+    }
+
+    /// The blocks from the root (exclusive) to `hash` (inclusive), oldest first.
+    pub fn path_from_root(&self, hash: &Hash) -> Vec<&Node> {
+        let mut out = Vec::new();
+        let mut cur = self.nodes.get(hash);
+        while let Some(n) = cur {
+            if n.meta.hash == self.root {
+                break;
+            }
+            out.push(n);
+            cur = self.nodes.get(&n.meta.parent);
+        }
+        out.reverse();
+        out
+    }
+
+    /// Makes `hash` (a held descendant of the root) the new root: everything not descending
+    /// from it is dropped.
+    pub fn set_root(&mut self, hash: &Hash) {
+        if !self.nodes.contains_key(hash) || *hash == self.root {
+            return;
+        }
+        let mut keep = BTreeSet::new();
+        let mut stack = vec![*hash];
+        while let Some(h) = stack.pop() {
+            if let Some(n) = self.nodes.get(&h) {
+                keep.insert(h);
+                stack.extend(n.children.iter().copied());
+            }
+        }
+        self.nodes.retain(|h, _| keep.contains(h));
+        self.root = *hash;
+        if let Some(r) = self.nodes.get_mut(hash) {
+            r.justified = true;
+        }
+    }
+}
