@@ -874,15 +874,11 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
             require_signed_upgrades,
             upgrade_authority,
         } => {
-            let authority = upgrade_authority
-                .map(|h| {
-                    PublicKey::from_hex(&h).map_err(|e| anyhow::anyhow!("--upgrade-authority: {e}"))
-                })
-                .transpose()?;
-            if require_signed_upgrades && authority.is_none() {
-                bail!("--require-signed-upgrades needs --upgrade-authority HEX");
-            }
-            let v = supervisor_cmds::prepare(client, &home, require_signed_upgrades, authority)?;
+            let policy = vexvisor::verify::SignaturePolicy::from_flags(
+                require_signed_upgrades,
+                upgrade_authority.as_deref(),
+            )?;
+            let v = supervisor_cmds::prepare(client, &home, policy)?;
             print(output, &v, || {
                 format!(
                     "staged upgrade {} (height {}) at {}\nsha256 {} verified{}",

@@ -7,19 +7,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use vexidus_cli::RpcClient;
-use vexidus_runtime_api::PublicKey;
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
 use vexvisor::info::{RawUpgradeInfo, UpgradeInfo};
 use vexvisor::verify::{SignaturePolicy, sha256_file};
 
 /// Fetches and verifies the active binary plan's binary into `<home>/vexvisor/upgrades/<name>/`.
-pub fn prepare(
-    client: &RpcClient,
-    home: &Path,
-    require_signed: bool,
-    authority: Option<PublicKey>,
-) -> Result<Value> {
+pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Result<Value> {
     let plan = client.call("vex_getUpgradePlan", json!([]))?;
     if plan.is_null() {
         bail!("there is no active upgrade plan; nothing to prepare");
@@ -47,10 +41,6 @@ pub fn prepare(
     let info = UpgradeInfo::validate(raw, "the active plan")?;
     let home = Home::new(home);
     home.create_dirs()?;
-    let policy = SignaturePolicy {
-        required: require_signed,
-        authority,
-    };
     let stop = AtomicBool::new(false);
     let staged = vexvisor::upgrade::stage(&home, &info, &policy, &FetchOptions::default(), &stop)?;
     Ok(json!({

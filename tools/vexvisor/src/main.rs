@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
-use vexidus_runtime_api::PublicKey;
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
 use vexvisor::home::{check_executable, install_binary};
@@ -119,26 +118,15 @@ fn execute(cli: Cli) -> Result<i32> {
             backoff_unit_ms,
             node_args,
         } => {
-            let authority = upgrade_authority
-                .map(|h| {
-                    PublicKey::from_hex(&h).map_err(|e| anyhow::anyhow!("--upgrade-authority: {e}"))
-                })
-                .transpose()?;
-            if require_signed_upgrades && authority.is_none() {
-                bail!(
-                    "--require-signed-upgrades needs --upgrade-authority HEX (the key signatures must verify against)"
-                );
-            }
+            let policy =
+                SignaturePolicy::from_flags(require_signed_upgrades, upgrade_authority.as_deref())?;
             if max_failures == 0 {
                 bail!("--max-failures must be at least 1");
             }
             run(RunConfig {
                 home: Home::new(home),
                 node_args,
-                policy: SignaturePolicy {
-                    required: require_signed_upgrades,
-                    authority,
-                },
+                policy,
                 fetch: FetchOptions {
                     max_bytes: max_download_bytes,
                     timeout: Duration::from_secs(download_timeout),

@@ -24,6 +24,26 @@ pub struct SignaturePolicy {
     pub authority: Option<PublicKey>,
 }
 
+impl SignaturePolicy {
+    /// The policy of the `--require-signed-upgrades` and `--upgrade-authority HEX` flags.
+    pub fn from_flags(required: bool, authority_hex: Option<&str>) -> Result<Self> {
+        let authority = authority_hex
+            .map(|h| {
+                PublicKey::from_hex(h).map_err(|e| anyhow::anyhow!("--upgrade-authority: {e}"))
+            })
+            .transpose()?;
+        if required && authority.is_none() {
+            bail!(
+                "--require-signed-upgrades needs --upgrade-authority HEX (the key signatures must verify against)"
+            );
+        }
+        Ok(Self {
+            required,
+            authority,
+        })
+    }
+}
+
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     let mut f =
