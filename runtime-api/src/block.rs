@@ -8,6 +8,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use parity_scale_codec::{Decode, Encode};
 
 /// A block header. Its hash (`blake3` of its Borsh encoding) identifies the block.
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 pub struct Header {
     /// Hash of the parent header; zero for genesis.
@@ -29,6 +30,7 @@ pub struct Header {
 
 /// A block: header, transactions and the proposer's signature over the header hash
 /// (`vexidus/block/v1` domain).
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 pub struct Block {
     /// The header.

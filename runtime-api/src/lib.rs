@@ -32,6 +32,7 @@ pub mod primitives;
 pub mod state;
 pub mod transaction;
 pub mod upgrade_name;
+pub mod vote;
 
 #[cfg(feature = "std")]
 pub mod genesis_file;

@@ -53,6 +53,14 @@ macro_rules! hex_newtype {
             }
         }
 
+        #[cfg(feature = "std")]
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::string::String as serde::Deserialize>::deserialize(d)?;
+                Self::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::Display::fmt(self, f)

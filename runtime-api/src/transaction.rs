@@ -19,6 +19,7 @@ pub const MAX_TRANSACTION_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
 
 /// The unsigned body of a transaction: what the sender signs (Borsh-encoded, under the
 /// `vexidus/tx/v1` domain).
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 pub struct Transaction {
     /// The chain this transaction is meant for. A node refuses transactions of other chains.
@@ -36,6 +37,7 @@ pub struct Transaction {
 }
 
 /// A transaction with its sender's signature.
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 pub struct SignedTransaction {
     /// The signed body.
@@ -45,6 +47,7 @@ pub struct SignedTransaction {
 }
 
 /// What a scheduled upgrade replaces.
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
@@ -85,7 +88,7 @@ pub enum UpgradeTarget {
 #[borsh(use_discriminant = true)]
 #[cfg_attr(
     feature = "std",
-    derive(serde::Serialize),
+    derive(serde::Serialize, serde::Deserialize),
     serde(rename_all = "snake_case")
 )]
 #[repr(u8)]
@@ -167,6 +170,7 @@ impl ParamKey {
 }
 
 /// What a governance proposal does once passed and executed.
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
@@ -198,6 +202,7 @@ pub enum ProposalKind {
 }
 
 /// One operation of a transaction. See SPEC §3 for who may send each and its gas.
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]

@@ -1,0 +1,224 @@
+//! Messages on the wire: `VX` (0x56 0x58) + Borsh, or JSON (a message without the magic).
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use vexidus_runtime_api::vote::SignedVote;
+use vexidus_runtime_api::{Block, PublicKey, Signature};
+
+/// The magic bytes in front of a Borsh message.
+pub const MAGIC: [u8; 2] = *b"VX";
+/// The largest message accepted (a block of the largest runtime upgrade fits).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// A gossip message (topic `blocks` or `votes`).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Gossip {
+    /// A signed block.
+    Block(Block),
+    /// A signed vote.
+    Vote(SignedVote),
+}
+
+/// A sync request (request-response protocol).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncRequest {
+    /// Blocks from `from` upward, at most `max` of them.
+    Blocks {
+        /// First height.
+        from: u64,
+        /// Most blocks wanted (the responder may send fewer, within its size and time caps).
+        max: u32,
+    },
+    /// One block by hash (an orphan's parent).
+    Block {
+        /// The hash.
+        hash: [u8; 32],
+    },
+}
+
+/// A sync response.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncResponse {
+    /// Consecutive blocks, oldest first; empty when the responder has none.
+    Blocks {
+        /// The blocks.
+        blocks: Vec<Block>,
+    },
+}
+
+/// A validator's proof that it runs behind a peer id: its key signs the peer id bytes under
+/// the `vexidus/peer/v1` domain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PeerProof {
+    /// The peer id, as bytes.
+    pub peer_id: Vec<u8>,
+    /// The validator key.
+    pub validator: PublicKey,
+    /// Signature over the peer id.
+    pub signature: Signature,
+}
+
+impl PeerProof {
+    /// Signs `peer_id` with `key` for `chain_id`.
+    pub fn sign(
+        peer_id: &[u8],
+        key: &vexidus_runtime_api::signing::Keypair,
+        chain_id: &str,
+    ) -> Self {
+        Self {
+            peer_id: peer_id.to_vec(),
+            validator: key.public(),
+            signature: key.sign(vexidus_runtime_api::signing::PEER_DOMAIN, chain_id, peer_id),
+        }
+    }
+
+    /// Whether the proof holds for `peer_id` on `chain_id`.
+    pub fn verify(&self, peer_id: &[u8], chain_id: &str) -> bool {
+        self.peer_id == peer_id
+            && vexidus_runtime_api::signing::verify(
+                &self.validator,
+                vexidus_runtime_api::signing::PEER_DOMAIN,
+                chain_id,
+                peer_id,
+                &self.signature,
+            )
+    }
+}
+
+/// How a received message was encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// `VX` + Borsh.
+    Borsh,
+    /// JSON (the fallback).
+    Json,
+}
+
+/// Why bytes were not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Over [`MAX_MESSAGE_BYTES`].
+    #[error("message of {len} bytes is over the {max} byte cap")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Nothing at all.
+    #[error("empty message")]
+    Empty,
+    /// `VX` followed by bytes that are not a whole Borsh message.
+    #[error("bad Borsh message: {0}")]
+    Borsh(String),
+    /// No magic, and not the JSON form either.
+    #[error("neither a VX Borsh message nor JSON: {0}")]
+    Json(String),
+}
+
+/// `VX` + Borsh of `msg`.
+pub fn encode<T: BorshSerialize>(msg: &T) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    borsh::to_writer(&mut out, msg).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// The JSON form of `msg` (what an older binary sends).
+pub fn encode_json<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).expect("wire types always serialise")
+}
+
+/// Decodes either form; Borsh must use every byte.
+pub fn decode<T: BorshDeserialize + for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+) -> Result<(T, Encoding), WireError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max: MAX_MESSAGE_BYTES,
+        });
+    }
+    if bytes.is_empty() {
+        return Err(WireError::Empty);
+    }
+    if let Some(body) = bytes.strip_prefix(&MAGIC) {
+        return borsh::from_slice(body)
+            .map(|m| (m, Encoding::Borsh))
+            .map_err(|e| WireError::Borsh(e.to_string()));
+    }
+    serde_json::from_slice(bytes)
+        .map(|m| (m, Encoding::Json))
+        .map_err(|e| WireError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vexidus_runtime_api::signing::Keypair;
+    use vexidus_runtime_api::vote::{VoteBody, VoteStage};
+
+    fn vote() -> Gossip {
+        Gossip::Vote(SignedVote::sign(
+            VoteBody {
+                stage: VoteStage::Precommit,
+                height: 12,
+                block: [7; 32],
+            },
+            &Keypair::from_seed([1; 32]),
+            "c",
+        ))
+    }
+
+    #[test]
+    fn both_encodings_decode_to_the_same_message() {
+        let m = vote();
+        let b = encode(&m);
+        assert_eq!(&b[..2], b"VX");
+        let j = encode_json(&m);
+        assert_eq!(decode::<Gossip>(&b), Ok((m.clone(), Encoding::Borsh)));
+        assert_eq!(decode::<Gossip>(&j), Ok((m, Encoding::Json)));
+        assert!(j.len() > b.len(), "Borsh is the compact form");
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_refused() {
+        let mut b = encode(&vote());
+        b.push(0);
+        assert!(matches!(decode::<Gossip>(&b), Err(WireError::Borsh(_))));
+        assert!(matches!(
+            decode::<Gossip>(b"VX\x09"),
+            Err(WireError::Borsh(_))
+        ));
+        assert!(matches!(
+            decode::<Gossip>(b"\x00\x01garbage"),
+            Err(WireError::Json(_))
+        ));
+        assert_eq!(decode::<Gossip>(b""), Err(WireError::Empty));
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            decode::<Gossip>(&big),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn the_borsh_form_is_pinned() {
+        // A wire format change must never be silent: this digest changes with it.
+        let digest = blake3::hash(&encode(&vote()));
+        assert_eq!(digest.to_hex().as_str(), PINNED_VOTE_DIGEST);
+    }
+    const PINNED_VOTE_DIGEST: &str =
+        "b286252409ac60193a2d3a5f02d7281909638e313b6bd94092dcc4c8d885126a";
+
+    #[test]
+    fn peer_proofs_bind_the_peer_id_and_chain() {
+        let k = Keypair::from_seed([2; 32]);
+        let p = PeerProof::sign(b"peer-a", &k, "c");
+        assert!(p.verify(b"peer-a", "c"));
+        assert!(!p.verify(b"peer-b", "c"));
+        assert!(!p.verify(b"peer-a", "d"));
+    }
+}
