@@ -10,4 +10,5 @@
 //! The libp2p transport (QUIC, GossipSub, request-response, identify) plugs these in.
 
 pub mod guard;
+pub mod service;
 pub mod wire;

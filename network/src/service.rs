@@ -1,0 +1,537 @@
+//! The libp2p transport: QUIC, GossipSub topics `blocks` and `votes`, request-response block
+//! sync, identify, bootnodes, and the [`PeerGuard`] in front of every received message. Runs
+//! as a tokio task; the node talks to it through [`NetworkHandle`].
+
+use crate::guard::{Dropped, Offence, PeerGuard};
+use crate::wire::{Encoding, Gossip, MAX_MESSAGE_BYTES, SyncRequest, SyncResponse, encode};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Topic of blocks.
+pub const BLOCKS_TOPIC: &str = "blocks";
+/// Topic of votes.
+pub const VOTES_TOPIC: &str = "votes";
+/// The sync protocol.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/vexidus/sync/1");
+/// Largest sync request.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Largest sync response (the response size cap).
+pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// Settings of the transport.
+pub struct NetworkConfig {
+    /// The node's libp2p key.
+    pub keypair: libp2p::identity::Keypair,
+    /// Where to listen, e.g. `/ip4/127.0.0.1/udp/0/quic-v1`.
+    pub listen: Multiaddr,
+    /// Peers to dial at start.
+    pub bootnodes: Vec<Multiaddr>,
+    /// Messages per second a peer may send before it loses points.
+    pub max_messages_per_second: u32,
+    /// Time cap of a sync request.
+    pub request_timeout: Duration,
+    /// GossipSub heartbeat (1 s in production; shorter in tests).
+    pub heartbeat: Duration,
+}
+
+/// What the transport reports.
+#[derive(Debug)]
+pub enum NetworkEvent {
+    /// A gossip message that passed the guard. The node must check signatures and validity
+    /// and call [`NetworkHandle::report`] on an offence.
+    Gossip {
+        /// The peer that forwarded it.
+        peer: PeerId,
+        /// The message.
+        message: Box<Gossip>,
+        /// How it was encoded.
+        encoding: Encoding,
+    },
+    /// A peer asks for blocks; answer with [`NetworkHandle::respond`].
+    SyncRequest {
+        /// The peer.
+        peer: PeerId,
+        /// What it asks.
+        request: SyncRequest,
+        /// The ticket for the answer.
+        ticket: u64,
+    },
+    /// A message was dropped by the guard.
+    Dropped {
+        /// From whom.
+        peer: PeerId,
+        /// Why.
+        reason: Dropped,
+    },
+    /// A peer was banned and disconnected.
+    Banned {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A connection was established.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+enum Command {
+    Publish {
+        topic: &'static str,
+        bytes: Vec<u8>,
+    },
+    Request {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    Respond {
+        ticket: u64,
+        response: SyncResponse,
+    },
+    Report {
+        peer: PeerId,
+        offence: Offence,
+    },
+    Dial(Multiaddr),
+    Peers(oneshot::Sender<Vec<PeerId>>),
+}
+
+/// The node's side of the transport.
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    /// Events, in arrival order.
+    pub events: mpsc::Receiver<NetworkEvent>,
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// The addresses it listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+impl NetworkHandle {
+    /// Publishes a message as `VX` + Borsh on its topic.
+    pub async fn publish(&self, message: &Gossip) {
+        let topic = match message {
+            Gossip::Block(_) => BLOCKS_TOPIC,
+            Gossip::Vote(_) => VOTES_TOPIC,
+        };
+        self.publish_raw(topic, encode(message)).await;
+    }
+
+    /// Publishes raw bytes on a topic (the JSON form, or anything a test wants to send).
+    pub async fn publish_raw(&self, topic: &'static str, bytes: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish { topic, bytes }).await;
+    }
+
+    /// Asks `peer` for blocks; resolves with its answer or why there is none.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| "the network task has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the network task has stopped".to_string())?
+    }
+
+    /// Answers a [`NetworkEvent::SyncRequest`].
+    pub async fn respond(&self, ticket: u64, response: SyncResponse) {
+        let _ = self
+            .commands
+            .send(Command::Respond { ticket, response })
+            .await;
+    }
+
+    /// Reports an offence the node found in a message from `peer`: banned and disconnected.
+    pub async fn report(&self, peer: PeerId, offence: Offence) {
+        let _ = self.commands.send(Command::Report { peer, offence }).await;
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) {
+        let _ = self.commands.send(Command::Dial(addr)).await;
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Peers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Raw bytes with a size cap, one message per stream (the writer closes after writing).
+#[derive(Clone, Default)]
+struct RawCodec;
+
+async fn read_capped<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    cap: u64,
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    io.take(cap + 1).read_to_end(&mut out).await?;
+    if out.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("message over the {cap} byte cap"),
+        ));
+    }
+    Ok(out)
+}
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_capped(io, MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_capped(io, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&req).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&res).await?;
+        io.close().await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<RawCodec>,
+    identify: identify::Behaviour,
+}
+
+/// Errors starting the transport.
+#[derive(Debug, thiserror::Error)]
+#[error("network: {0}")]
+pub struct StartError(String);
+
+fn err(e: impl std::fmt::Display) -> StartError {
+    StartError(e.to_string())
+}
+
+/// Starts the transport on the current tokio runtime.
+pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(cfg.heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_MESSAGE_BYTES + 1024)
+        .build()
+        .map_err(err)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|key| {
+            Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                gossipsub: gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )?,
+                sync: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(cfg.request_timeout),
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/vexidus/1".into(),
+                    key.public(),
+                )),
+            })
+        })
+        .map_err(err)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    for t in [BLOCKS_TOPIC, VOTES_TOPIC] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(t))
+            .map_err(err)?;
+    }
+    swarm.listen_on(cfg.listen.clone()).map_err(err)?;
+    let mut listen_addrs = Vec::new();
+    while listen_addrs.is_empty() {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
+            SwarmEvent::ListenerError { error, .. } => return Err(err(error)),
+            _ => {}
+        }
+    }
+    for addr in &cfg.bootnodes {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootnode");
+        }
+    }
+    let (commands, command_rx) = mpsc::channel(1024);
+    let (event_tx, events) = mpsc::channel(4096);
+    let peer_id = *swarm.local_peer_id();
+    let task = Task {
+        swarm,
+        guard: PeerGuard::new(cfg.max_messages_per_second),
+        started: Instant::now(),
+        events: event_tx,
+        tickets: BTreeMap::new(),
+        next_ticket: 0,
+        pending: BTreeMap::new(),
+    };
+    tokio::spawn(task.run(command_rx));
+    Ok(NetworkHandle {
+        commands,
+        events,
+        peer_id,
+        listen_addrs,
+    })
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    guard: PeerGuard,
+    started: Instant,
+    events: mpsc::Sender<NetworkEvent>,
+    tickets: BTreeMap<u64, request_response::ResponseChannel<Vec<u8>>>,
+    next_ticket: u64,
+    pending: BTreeMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<SyncResponse, String>>,
+    >,
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(c) => self.command(c),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.swarm_event(event).await,
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Publish { topic, bytes } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), bytes)
+                {
+                    tracing::debug!(error = %e, topic, "publish failed");
+                }
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, encode(&request));
+                self.pending.insert(id, reply);
+            }
+            Command::Respond { ticket, response } => {
+                if let Some(channel) = self.tickets.remove(&ticket) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, encode(&response));
+                }
+            }
+            Command::Report { peer, offence } => {
+                self.guard.report(&peer.to_bytes(), offence);
+                self.ban(peer);
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr) {
+                    tracing::warn!(error = %e, "dial failed");
+                }
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        let _ = self.events.try_send(NetworkEvent::Banned { peer });
+    }
+
+    async fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                let _ = self
+                    .events
+                    .send(NetworkEvent::Connected { peer: peer_id })
+                    .await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let now = self.now_ms();
+                let verdict =
+                    self.guard
+                        .admit::<Gossip>(&propagation_source.to_bytes(), &message.data, now);
+                let acceptance = if verdict.is_ok() {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                match verdict {
+                    Ok((message, encoding)) => {
+                        let _ = self
+                            .events
+                            .send(NetworkEvent::Gossip {
+                                peer: propagation_source,
+                                message: Box::new(message),
+                                encoding,
+                            })
+                            .await;
+                    }
+                    Err(reason) => {
+                        let _ = self
+                            .events
+                            .send(NetworkEvent::Dropped {
+                                peer: propagation_source,
+                                reason,
+                            })
+                            .await;
+                        if self.guard.is_banned(&propagation_source.to_bytes()) {
+                            self.ban(propagation_source);
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let now = self.now_ms();
+                    match self
+                        .guard
+                        .admit::<SyncRequest>(&peer.to_bytes(), &request, now)
+                    {
+                        Ok((request, _)) => {
+                            let ticket = self.next_ticket;
+                            self.next_ticket += 1;
+                            self.tickets.insert(ticket, channel);
+                            let _ = self
+                                .events
+                                .send(NetworkEvent::SyncRequest {
+                                    peer,
+                                    request,
+                                    ticket,
+                                })
+                                .await;
+                        }
+                        Err(reason) => {
+                            let _ = self
+                                .events
+                                .send(NetworkEvent::Dropped { peer, reason })
+                                .await;
+                            if self.guard.is_banned(&peer.to_bytes()) {
+                                self.ban(peer);
+                            }
+                        }
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let decoded = crate::wire::decode::<SyncResponse>(&response)
+                            .map(|(r, _)| r)
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(decoded);
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+}

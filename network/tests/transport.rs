@@ -1,0 +1,205 @@
+//! Three transports on loopback QUIC: gossip in both encodings, block sync, and a peer that
+//! sends garbage gets banned and disconnected while the node keeps working with the others.
+
+use libp2p::multiaddr::Protocol;
+use std::time::Duration;
+use tokio::time::{Instant, timeout};
+use vexidus_network::guard::Dropped;
+use vexidus_network::service::{NetworkConfig, NetworkEvent, NetworkHandle, VOTES_TOPIC, start};
+use vexidus_network::wire::{Encoding, Gossip, SyncRequest, SyncResponse, encode_json};
+use vexidus_runtime_api::signing::Keypair;
+use vexidus_runtime_api::vote::{SignedVote, VoteBody, VoteStage};
+use vexidus_runtime_api::{Block, Header, PublicKey, Signature};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(bootnodes: Vec<libp2p::Multiaddr>) -> NetworkConfig {
+    NetworkConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        listen: "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr"),
+        bootnodes,
+        max_messages_per_second: 100,
+        request_timeout: Duration::from_secs(5),
+        heartbeat: Duration::from_millis(100),
+    }
+}
+
+fn addr_of(h: &NetworkHandle) -> libp2p::Multiaddr {
+    h.listen_addrs[0].clone().with(Protocol::P2p(h.peer_id))
+}
+
+fn vote(height: u64) -> Gossip {
+    Gossip::Vote(SignedVote::sign(
+        VoteBody {
+            stage: VoteStage::Prevote,
+            height,
+            block: [height as u8; 32],
+        },
+        &Keypair::from_seed([4; 32]),
+        "c",
+    ))
+}
+
+/// Publishes `bytes` from `from` every 200 ms (GossipSub needs the subscriptions exchanged
+/// first) until `to` reports an event matching `pred`; returns that event.
+async fn deliver(
+    from: &NetworkHandle,
+    to: &mut NetworkHandle,
+    bytes: Vec<u8>,
+    pred: impl Fn(&NetworkEvent) -> bool,
+) -> NetworkEvent {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        from.publish_raw(VOTES_TOPIC, bytes.clone()).await;
+        let until = Instant::now() + Duration::from_millis(200);
+        while let Ok(Some(e)) = timeout(
+            until.saturating_duration_since(Instant::now()),
+            to.events.recv(),
+        )
+        .await
+        {
+            if pred(&e) {
+                return e;
+            }
+        }
+        assert!(Instant::now() < deadline, "message never arrived");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_sync_and_bans_over_quic_on_loopback() {
+    let mut a = start(config(vec![])).await.expect("a");
+    let b = start(config(vec![addr_of(&a)])).await.expect("b");
+    let c = start(config(vec![addr_of(&a)])).await.expect("c");
+
+    // Borsh, then the JSON fallback, both from B.
+    let e = deliver(
+        &b,
+        &mut a,
+        vexidus_network::wire::encode(&vote(1)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(1)),
+    )
+    .await;
+    assert!(
+        matches!(e, NetworkEvent::Gossip { peer, encoding: Encoding::Borsh, .. } if peer == b.peer_id)
+    );
+    let e = deliver(
+        &b,
+        &mut a,
+        encode_json(&vote(2)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(2)),
+    )
+    .await;
+    assert!(matches!(
+        e,
+        NetworkEvent::Gossip {
+            encoding: Encoding::Json,
+            ..
+        }
+    ));
+
+    // B syncs a block from A.
+    let block = Block {
+        header: Header {
+            parent_hash: [1; 32],
+            height: 1,
+            timestamp_ms: 5,
+            proposer: PublicKey::default(),
+            state_root: [2; 32],
+            transactions_root: [3; 32],
+            receipts_root: [4; 32],
+        },
+        transactions: vec![],
+        signature: Signature::default(),
+    };
+    let answered = block.clone();
+    let a_peer = a.peer_id;
+    let request = tokio::spawn(async move {
+        let r = b
+            .request(a_peer, SyncRequest::Blocks { from: 1, max: 10 })
+            .await;
+        (b, r)
+    });
+    let deadline = Instant::now() + WAIT;
+    let ticket = loop {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            a.events.recv(),
+        )
+        .await
+        {
+            Ok(Some(NetworkEvent::SyncRequest {
+                request, ticket, ..
+            })) => {
+                assert_eq!(request, SyncRequest::Blocks { from: 1, max: 10 });
+                break ticket;
+            }
+            Ok(Some(_)) => continue,
+            _ => panic!("no sync request arrived"),
+        }
+    };
+    a.respond(
+        ticket,
+        SyncResponse::Blocks {
+            blocks: vec![answered],
+        },
+    )
+    .await;
+    let (b, response) = request.await.expect("join");
+    assert_eq!(
+        response,
+        Ok(SyncResponse::Blocks {
+            blocks: vec![block]
+        })
+    );
+
+    // C sends garbage until A bans it.
+    let mut n = 0u32;
+    let e = loop {
+        n += 1;
+        let e = deliver(&c, &mut a, format!("garbage {n}").into_bytes(), |e| {
+            matches!(
+                e,
+                NetworkEvent::Dropped { .. } | NetworkEvent::Banned { .. }
+            )
+        })
+        .await;
+        if let NetworkEvent::Banned { peer } = e {
+            break peer;
+        }
+        assert!(
+            matches!(
+                e,
+                NetworkEvent::Dropped {
+                    reason: Dropped::Garbage(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(n < 20, "C should be banned by now");
+    };
+    assert_eq!(e, c.peer_id);
+    // A keeps working with B, and no longer hears C.
+    let deadline = Instant::now() + WAIT;
+    while a.peers().await.contains(&c.peer_id) {
+        assert!(Instant::now() < deadline, "C still connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    deliver(
+        &b,
+        &mut a,
+        vexidus_network::wire::encode(&vote(3)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(3)),
+    )
+    .await;
+    c.publish_raw(VOTES_TOPIC, vexidus_network::wire::encode(&vote(4)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(e) = a.events.try_recv() {
+        assert!(
+            !matches!(&e, NetworkEvent::Gossip { peer, .. } if *peer == c.peer_id),
+            "a banned peer was heard: {e:?}"
+        );
+    }
+}
