@@ -280,4 +280,16 @@ pub enum Event {
         /// Pending operation id.
         proposal_id: u64,
     },
+    /// A validator was jailed for double-signing.
+    #[codec(index = 7)]
+    Jailed {
+        /// Validator.
+        validator: Address,
+        /// Height of the offence.
+        offence_height: u64,
+        /// Jailed until this height (exclusive).
+        until: u64,
+        /// Offences so far, this one included (the jail term escalates with them).
+        offences: u32,
+    },
 }

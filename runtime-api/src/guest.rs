@@ -19,6 +19,8 @@ pub trait Env {
     fn next_key(&mut self, key: &[u8]) -> Option<Vec<u8>>;
     /// blake3 of `data`.
     fn blake3(&self, data: &[u8]) -> [u8; 32];
+    /// Whether `signature` by `key` over `message` is valid (ZIP-215, the host's rule).
+    fn ed25519_verify(&self, message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool;
     /// Emits a log line (not part of consensus).
     fn log(&self, level: u32, message: &str);
     /// Runs the host's static checks of a runtime blob (SPEC §5 minus the size and spec
@@ -52,4 +54,19 @@ pub fn keys_with_prefix(env: &mut (impl Env + ?Sized), prefix: &[u8]) -> Vec<Vec
         out.push(k);
     }
     out
+}
+
+/// Whether `signature` by `key` signs `payload` of kind `domain` on `chain_id` (the rule of
+/// `signing::verify`, computed with the host's blake3 and ed25519).
+pub fn verify_signed(
+    env: &(impl Env + ?Sized),
+    key: &crate::PublicKey,
+    domain: &[u8],
+    chain_id: &str,
+    payload: &[u8],
+    signature: &crate::Signature,
+) -> bool {
+    let message =
+        crate::domains::signing_message_with(|b| env.blake3(b), domain, chain_id, payload);
+    env.ed25519_verify(&message, &signature.0, &key.0)
 }

@@ -74,6 +74,9 @@ impl<E: Env> Env for Overlay<'_, E> {
     fn blake3(&self, data: &[u8]) -> [u8; 32] {
         self.inner.blake3(data)
     }
+    fn ed25519_verify(&self, message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool {
+        self.inner.ed25519_verify(message, signature, key)
+    }
 
     fn log(&self, level: u32, message: &str) {
         self.inner.log(level, message)
@@ -110,6 +113,9 @@ mod tests {
         }
         fn blake3(&self, _: &[u8]) -> [u8; 32] {
             [0; 32]
+        }
+        fn ed25519_verify(&self, _: &[u8], _: &[u8; 64], _: &[u8; 32]) -> bool {
+            false
         }
         fn log(&self, _: u32, _: &str) {}
         fn check_runtime(&self, _: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String> {

@@ -26,6 +26,7 @@ extern crate alloc;
 
 pub mod abi;
 pub mod block;
+pub mod domains;
 pub mod guest;
 mod guest_overlay;
 pub mod primitives;

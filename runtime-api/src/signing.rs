@@ -11,18 +11,11 @@ use crate::block::Header;
 use crate::primitives::{Hash, PublicKey, Signature};
 use crate::transaction::{SignedTransaction, Transaction};
 
-/// Domain of transaction signatures.
-pub const TX_DOMAIN: &[u8] = b"vexidus/tx/v1";
-/// Domain of block signatures.
-pub const BLOCK_DOMAIN: &[u8] = b"vexidus/block/v1";
-/// Domain of consensus votes.
-pub const VOTE_DOMAIN: &[u8] = b"vexidus/vote/v1";
-/// Domain of upgrade-binary signatures.
-pub const BINARY_DOMAIN: &[u8] = b"vexidus/binary/v1";
-/// Domain of peer-id proofs.
-pub const PEER_DOMAIN: &[u8] = b"vexidus/peer/v1";
+pub use crate::domains::*;
 
 /// The 32-byte message that is signed for `payload` of kind `domain` on `chain_id`.
+/// Streams into the hasher (no copy of the payload); [`crate::domains::signing_message_with`]
+/// builds the same bytes for the runtime, and a test holds the two together.
 pub fn signing_message(domain: &[u8], chain_id: &str, payload: &[u8]) -> Hash {
     let mut h = blake3::Hasher::new();
     h.update(domain);
@@ -137,6 +130,19 @@ mod tests {
     use super::*;
     use crate::Address;
     use crate::transaction::Operation;
+
+    #[test]
+    fn the_runtime_builds_the_same_signing_message() {
+        for (d, c, p) in [
+            (TX_DOMAIN, "", &b""[..]),
+            (VOTE_DOMAIN, "chain", &b"payload"[..]),
+        ] {
+            assert_eq!(
+                signing_message(d, c, p),
+                crate::domains::signing_message_with(|b| *blake3::hash(b).as_bytes(), d, c, p)
+            );
+        }
+    }
 
     #[test]
     fn domains_separate_signatures() {

@@ -245,6 +245,12 @@ pub enum Operation {
     /// Leave jail once the jail period has passed.
     #[codec(index = 5)]
     Unjail = 5,
+    /// Put proof of double-signing on chain; the offender is jailed (anyone may send it).
+    #[codec(index = 6)]
+    ReportDoubleSign {
+        /// The two conflicting signed messages.
+        evidence: Box<crate::vote::DoubleSignEvidence>,
+    } = 6,
     /// Schedule an upgrade plan (upgrade authority only).
     #[codec(index = 46)]
     ScheduleUpgrade {
@@ -349,6 +355,7 @@ impl Operation {
             | Operation::Delegate { .. }
             | Operation::Undelegate { .. } => 50_000,
             Operation::ClaimRewards | Operation::Unjail => 30_000,
+            Operation::ReportDoubleSign { .. } => 60_000,
             Operation::ScheduleUpgrade { target, .. } => {
                 let code = match target {
                     UpgradeTarget::Runtime { code } => code.len() as u64,
@@ -378,6 +385,7 @@ impl Operation {
             Operation::Undelegate { .. } => "Undelegate",
             Operation::ClaimRewards => "ClaimRewards",
             Operation::Unjail => "Unjail",
+            Operation::ReportDoubleSign { .. } => "ReportDoubleSign",
             Operation::ScheduleUpgrade { .. } => "ScheduleUpgrade",
             Operation::CancelUpgrade { .. } => "CancelUpgrade",
             Operation::VoteUpgrade { .. } => "VoteUpgrade",

@@ -55,6 +55,65 @@ pub struct SignedVote {
     pub signature: Signature,
 }
 
+/// A block header with its proposer's signature (the proposer is in the header).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+pub struct SignedHeader {
+    /// The header.
+    pub header: crate::block::Header,
+    /// The proposer's signature over the header hash (`vexidus/block/v1`).
+    pub signature: Signature,
+}
+
+/// Proof that a validator signed two conflicting things at one height (SPEC §10). Anyone may
+/// put it on chain (`Operation::ReportDoubleSign`); the offender is jailed.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+pub enum DoubleSignEvidence {
+    /// Two votes of one stage at one height for different blocks.
+    #[codec(index = 0)]
+    DoubleVote {
+        /// One vote.
+        first: SignedVote,
+        /// The other.
+        second: SignedVote,
+    },
+    /// Two different blocks at one height by one proposer.
+    #[codec(index = 1)]
+    DoubleProposal {
+        /// One header.
+        first: SignedHeader,
+        /// The other.
+        second: SignedHeader,
+    },
+}
+
+impl DoubleSignEvidence {
+    /// The key that signed both.
+    pub fn offender(&self) -> PublicKey {
+        match self {
+            DoubleSignEvidence::DoubleVote { first, .. } => first.voter,
+            DoubleSignEvidence::DoubleProposal { first, .. } => first.header.proposer,
+        }
+    }
+
+    /// The height of the offence.
+    pub fn height(&self) -> u64 {
+        match self {
+            DoubleSignEvidence::DoubleVote { first, .. } => first.body.height,
+            DoubleSignEvidence::DoubleProposal { first, .. } => first.header.height,
+        }
+    }
+
+    /// 0 for a double vote, 1 for a double proposal (one report per kind, height, offender).
+    pub fn kind(&self) -> u8 {
+        match self {
+            DoubleSignEvidence::DoubleVote { .. } => 0,
+            DoubleSignEvidence::DoubleProposal { .. } => 1,
+        }
+    }
+}
+
 #[cfg(feature = "std")]
 impl SignedVote {
     /// Signs `body` with `key` for `chain_id`.

@@ -62,6 +62,10 @@ pub enum DispatchError {
         /// Jailed until this height.
         until: u64,
     },
+    /// The double-sign evidence does not prove an offence.
+    InvalidEvidence(&'static str),
+    /// This offence was punished already.
+    EvidenceAlreadyUsed,
     /// A governance rule refused it.
     Governance(GovError),
 }
@@ -113,6 +117,10 @@ impl fmt::Display for DispatchError {
             DispatchError::StillJailed { until } => {
                 write!(f, "validator is jailed until height {until}")
             }
+            DispatchError::InvalidEvidence(why) => write!(f, "invalid double-sign evidence: {why}"),
+            DispatchError::EvidenceAlreadyUsed => {
+                f.write_str("this double-sign offence was already reported and punished")
+            }
             DispatchError::Governance(e) => write!(f, "{e}"),
         }
     }
@@ -146,6 +154,7 @@ pub fn dispatch(
         Operation::Undelegate { validator, amount } => undelegate(env, ctx, *validator, *amount),
         Operation::ClaimRewards => claim_rewards(env, ctx),
         Operation::Unjail => unjail(env, ctx),
+        Operation::ReportDoubleSign { evidence } => crate::jail::report(env, ctx, evidence),
         Operation::ScheduleUpgrade {
             name,
             height,

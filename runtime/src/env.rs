@@ -20,6 +20,7 @@ mod wasm {
         fn storage_remove_v1(key_ptr: u32, key_len: u32);
         fn storage_next_key_v1(key_ptr: u32, key_len: u32, out_ptr: u32, out_cap: u32) -> i64;
         fn blake3_v1(ptr: u32, len: u32, out_ptr: u32);
+        fn ed25519_verify_v1(msg_ptr: u32, msg_len: u32, sig_ptr: u32, pk_ptr: u32) -> i32;
         fn log_v1(level: u32, ptr: u32, len: u32);
         fn runtime_check_v1(code_ptr: u32, code_len: u32, out_ptr: u32, out_cap: u32) -> i64;
     }
@@ -85,6 +86,17 @@ mod wasm {
                 )
             };
             out
+        }
+        fn ed25519_verify(&self, message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool {
+            // SAFETY: valid guest memory: `message` for its length, 64 and 32 bytes.
+            unsafe {
+                ed25519_verify_v1(
+                    message.as_ptr() as u32,
+                    message.len() as u32,
+                    signature.as_ptr() as u32,
+                    key.as_ptr() as u32,
+                ) == 1
+            }
         }
         fn log(&self, level: u32, message: &str) {
             // SAFETY: valid guest memory for the length given.

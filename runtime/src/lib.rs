@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod dispatch;
 pub mod env;
 pub mod executive;
+pub mod jail;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]

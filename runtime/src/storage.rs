@@ -11,6 +11,8 @@
 //! | `acct/` ‖ address | SCALE [`AccountInfo`] |
 //! | `val/` ‖ address | SCALE [`ValidatorInfo`] |
 //! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
+//! | `jail/n/` ‖ address | SCALE `u32`, double-sign offences (see [`crate::jail`]) |
+//! | `jail/e/` ‖ address ‖ height BE ‖ kind | empty: an offence already punished |
 
 use crate::env::Env;
 use alloc::vec::Vec;
