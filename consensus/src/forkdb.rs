@@ -2,15 +2,10 @@
 //! record each block implies, and the fork choice. Nothing below the root exists here, so no
 //! fork choice can ever cross the last irreversible block.
 
-use crate::schedule::{rotation, slot_of};
+use crate::schedule::{MISSES_TO_SKIP, PRODUCED_TO_RETURN};
 use crate::types::{BlockMeta, ValidatorSet};
 use std::collections::{BTreeMap, BTreeSet};
 use vexidus_runtime_api::{Address, Hash};
-
-/// Consecutive misses that take a validator out of the rotation.
-pub const MISSES_TO_SKIP: u32 = 3;
-/// Consecutive blocks that bring it back.
-pub const PRODUCED_TO_RETURN: u32 = 2;
 
 /// Missed-block accounting as of a block; a pure function of the chain up to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,18 +47,15 @@ pub enum InsertError {
     NotAValidator(Address),
 }
 
-/// The producers of `height` on top of `parent`, in failover order. A backup that took over a
-/// slot keeps it for the rest of the slot.
+/// The producers of `height` on top of `parent`, in failover order.
 pub fn producers(parent: &Node, height: u64, set: &ValidatorSet, in_grace: bool) -> Vec<Address> {
-    let mut order = rotation(slot_of(height), set, &parent.liveness.skipped, in_grace);
-    if slot_of(parent.meta.height) == slot_of(height)
-        && order.first() != Some(&parent.meta.proposer)
-        && let Some(pos) = order.iter().position(|a| a == &parent.meta.proposer)
-    {
-        let owner = order.remove(pos);
-        order.insert(0, owner);
-    }
-    order
+    crate::schedule::producers(
+        height,
+        (parent.meta.height, parent.meta.proposer),
+        set,
+        &parent.liveness.skipped,
+        in_grace,
+    )
 }
 
 /// The liveness record after `meta` on top of `parent`.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use vexidus_runtime_api::abi::{PlanView, ProposalView, Query, QueryResponse};
+use vexidus_runtime_api::abi::{LivenessView, PlanView, ProposalView, Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
 use vexidus_runtime_api::transaction::{ProposalKind, UpgradeTarget};
@@ -208,12 +208,24 @@ pub fn proposal_json(v: &ProposalView) -> Value {
 }
 
 /// JSON of a validator.
-pub fn validator_json(v: &ValidatorInfo) -> Value {
+pub fn validator_json(v: &ValidatorInfo, live: &LivenessView) -> Value {
     json!({
         "address": v.address.to_string(), "public_key": v.public_key.to_string(), "self_stake": v.self_stake,
         "delegated": v.delegated, "total_stake": v.total_stake(), "commission_bps": v.commission_bps,
         "jailed_until": v.jailed_until, "unclaimed_rewards": v.unclaimed_rewards, "registered_at": v.registered_at,
+        "missed_blocks": live.missed_total, "missed_streak": live.missed_streak, "skipped": live.skipped,
     })
+}
+
+/// A validator with its missed-block record.
+fn validator_with_liveness(
+    state: &NodeState,
+    v: &ValidatorInfo,
+) -> Result<Value, ErrorObjectOwned> {
+    match query(state, Query::Liveness(v.address))? {
+        QueryResponse::Liveness(live) => Ok(validator_json(v, &live)),
+        other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
+    }
 }
 
 fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned> {
@@ -407,9 +419,11 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             "vex_getValidators",
             |_, state, _| -> Result<Value, ErrorObjectOwned> {
                 match query(state, Query::Validators)? {
-                    QueryResponse::Validators(vs) => {
-                        Ok(json!(vs.iter().map(validator_json).collect::<Vec<_>>()))
-                    }
+                    QueryResponse::Validators(vs) => Ok(json!(
+                        vs.iter()
+                            .map(|v| validator_with_liveness(state, v))
+                            .collect::<Result<Vec<_>, _>>()?
+                    )),
                     other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
                 }
             },
@@ -421,9 +435,8 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                 let address =
                     Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
                 match query(state, Query::Validator(address))? {
-                    QueryResponse::Validator(v) => {
-                        Ok(v.as_ref().map(validator_json).unwrap_or(Value::Null))
-                    }
+                    QueryResponse::Validator(Some(v)) => validator_with_liveness(state, &v),
+                    QueryResponse::Validator(None) => Ok(Value::Null),
                     other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
                 }
             },

@@ -477,6 +477,20 @@ pub enum Query {
     /// The active runtime plan's blob (for background compilation and shadow runs).
     #[codec(index = 12)]
     PlanCode,
+    /// A validator's missed-block record.
+    #[codec(index = 13)]
+    Liveness(Address),
+}
+
+/// A validator's missed-block record as `vex_getValidators` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct LivenessView {
+    /// Consecutive blocks it was due to produce and did not.
+    pub missed_streak: u32,
+    /// All blocks it was due to produce and did not.
+    pub missed_total: u64,
+    /// Out of the rotation (leader skip) until it produces two consecutive blocks.
+    pub skipped: bool,
 }
 
 /// A proposal as `vex_getProposal` shows it.
@@ -555,6 +569,9 @@ pub enum QueryResponse {
     /// See [`Query::PlanCode`].
     #[codec(index = 12)]
     PlanCode(Option<Vec<u8>>),
+    /// See [`Query::Liveness`].
+    #[codec(index = 13)]
+    Liveness(LivenessView),
 }
 
 /// The result of `vex_apply_transaction`.

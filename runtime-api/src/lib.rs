@@ -30,6 +30,7 @@ pub mod domains;
 pub mod guest;
 mod guest_overlay;
 pub mod primitives;
+pub mod schedule;
 pub mod state;
 pub mod transaction;
 pub mod upgrade_name;

@@ -83,6 +83,10 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
         &crate::version(),
         &chain_id,
     );
+    if start.halt.is_none() {
+        let proposer = address_of(env, &ctx.proposer);
+        crate::liveness::record(env, ctx.height, proposer);
+    }
     Ok(BeginBlockOutcome {
         halt_for_upgrade: start.halt,
         events: start.events,
@@ -289,6 +293,14 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
             QueryResponse::MultiSig(vexidus_governance::multisig::account(env, &a))
         }
         Query::PlanCode => QueryResponse::PlanCode(env.get(upgrade::PLAN_CODE)),
+        Query::Liveness(who) => {
+            let (streak, total) = crate::liveness::missed(env, &who);
+            QueryResponse::Liveness(vexidus_runtime_api::abi::LivenessView {
+                missed_streak: streak,
+                missed_total: total,
+                skipped: crate::liveness::skipped(env).contains(&who),
+            })
+        }
     })
 }
 

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod env;
 pub mod executive;
 pub mod jail;
+pub mod liveness;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]
