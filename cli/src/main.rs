@@ -246,12 +246,8 @@ enum UpgradeCmd {
         /// The vexvisor home directory.
         #[arg(long, env = "VEXVISOR_HOME")]
         home: PathBuf,
-        /// Refuse a binary without a valid signature of the upgrade authority.
-        #[arg(long)]
-        require_signed_upgrades: bool,
-        /// The key signatures must verify against (default: the chain's upgrade authority).
-        #[arg(long, value_name = "HEX")]
-        upgrade_authority: Option<String>,
+        #[command(flatten)]
+        signatures: vexvisor::verify::SignatureFlags,
     },
     /// Lists the supervisor's backups newest first and swaps the chosen one into `current/`.
     Rollback {
@@ -869,15 +865,8 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
             });
             Ok(())
         }
-        UpgradeCmd::Prepare {
-            home,
-            require_signed_upgrades,
-            upgrade_authority,
-        } => {
-            let policy = vexvisor::verify::SignaturePolicy::from_flags(
-                require_signed_upgrades,
-                upgrade_authority.as_deref(),
-            )?;
+        UpgradeCmd::Prepare { home, signatures } => {
+            let policy = signatures.policy()?;
             let v = supervisor_cmds::prepare(client, &home, policy)?;
             print(output, &v, || {
                 format!(

@@ -9,7 +9,7 @@ use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
 use vexvisor::home::{check_executable, install_binary};
 use vexvisor::supervisor::{RunConfig, run};
-use vexvisor::verify::{SignaturePolicy, sha256_file, version_of};
+use vexvisor::verify::{SignatureFlags, sha256_file, version_of};
 
 #[derive(Parser)]
 #[command(
@@ -41,12 +41,8 @@ enum Cmd {
         /// The home directory.
         #[arg(long, env = "VEXVISOR_HOME")]
         home: PathBuf,
-        /// Refuse upgrade binaries without a valid signature of the upgrade authority.
-        #[arg(long)]
-        require_signed_upgrades: bool,
-        /// The authority's public key (hex) signatures must verify against.
-        #[arg(long, value_name = "HEX")]
-        upgrade_authority: Option<String>,
+        #[command(flatten)]
+        signatures: SignatureFlags,
         /// A new binary failing within this many seconds of its start is rolled back.
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         rollback_window: u64,
@@ -106,8 +102,7 @@ fn execute(cli: Cli) -> Result<i32> {
         } => init(&Home::new(home), &binary, force).map(|()| 0),
         Cmd::Run {
             home,
-            require_signed_upgrades,
-            upgrade_authority,
+            signatures,
             rollback_window,
             max_download_bytes,
             download_timeout,
@@ -118,8 +113,7 @@ fn execute(cli: Cli) -> Result<i32> {
             backoff_unit_ms,
             node_args,
         } => {
-            let policy =
-                SignaturePolicy::from_flags(require_signed_upgrades, upgrade_authority.as_deref())?;
+            let policy = signatures.policy()?;
             if max_failures == 0 {
                 bail!("--max-failures must be at least 1");
             }

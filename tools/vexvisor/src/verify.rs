@@ -24,6 +24,27 @@ pub struct SignaturePolicy {
     pub authority: Option<PublicKey>,
 }
 
+/// The signature flags of `vexvisor run` and `vexidus upgrade prepare`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SignatureFlags {
+    /// Refuse upgrade binaries without a valid signature of the upgrade authority.
+    #[arg(long)]
+    pub require_signed_upgrades: bool,
+    /// The authority's public key (hex) signatures must verify against.
+    #[arg(long, value_name = "HEX")]
+    pub upgrade_authority: Option<String>,
+}
+
+impl SignatureFlags {
+    /// The policy the flags ask for.
+    pub fn policy(&self) -> Result<SignaturePolicy> {
+        SignaturePolicy::from_flags(
+            self.require_signed_upgrades,
+            self.upgrade_authority.as_deref(),
+        )
+    }
+}
+
 impl SignaturePolicy {
     /// The policy of the `--require-signed-upgrades` and `--upgrade-authority HEX` flags.
     pub fn from_flags(required: bool, authority_hex: Option<&str>) -> Result<Self> {
