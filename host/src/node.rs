@@ -41,6 +41,9 @@ pub struct NodeState {
     pool: Mutex<Pool>,
     /// New heads, as JSON, for subscriptions.
     pub heads: broadcast::Sender<Value>,
+    /// Newly irreversible blocks (`{hash, height}`), for subscriptions. With one validator every
+    /// committed block is irreversible at once; with consensus, its finality decides.
+    pub finalized: broadcast::Sender<Value>,
     validator: Option<String>,
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
@@ -54,6 +57,7 @@ impl NodeState {
             chain: RwLock::new(chain),
             pool: Mutex::new(Pool::new(pool_capacity)),
             heads: broadcast::channel(256).0,
+            finalized: broadcast::channel(256).0,
             validator: validator.map(|k| k.public().to_string()),
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
@@ -267,6 +271,10 @@ impl NodeState {
         let _ = self
             .heads
             .send(rpc::header_json(&produced.block, &produced.hash));
+        let _ = self.finalized.send(serde_json::json!({
+            "hash": rpc::hex0x(produced.hash),
+            "height": produced.block.header.height,
+        }));
         Ok(produced)
     }
 }

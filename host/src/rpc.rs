@@ -463,28 +463,46 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             "vex_newHead",
             "vex_unsubscribeNewHeads",
             |_, pending, state, _| async move {
-                let mut rx = state.heads.subscribe();
-                let sink = pending.accept().await?;
-                loop {
-                    tokio::select! {
-                        _ = sink.closed() => break,
-                        head = rx.recv() => match head {
-                            Ok(head) => {
-                                let msg = serde_json::value::to_raw_value(&head)?;
-                                if sink.send(msg).await.is_err() { break; }
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(_) => break,
-                        },
-                    }
-                }
-                Ok(())
+                let rx = state.heads.subscribe();
+                forward(pending, rx).await
+            },
+        )?;
+        m.register_subscription(
+            "vex_subscribeFinalized",
+            "vex_finalized",
+            "vex_unsubscribeFinalized",
+            |_, pending, state, _| async move {
+                let rx = state.finalized.subscribe();
+                forward(pending, rx).await
             },
         )?;
         Ok(())
     })();
     result.expect("method names are unique");
     m
+}
+
+/// Streams every value of `rx` to the subscriber until it goes away; a slow subscriber skips
+/// what it missed.
+async fn forward(
+    pending: jsonrpsee::PendingSubscriptionSink,
+    mut rx: tokio::sync::broadcast::Receiver<Value>,
+) -> jsonrpsee::core::SubscriptionResult {
+    let sink = pending.accept().await?;
+    loop {
+        tokio::select! {
+            _ = sink.closed() => break,
+            item = rx.recv() => match item {
+                Ok(v) => {
+                    let msg = serde_json::value::to_raw_value(&v)?;
+                    if sink.send(msg).await.is_err() { break; }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            },
+        }
+    }
+    Ok(())
 }
 
 /// A token bucket per client IP, shared by all connections.

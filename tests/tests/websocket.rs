@@ -1,4 +1,5 @@
-//! The RPC port speaks WebSocket too: `vex_subscribeNewHeads` streams every new block.
+//! The RPC port speaks WebSocket too: `vex_subscribeNewHeads` streams every new block and
+//! `vex_subscribeFinalized` every block that becomes irreversible.
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -36,5 +37,31 @@ fn new_heads_stream_over_websocket() -> Result<()> {
         heights.push(head["height"].as_u64().context("height")?);
     }
     assert!(heights.windows(2).all(|w| w[1] == w[0] + 1), "{heights:?}");
+    Ok(())
+}
+
+#[test]
+fn finality_streams_over_websocket() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_dev(&dir.path().join("data"), 0.2, &[])?;
+    let ws_url = node.url.replace("http://", "ws://");
+    let (mut ws, _) = tungstenite::connect(ws_url.as_str()).context("websocket handshake")?;
+    ws.send(Message::text(
+        json!({"jsonrpc":"2.0","id":1,"method":"vex_subscribeFinalized","params":[]}).to_string(),
+    ))?;
+    let sub: Value = serde_json::from_str(ws.read()?.to_text()?)?;
+    assert!(!sub["result"].is_null(), "{sub}");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let msg: Value = serde_json::from_str(ws.read()?.to_text()?)?;
+        assert_eq!(msg["method"], "vex_finalized");
+        let f = &msg["params"]["result"];
+        let height = f["height"].as_u64().context("height")?;
+        // The stream names the very block the chain stores at that height.
+        let block = node.client().call("vex_getBlock", json!([height]))?;
+        assert_eq!(block["hash"], f["hash"], "{block}");
+        seen.push(height);
+    }
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     Ok(())
 }
