@@ -20,14 +20,9 @@ pub struct BlockMeta {
     pub in_grace: bool,
 }
 
-/// The two stages of a vote (SPEC §10, two-stage confirmation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
-pub enum Stage {
-    /// First stage: "I imported and validated this block".
-    Prevote,
-    /// Second stage: "I saw more than 2/3 prevote it".
-    Precommit,
-}
+/// The two stages of a vote (SPEC §10, two-stage confirmation): the type the wire and the
+/// runtime use.
+pub use vexidus_runtime_api::vote::VoteStage as Stage;
 
 /// A validator's vote. The host checks the signature before consensus sees it; consensus keeps
 /// it as opaque bytes so evidence can carry it on chain.
