@@ -8,6 +8,7 @@ pub mod chain;
 pub mod genesis;
 pub mod harness;
 pub mod node;
+pub mod p2p;
 pub mod pool;
 pub mod readiness;
 pub mod rpc;

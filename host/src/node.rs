@@ -33,6 +33,17 @@ pub struct NodeConfig {
     pub pool_capacity: usize,
     /// Vote to approve every upgrade plan with the validator key (`--auto-vote-seed`).
     pub auto_vote_seed: bool,
+    /// The peer-to-peer network, if enabled.
+    pub p2p: Option<P2pSettings>,
+}
+
+/// Peer-to-peer settings (`--p2p-addr`, `--bootnodes`).
+#[derive(Clone, Debug)]
+pub struct P2pSettings {
+    /// Where to listen (QUIC), e.g. `/ip4/0.0.0.0/udp/30333/quic-v1`.
+    pub listen: libp2p::Multiaddr,
+    /// Peers to dial at start.
+    pub bootnodes: Vec<libp2p::Multiaddr>,
 }
 
 /// State shared by the producer and the RPC handlers.
@@ -44,6 +55,8 @@ pub struct NodeState {
     /// Newly irreversible blocks (`{hash, height}`), for subscriptions. With one validator every
     /// committed block is irreversible at once; with consensus, its finality decides.
     pub finalized: broadcast::Sender<Value>,
+    /// Blocks this node produced, for gossip.
+    pub produced: broadcast::Sender<Arc<vexidus_runtime_api::Block>>,
     validator: Option<String>,
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
@@ -58,6 +71,7 @@ impl NodeState {
             pool: Mutex::new(Pool::new(pool_capacity)),
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
+            produced: broadcast::channel(64).0,
             validator: validator.map(|k| k.public().to_string()),
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
@@ -261,21 +275,59 @@ impl NodeState {
         if let Some(report) = report {
             self.lock_readiness().record(&report);
         }
-        let hashes: Vec<Hash> = produced
+        self.committed(&produced);
+        let _ = self.produced.send(Arc::new(produced.block.clone()));
+        Ok(produced)
+    }
+
+    /// Verifies, executes and commits a block from a peer (it must extend the head).
+    pub fn import(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
+        let shadow = self.lock_readiness().compiled.clone();
+        let (imported, report) = {
+            let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
+            chain.set_shadow(shadow);
+            let imported = chain.import_block(block)?;
+            (imported, chain.take_shadow_report())
+        };
+        if let Some(report) = report {
+            self.lock_readiness().record(&report);
+        }
+        self.committed(&imported);
+        Ok(imported)
+    }
+
+    /// After a block is committed: drop its transactions from the pool, tell subscribers.
+    fn committed(&self, block: &ExecutedBlock) {
+        let hashes: Vec<Hash> = block
             .block
             .transactions
             .iter()
             .map(signing::transaction_hash)
             .collect();
-        self.lock_pool().prune(&hashes, &produced.rejected);
-        let _ = self
-            .heads
-            .send(rpc::header_json(&produced.block, &produced.hash));
+        self.lock_pool().prune(&hashes, &block.rejected);
+        let _ = self.heads.send(rpc::header_json(&block.block, &block.hash));
         let _ = self.finalized.send(serde_json::json!({
-            "hash": rpc::hex0x(produced.hash),
-            "height": produced.block.header.height,
+            "hash": rpc::hex0x(block.hash),
+            "height": block.block.header.height,
         }));
-        Ok(produced)
+    }
+}
+
+type HaltTask = tokio::task::JoinHandle<Result<Option<UpgradeHalt>, ChainError>>;
+
+/// Waits for a task to end (forever when there is none): a binary-upgrade halt, or an error.
+async fn until_done(
+    task: &mut Option<HaltTask>,
+    what: &str,
+) -> anyhow::Result<Option<UpgradeHalt>> {
+    let Some(t) = task else {
+        return std::future::pending().await;
+    };
+    match t.await {
+        Ok(Ok(Some(halt))) => Ok(Some(halt)),
+        Ok(Ok(None)) => Err(anyhow::anyhow!("the {what} task stopped")),
+        Ok(Err(e)) => Err(anyhow::Error::from(e)),
+        Err(e) => Err(anyhow::anyhow!("the {what} task failed: {e}")),
     }
 }
 
@@ -397,7 +449,31 @@ pub async fn run(
     tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
     println!("vexidus-node: RPC on http://{addr}");
 
-    let producer = match (config.validator_key, is_validator) {
+    let mut network_task = match &config.p2p {
+        None => None,
+        Some(p2p) => {
+            let network =
+                vexidus_network::service::start(vexidus_network::service::NetworkConfig {
+                    keypair: libp2p::identity::Keypair::generate_ed25519(),
+                    listen: p2p.listen.clone(),
+                    bootnodes: p2p.bootnodes.clone(),
+                    max_messages_per_second: 1_000,
+                    request_timeout: Duration::from_secs(10),
+                    heartbeat: Duration::from_millis(500),
+                })
+                .await?;
+            for addr in &network.listen_addrs {
+                let full = addr
+                    .clone()
+                    .with(libp2p::multiaddr::Protocol::P2p(network.peer_id));
+                tracing::info!(%full, "peer-to-peer listening");
+                println!("vexidus-node: P2P on {full}");
+            }
+            Some(tokio::spawn(crate::p2p::run(state.clone(), network)))
+        }
+    };
+
+    let mut producer = match (config.validator_key, is_validator) {
         (Some(key), true) => {
             tracing::info!(validator = %key.public(), block_time_ms = block_time.as_millis() as u64, "producing blocks");
             let state = state.clone();
@@ -425,7 +501,7 @@ pub async fn run(
                             "produced block"
                         ),
                         Ok(Err(ChainError::UpgradeHalt(halt))) => {
-                            return Ok::<_, ChainError>(*halt);
+                            return Ok::<_, ChainError>(Some(*halt));
                         }
                         // Nothing was committed; the next tick tries again.
                         Ok(Err(e)) => {
@@ -443,20 +519,14 @@ pub async fn run(
         (None, _) => None,
     };
 
-    let outcome = match producer {
-        Some(mut task) => tokio::select! {
-            _ = shutdown => { task.abort(); Ok(None) }
-            r = &mut task => match r {
-                Ok(Ok(halt)) => Ok(Some(halt)),
-                Ok(Err(e)) => Err(anyhow::Error::from(e)),
-                Err(e) => Err(anyhow::anyhow!("block production task failed: {e}")),
-            },
-        },
-        None => {
-            shutdown.await;
-            Ok(None)
-        }
+    let outcome = tokio::select! {
+        _ = shutdown => Ok(None),
+        r = until_done(&mut producer, "block production") => r,
+        r = until_done(&mut network_task, "network") => r,
     };
+    for task in [producer, network_task].into_iter().flatten() {
+        task.abort();
+    }
     tracing::info!("shutting down");
     let _ = rpc_handle.stop();
     // Wait for an in-flight block to finish committing before the database closes.

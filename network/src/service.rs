@@ -105,7 +105,7 @@ enum Command {
 
 /// The node's side of the transport.
 pub struct NetworkHandle {
-    commands: mpsc::Sender<Command>,
+    client: NetworkClient,
     /// Events, in arrival order.
     pub events: mpsc::Receiver<NetworkEvent>,
     /// This node's peer id.
@@ -114,7 +114,27 @@ pub struct NetworkHandle {
     pub listen_addrs: Vec<Multiaddr>,
 }
 
+impl std::ops::Deref for NetworkHandle {
+    type Target = NetworkClient;
+    fn deref(&self) -> &NetworkClient {
+        &self.client
+    }
+}
+
 impl NetworkHandle {
+    /// A cloneable handle for sending commands from other tasks.
+    pub fn client(&self) -> NetworkClient {
+        self.client.clone()
+    }
+}
+
+/// Commands to the transport; cheap to clone.
+#[derive(Clone)]
+pub struct NetworkClient {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NetworkClient {
     /// Publishes a message as `VX` + Borsh on its topic.
     pub async fn publish(&self, message: &Gossip) {
         let topic = match message {
@@ -322,7 +342,7 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
     };
     tokio::spawn(task.run(command_rx));
     Ok(NetworkHandle {
-        commands,
+        client: NetworkClient { commands },
         events,
         peer_id,
         listen_addrs,

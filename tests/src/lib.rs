@@ -54,6 +54,8 @@ pub struct Node {
     pub url: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its peer-to-peer address (with `/p2p/<peer id>`), when started with `--p2p-addr`.
+    pub p2p: Option<String>,
     log: PathBuf,
 }
 
@@ -106,12 +108,26 @@ impl Node {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
+        let mut p2p = None;
+        if args.iter().any(|a| a == "--p2p-addr") {
+            line.clear();
+            reader.read_line(&mut line)?;
+            p2p = line
+                .trim()
+                .strip_prefix("vexidus-node: P2P on ")
+                .map(str::to_string);
+            if p2p.is_none() {
+                let _ = child.kill();
+                bail!("node printed no P2P address: {line:?}");
+            }
+        }
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
         let node = Self {
             child: Some(child),
             url,
             data_dir: data_dir.to_path_buf(),
+            p2p,
             log,
         };
         node.wait_for(Duration::from_secs(30), |s| s.get("height").is_some())?;

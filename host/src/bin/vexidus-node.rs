@@ -45,6 +45,18 @@ struct Cli {
     /// Most pending transactions kept in the pool.
     #[arg(long, default_value_t = 100_000)]
     pool_capacity: usize,
+    /// Peer-to-peer listen address (QUIC multiaddr), e.g. /ip4/0.0.0.0/udp/30333/quic-v1.
+    /// Without it the node does not join a network.
+    #[arg(long, value_name = "MULTIADDR")]
+    p2p_addr: Option<libp2p::Multiaddr>,
+    /// Peers to dial at start, comma-separated multiaddrs ending in /p2p/<peer id>.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "MULTIADDR,…",
+        requires = "p2p_addr"
+    )]
+    bootnodes: Vec<libp2p::Multiaddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,6 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         implemented_upgrades: vexidus_host::implemented_upgrades(),
         pool_capacity: cli.pool_capacity,
         auto_vote_seed: cli.auto_vote_seed,
+        p2p: cli.p2p_addr.map(|listen| vexidus_host::node::P2pSettings {
+            listen,
+            bootnodes: cli.bootnodes,
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
