@@ -44,7 +44,7 @@ pub struct NetworkConfig {
 #[derive(Debug)]
 pub enum NetworkEvent {
     /// A gossip message that passed the guard. The node must check signatures and validity
-    /// and call [`NetworkHandle::report`] on an offence.
+    /// and call [`NetworkClient::report`] on an offence.
     Gossip {
         /// The peer that forwarded it.
         peer: PeerId,
@@ -53,7 +53,7 @@ pub enum NetworkEvent {
         /// How it was encoded.
         encoding: Encoding,
     },
-    /// A peer asks for blocks; answer with [`NetworkHandle::respond`].
+    /// A peer asks for blocks; answer with [`NetworkClient::respond`].
     SyncRequest {
         /// The peer.
         peer: PeerId,

@@ -49,7 +49,7 @@ struct Cli {
     /// Without it the node does not join a network.
     #[arg(long, value_name = "MULTIADDR")]
     p2p_addr: Option<libp2p::Multiaddr>,
-    /// Peers to dial at start, comma-separated multiaddrs ending in /p2p/<peer id>.
+    /// Peers to dial at start, comma-separated multiaddrs ending in `/p2p/<peer id>`.
     #[arg(
         long,
         value_delimiter = ',',
