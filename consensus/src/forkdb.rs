@@ -2,22 +2,45 @@
 //! record each block implies, and the fork choice. Nothing below the root exists here, so no
 //! fork choice can ever cross the last irreversible block.
 
-use crate::schedule::{MISSES_TO_SKIP, PRODUCED_TO_RETURN};
 use crate::types::{BlockMeta, ValidatorSet};
 use std::collections::{BTreeMap, BTreeSet};
+use vexidus_runtime_api::schedule::{MissedBlockRecord, record_block};
 use vexidus_runtime_api::{Address, Hash};
 
-/// Missed-block accounting as of a block; a pure function of the chain up to it.
+/// Missed-block accounting as of a block; a pure function of the chain up to it, kept by the
+/// same rule as the runtime's on-chain record (`runtime_api::schedule::record_block`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Liveness {
-    /// Consecutive blocks each validator was due to produce and did not.
-    pub missed_streak: BTreeMap<Address, u32>,
-    /// Every block each validator was due to produce and did not.
-    pub missed_total: BTreeMap<Address, u64>,
-    /// The proposer of this block and how many consecutive blocks it produced.
-    pub producing: Option<(Address, u32)>,
+    /// The block's (height, proposer, consecutive blocks by that proposer).
+    pub last: Option<(u64, Address, u32)>,
+    /// (consecutive misses, all misses) per validator.
+    pub missed: BTreeMap<Address, (u32, u64)>,
     /// Validators out of the rotation.
     pub skipped: BTreeSet<Address>,
+}
+
+impl MissedBlockRecord for Liveness {
+    fn last(&mut self) -> Option<(u64, Address, u32)> {
+        self.last
+    }
+    fn set_last(&mut self, last: (u64, Address, u32)) {
+        self.last = Some(last);
+    }
+    fn missed(&mut self, who: &Address) -> (u32, u64) {
+        self.missed.get(who).copied().unwrap_or((0, 0))
+    }
+    fn set_missed(&mut self, who: &Address, missed: (u32, u64)) {
+        self.missed.insert(*who, missed);
+    }
+    fn skipped(&mut self) -> BTreeSet<Address> {
+        self.skipped.clone()
+    }
+    fn set_skipped(&mut self, skipped: BTreeSet<Address>) {
+        self.skipped = skipped;
+    }
+    fn blake3(&self, bytes: &[u8]) -> [u8; 32] {
+        *blake3::hash(bytes).as_bytes()
+    }
 }
 
 /// A block in the fork database.
@@ -61,28 +84,8 @@ pub fn producers(parent: &Node, height: u64, set: &ValidatorSet, in_grace: bool)
 /// The liveness record after `meta` on top of `parent`.
 pub fn next_liveness(parent: &Node, meta: &BlockMeta, set: &ValidatorSet) -> Liveness {
     let mut l = parent.liveness.clone();
-    let due = producers(parent, meta.height, set, meta.in_grace);
-    let streak = match l.producing {
-        Some((p, n)) if p == meta.proposer => n + 1,
-        _ => 1,
-    };
-    l.producing = Some((meta.proposer, streak));
-    l.missed_streak.remove(&meta.proposer);
-    if streak >= PRODUCED_TO_RETURN {
-        l.skipped.remove(&meta.proposer);
-    }
-    if !meta.in_grace
-        && let Some(leader) = due.first()
-        && *leader != meta.proposer
-    {
-        let s = l.missed_streak.entry(*leader).or_insert(0);
-        *s += 1;
-        let s = *s;
-        *l.missed_total.entry(*leader).or_insert(0) += 1;
-        if s >= MISSES_TO_SKIP {
-            l.skipped.insert(*leader);
-        }
-    }
+    let members: Vec<(Address, u128)> = set.members.iter().map(|(a, s)| (*a, *s)).collect();
+    record_block(&mut l, meta.height, meta.proposer, &members, meta.in_grace);
     l
 }
 

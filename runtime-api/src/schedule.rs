@@ -93,6 +93,71 @@ pub fn producers(
     order
 }
 
+/// Where a missed-block record lives: chain state in the runtime, memory per fork in the node's
+/// consensus. [`record_block`] is the one rule over it.
+pub trait MissedBlockRecord {
+    /// The previous block's (height, proposer, consecutive blocks by that proposer).
+    fn last(&mut self) -> Option<(u64, Address, u32)>;
+    /// Sets it.
+    fn set_last(&mut self, last: (u64, Address, u32));
+    /// A validator's (consecutive misses, all misses).
+    fn missed(&mut self, who: &Address) -> (u32, u64);
+    /// Sets them.
+    fn set_missed(&mut self, who: &Address, missed: (u32, u64));
+    /// Validators out of the rotation.
+    fn skipped(&mut self) -> BTreeSet<Address>;
+    /// Sets them.
+    fn set_skipped(&mut self, skipped: BTreeSet<Address>);
+    /// blake3, for the draw.
+    fn blake3(&self, bytes: &[u8]) -> [u8; 32];
+}
+
+/// Records block `height` produced by `proposer` over `members`: the validator that was due and
+/// did not produce is charged a miss (none in a grace period); three consecutive misses take it
+/// out of the rotation, two consecutive blocks bring a validator back.
+pub fn record_block(
+    rec: &mut impl MissedBlockRecord,
+    height: u64,
+    proposer: Address,
+    members: &[(Address, u128)],
+    in_grace: bool,
+) {
+    let last = rec.last();
+    let mut skipped = rec.skipped();
+    let before = skipped.clone();
+    let due = producers(
+        height,
+        last.map(|(h, p, _)| (h, p)),
+        members,
+        &skipped,
+        in_grace,
+        |b| rec.blake3(b),
+    );
+    let streak = match last {
+        Some((h, p, n)) if p == proposer && h + 1 == height => n + 1,
+        _ => 1,
+    };
+    rec.set_last((height, proposer, streak));
+    let (_, total) = rec.missed(&proposer);
+    rec.set_missed(&proposer, (0, total));
+    if streak >= PRODUCED_TO_RETURN {
+        skipped.remove(&proposer);
+    }
+    if !in_grace
+        && let Some(leader) = due.first().copied()
+        && leader != proposer
+    {
+        let (streak, total) = rec.missed(&leader);
+        rec.set_missed(&leader, (streak + 1, total + 1));
+        if streak + 1 >= MISSES_TO_SKIP {
+            skipped.insert(leader);
+        }
+    }
+    if skipped != before {
+        rec.set_skipped(skipped);
+    }
+}
+
 /// How long backup `position` (1 = first backup) waits past the block's due time: 5 + 3 ×
 /// (position − 1) units of `base_ms` (1 s in production).
 pub fn failover_delay_ms(position: usize, base_ms: u64) -> u64 {

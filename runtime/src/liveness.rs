@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use vexidus_governance::upgrade;
 use vexidus_runtime_api::Address;
 use vexidus_runtime_api::guest::{read, write};
-use vexidus_runtime_api::schedule::{MISSES_TO_SKIP, PRODUCED_TO_RETURN, producers};
+use vexidus_runtime_api::schedule::{MissedBlockRecord, record_block};
 
 /// The last block's (height, proposer, consecutive blocks by that proposer).
 pub const LAST: &[u8] = b"live/last";
@@ -38,49 +38,39 @@ pub fn in_grace(env: &mut impl Env, height: u64) -> bool {
     height < upgrade::grace_until(env)
 }
 
-/// Records block `height` produced by `proposer`.
+/// The record in chain state.
+struct StateRecord<'e, E: Env>(&'e mut E);
+
+impl<E: Env> MissedBlockRecord for StateRecord<'_, E> {
+    fn last(&mut self) -> Option<(u64, Address, u32)> {
+        read(self.0, LAST)
+    }
+    fn set_last(&mut self, last: (u64, Address, u32)) {
+        write(self.0, LAST, &last);
+    }
+    fn missed(&mut self, who: &Address) -> (u32, u64) {
+        missed(self.0, who)
+    }
+    fn set_missed(&mut self, who: &Address, m: (u32, u64)) {
+        write(self.0, &missed_key(who), &m);
+    }
+    fn skipped(&mut self) -> BTreeSet<Address> {
+        skipped(self.0).into_iter().collect()
+    }
+    fn set_skipped(&mut self, s: BTreeSet<Address>) {
+        write(self.0, SKIPPED, &s.into_iter().collect::<Vec<_>>());
+    }
+    fn blake3(&self, bytes: &[u8]) -> [u8; 32] {
+        self.0.blake3(bytes)
+    }
+}
+
+/// Records block `height` produced by `proposer` (`runtime_api::schedule::record_block`).
 pub fn record(env: &mut impl Env, height: u64, proposer: Address) {
     let members = crate::dispatch::active_set(env, height);
     if members.is_empty() {
         return;
     }
     let grace = in_grace(env, height);
-    let last: Option<(u64, Address, u32)> = read(env, LAST);
-    let mut skipped: BTreeSet<Address> = skipped(env).into_iter().collect();
-    let before = skipped.clone();
-    let due = {
-        let e = &*env;
-        producers(
-            height,
-            last.map(|(h, p, _)| (h, p)),
-            &members,
-            &skipped,
-            grace,
-            |b| e.blake3(b),
-        )
-    };
-    let streak = match last {
-        Some((h, p, n)) if p == proposer && h + 1 == height => n + 1,
-        _ => 1,
-    };
-    write(env, LAST, &(height, proposer, streak));
-    let (_, total) = missed(env, &proposer);
-    write(env, &missed_key(&proposer), &(0u32, total));
-    if streak >= PRODUCED_TO_RETURN {
-        skipped.remove(&proposer);
-    }
-    if !grace
-        && let Some(leader) = due.first().copied()
-        && leader != proposer
-    {
-        let (streak, total) = missed(env, &leader);
-        let streak = streak + 1;
-        write(env, &missed_key(&leader), &(streak, total + 1));
-        if streak >= MISSES_TO_SKIP {
-            skipped.insert(leader);
-        }
-    }
-    if skipped != before {
-        write(env, SKIPPED, &skipped.into_iter().collect::<Vec<_>>());
-    }
+    record_block(&mut StateRecord(env), height, proposer, &members, grace);
 }
