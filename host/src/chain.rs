@@ -1,16 +1,23 @@
-//! The chain: genesis, block production, block import and reads of head state.
+//! The chain: genesis, block production, block import, forks and reads of head state.
 //!
 //! Production and import share one execution path (`Chain::execute`); the only difference is
 //! what happens to a transaction the runtime refuses: production leaves it out of the block,
-//! import refuses the whole block. Either way a block's effects reach the database in one
-//! atomic batch together with its state root.
+//! import refuses the whole block.
+//!
+//! Blocks above the last irreversible block form a tree: each is executed on an overlay that
+//! layers the changes of its ancestors above the database ([`Layered`]), and is kept in memory
+//! (and in the `pending` column family, for restarts). [`Chain::finalize`] writes a block and
+//! its ancestors to the database, each in one atomic batch together with its state root, and
+//! drops the forks it excludes. The head — the block consensus's fork choice names — is what
+//! queries and the pool read.
 
 use crate::executor::Externalities;
 use crate::executor::{ExecError, Executor, Prototype};
 use crate::storage::lthash::LtHash;
 use crate::storage::overlay::{Changes, StateOverlay};
-use crate::storage::{BlockCommit, Db, HeadInfo, StorageError};
+use crate::storage::{BlockCommit, Db, HeadInfo, Layered, StateBackend, StorageError};
 use parity_scale_codec::{Decode, Encode};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use vexidus_runtime_api::abi::{
     self, ApplyArgs, BeginBlockOutcome, BlockContext, EndBlockOutcome, InvalidTransaction,
@@ -49,6 +56,9 @@ pub enum ChainError {
     /// The runtime answered with an error.
     #[error("runtime error: {0}")]
     Runtime(String),
+    /// A block's parent is neither the last irreversible block nor a block above it.
+    #[error("unknown parent {}", hex::encode(.0))]
+    UnknownParent(Hash),
 }
 
 /// Chain result.
@@ -85,13 +95,41 @@ enum Mode {
     Shadow,
 }
 
+/// An executed block above the last irreversible block.
+struct Pending {
+    executed: ExecutedBlock,
+    tx_hashes: Vec<Hash>,
+    /// Its own changes (not its ancestors').
+    changes: Changes,
+    /// The accumulator after it.
+    lthash: LtHash,
+    /// The runtime its state names, which executes its children.
+    runtime: Arc<Prototype>,
+}
+
+/// The state after a block, as execution of a child needs it.
+struct Base {
+    hash: Hash,
+    height: u64,
+    /// The changes from the last irreversible block up to and including this one.
+    changes: Changes,
+    lthash: LtHash,
+    runtime: Arc<Prototype>,
+}
+
 /// The chain state machine over one database.
 pub struct Chain {
     db: Arc<Db>,
     executor: Arc<Executor>,
-    head: HeadInfo,
+    /// The last irreversible block: the one the database's state is at.
+    finalized: HeadInfo,
+    /// The accumulator of the database's state.
     lthash: LtHash,
+    /// The runtime the database's state names.
     runtime: Arc<Prototype>,
+    pending: BTreeMap<Hash, Pending>,
+    /// The canonical head (the finalized block or a pending one).
+    head: HeadInfo,
     genesis: GenesisConfig,
     implemented_upgrades: Vec<String>,
     shadow: Option<Arc<Prototype>>,
@@ -173,17 +211,59 @@ impl Chain {
             .head()?
             .ok_or_else(|| ChainError::Genesis("genesis was not stored".into()))?;
         let lthash = db.lthash()?;
-        Ok(Self {
+        let mut chain = Self {
             db,
             executor,
+            finalized: head.clone(),
             head,
             lthash,
             runtime,
+            pending: BTreeMap::new(),
             genesis: genesis.clone(),
             implemented_upgrades,
             shadow: None,
             last_shadow: None,
-        })
+        };
+        chain.reexecute_pending()?;
+        Ok(chain)
+    }
+
+    /// Executes again the blocks above the last irreversible block that the database kept,
+    /// parents first, and makes the highest the head. A kept block that no longer executes
+    /// (its fork lost while the node was down) is dropped.
+    fn reexecute_pending(&mut self) -> Result<()> {
+        let kept = self.db.pending_blocks()?;
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let mut dropped = Vec::new();
+        for block in kept {
+            let hash = signing::header_hash(&block.header);
+            match self.execute_block(block) {
+                Ok(_) => {}
+                Err(e @ (ChainError::Storage(_) | ChainError::UpgradeHalt(_))) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(hash = %hex::encode(hash), "dropping a kept block: {e}");
+                    dropped.push(hash);
+                }
+            }
+        }
+        self.db.delete_pending(&dropped)?;
+        if let Some(best) = self.pending.values().max_by_key(|p| {
+            (
+                p.executed.block.header.height,
+                std::cmp::Reverse(p.executed.hash),
+            )
+        }) {
+            let hash = best.executed.hash;
+            self.set_head(&hash)?;
+        }
+        tracing::info!(
+            blocks = self.pending.len(),
+            head = self.head.height,
+            "re-executed the blocks above the last irreversible block"
+        );
+        Ok(())
     }
 
     /// Opens the chain already stored in `db`, with the genesis it records.
@@ -246,9 +326,14 @@ impl Chain {
         Ok(runtime)
     }
 
-    /// The head.
+    /// The canonical head.
     pub fn head(&self) -> &HeadInfo {
         &self.head
+    }
+
+    /// The last irreversible block: the database's state is at it.
+    pub fn finalized(&self) -> &HeadInfo {
+        &self.finalized
     }
 
     /// The database.
@@ -261,9 +346,12 @@ impl Chain {
         &self.executor
     }
 
-    /// The runtime that executes the next block (the chain's own `:code`).
+    /// The runtime that executes the block after the head (the head state's `:code`).
     pub fn runtime(&self) -> &Arc<Prototype> {
-        &self.runtime
+        self.pending
+            .get(&self.head.hash)
+            .map(|p| &p.runtime)
+            .unwrap_or(&self.runtime)
     }
 
     /// The genesis configuration.
@@ -276,16 +364,137 @@ impl Chain {
         &self.genesis.chain_id
     }
 
-    /// The in-memory LtHash accumulator of the head state.
+    /// The in-memory LtHash accumulator of the last irreversible block's state (the stored one).
     pub fn lthash(&self) -> &LtHash {
         &self.lthash
     }
 
+    /// Whether a block is known: irreversible, or executed above the last irreversible block.
+    pub fn knows(&self, hash: &Hash) -> bool {
+        *hash == self.finalized.hash
+            || self.pending.contains_key(hash)
+            || matches!(self.db.block(hash), Ok(Some(_)))
+    }
+
+    /// A block above the last irreversible block, executed.
+    pub fn pending_block(&self, hash: &Hash) -> Option<&ExecutedBlock> {
+        self.pending.get(hash).map(|p| &p.executed)
+    }
+
+    /// Hashes of the blocks executed above the last irreversible block, in height order.
+    pub fn pending_hashes(&self) -> Vec<Hash> {
+        let mut v: Vec<(u64, Hash)> = self
+            .pending
+            .values()
+            .map(|p| (p.executed.block.header.height, p.executed.hash))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, h)| h).collect()
+    }
+
+    /// The canonical blocks above the last irreversible block, head first.
+    fn canonical_pending(&self) -> Vec<&Pending> {
+        let mut out = Vec::new();
+        let mut at = self.head.hash;
+        while let Some(p) = self.pending.get(&at) {
+            out.push(p);
+            at = p.executed.block.header.parent_hash;
+        }
+        out
+    }
+
+    /// The canonical block at `height` (irreversible or not).
+    pub fn block_at(&self, height: u64) -> Result<Option<Block>> {
+        if height <= self.finalized.height {
+            return Ok(self.db.block_at(height)?);
+        }
+        Ok(self
+            .canonical_pending()
+            .into_iter()
+            .find(|p| p.executed.block.header.height == height)
+            .map(|p| p.executed.block.clone()))
+    }
+
+    /// A block by hash (irreversible or not).
+    pub fn block(&self, hash: &Hash) -> Result<Option<Block>> {
+        if let Some(p) = self.pending.get(hash) {
+            return Ok(Some(p.executed.block.clone()));
+        }
+        Ok(self.db.block(hash)?)
+    }
+
+    /// Receipts and block events of the canonical block at `height`.
+    pub fn outcome_at(&self, height: u64) -> Result<Option<(Vec<Receipt>, Vec<Event>)>> {
+        if height <= self.finalized.height {
+            return Ok(self.db.receipts(height)?.zip(self.db.block_events(height)?));
+        }
+        Ok(self
+            .canonical_pending()
+            .into_iter()
+            .find(|p| p.executed.block.header.height == height)
+            .map(|p| (p.executed.receipts.clone(), p.executed.events.clone())))
+    }
+
+    /// Where a transaction is on the canonical chain: (height, index).
+    pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<(u64, u32)>> {
+        if let Some(found) = self.db.tx_location(tx_hash)? {
+            return Ok(Some(found));
+        }
+        Ok(self.canonical_pending().into_iter().find_map(|p| {
+            p.tx_hashes
+                .iter()
+                .position(|h| h == tx_hash)
+                .map(|i| (p.executed.block.header.height, i as u32))
+        }))
+    }
+
+    /// The state after block `at` (the last irreversible one or one above it).
+    fn base(&self, at: &Hash) -> Result<Base> {
+        if *at == self.finalized.hash {
+            return Ok(Base {
+                hash: *at,
+                height: self.finalized.height,
+                changes: Changes::new(),
+                lthash: self.lthash.clone(),
+                runtime: self.runtime.clone(),
+            });
+        }
+        let top = self.pending.get(at).ok_or(ChainError::UnknownParent(*at))?;
+        let mut path = vec![top];
+        let mut parent = top.executed.block.header.parent_hash;
+        while parent != self.finalized.hash {
+            let p = self
+                .pending
+                .get(&parent)
+                .ok_or(ChainError::UnknownParent(parent))?;
+            path.push(p);
+            parent = p.executed.block.header.parent_hash;
+        }
+        let mut changes = Changes::new();
+        for p in path.iter().rev() {
+            changes.extend(p.changes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(Base {
+            hash: *at,
+            height: top.executed.block.header.height,
+            changes,
+            lthash: top.lthash.clone(),
+            runtime: top.runtime.clone(),
+        })
+    }
+
     /// Asks the runtime a read-only question about the head state.
     pub fn query(&self, q: Query) -> Result<QueryResponse> {
-        let mut overlay = StateOverlay::new(&*self.db);
+        self.query_at(&self.head.hash.clone(), q)
+    }
+
+    /// Asks the runtime a read-only question about the state after block `at`.
+    pub fn query_at(&self, at: &Hash, q: Query) -> Result<QueryResponse> {
+        let base = self.base(at)?;
+        let layered = Layered::new(&*self.db, &base.changes);
+        let mut overlay = StateOverlay::new(&layered);
         let r: std::result::Result<QueryResponse, String> = self.executor.call(
-            &self.runtime,
+            &base.runtime,
             abi::QUERY,
             &q,
             &mut overlay,
@@ -294,18 +503,28 @@ impl Chain {
         r.map_err(ChainError::Runtime)
     }
 
+    /// Reads a raw state key at the head.
+    pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let base = self.base(&self.head.hash)?;
+        Layered::new(&*self.db, &base.changes)
+            .get(key)
+            .map_err(storage_err)
+    }
+
     /// Checks a transaction against the head state for the pool (signature already verified).
     pub fn validate_transaction(
         &self,
         tx: &SignedTransaction,
     ) -> Result<std::result::Result<ValidTransaction, InvalidTransaction>> {
-        let mut overlay = StateOverlay::new(&*self.db);
+        let base = self.base(&self.head.hash)?;
+        let layered = Layered::new(&*self.db, &base.changes);
+        let mut overlay = StateOverlay::new(&layered);
         let args = ValidateArgs {
             height: self.head.height + 1,
             transaction: tx.clone(),
         };
         Ok(self.executor.call(
-            &self.runtime,
+            &base.runtime,
             abi::VALIDATE_TRANSACTION,
             &args,
             &mut overlay,
@@ -313,8 +532,26 @@ impl Chain {
         )?)
     }
 
-    /// Builds, signs and commits the next block from `candidates`, leaving out the ones the
-    /// runtime refuses.
+    /// Makes `hash` (the last irreversible block or a block above it) the head.
+    pub fn set_head(&mut self, hash: &Hash) -> Result<()> {
+        if *hash == self.finalized.hash {
+            self.head = self.finalized.clone();
+            return Ok(());
+        }
+        let p = self
+            .pending
+            .get(hash)
+            .ok_or(ChainError::UnknownParent(*hash))?;
+        self.head = HeadInfo {
+            height: p.executed.block.header.height,
+            hash: *hash,
+            state_root: p.executed.block.header.state_root,
+        };
+        Ok(())
+    }
+
+    /// Builds, signs and commits the next block on the head from `candidates`, leaving out the
+    /// ones the runtime refuses (one validator: every block is irreversible at once).
     pub fn produce_block(
         &mut self,
         candidates: Vec<SignedTransaction>,
@@ -334,10 +571,39 @@ impl Chain {
         timestamp_ms: u64,
         pre_state: Changes,
     ) -> Result<ExecutedBlock> {
-        let height = self.head.height + 1;
-        let ctx = self.context(height, key.public());
+        let parent = self.head.hash;
+        let produced = self.build(&parent, candidates, key, timestamp_ms, pre_state)?;
+        self.set_head(&produced.hash)?;
+        self.finalize(&produced.hash)?;
+        Ok(produced)
+    }
+
+    /// Builds and signs a block on `parent` from `candidates`, leaving out the ones the runtime
+    /// refuses, and keeps it above the last irreversible block (not the head yet).
+    pub fn produce_on(
+        &mut self,
+        parent: &Hash,
+        candidates: Vec<SignedTransaction>,
+        key: &Keypair,
+        timestamp_ms: u64,
+    ) -> Result<ExecutedBlock> {
+        self.build(parent, candidates, key, timestamp_ms, Changes::new())
+    }
+
+    fn build(
+        &mut self,
+        parent: &Hash,
+        candidates: Vec<SignedTransaction>,
+        key: &Keypair,
+        timestamp_ms: u64,
+        pre_state: Changes,
+    ) -> Result<ExecutedBlock> {
+        let base = self.base(parent)?;
+        let height = base.height + 1;
+        let ctx = self.context(height, *parent, key.public());
         let db = self.db.clone();
-        let mut overlay = StateOverlay::new(&*db);
+        let layered = Layered::new(&*db, &base.changes);
+        let mut overlay = StateOverlay::new(&layered);
         for (k, v) in &pre_state {
             match v {
                 Some(v) => crate::executor::Externalities::set(&mut overlay, k, v),
@@ -350,12 +616,19 @@ impl Chain {
             receipts,
             rejected,
             events,
-        } = self.execute_and_shadow(&mut overlay, &ctx, candidates, Mode::Produce)?;
+        } = self.execute_and_shadow(
+            &base.runtime,
+            &layered,
+            &mut overlay,
+            &ctx,
+            candidates,
+            Mode::Produce,
+        )?;
         let changes = overlay.into_changes();
-        let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
+        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
         let header = Header {
-            parent_hash: self.head.hash,
+            parent_hash: *parent,
             height,
             timestamp_ms,
             proposer: key.public(),
@@ -370,33 +643,60 @@ impl Chain {
             transactions: txs,
             signature,
         };
-        self.commit(
-            &block, hash, &receipts, &events, &tx_hashes, &changes, lthash,
-        )?;
-        Ok(ExecutedBlock {
+        let executed = ExecutedBlock {
             block,
             hash,
             receipts,
             rejected,
             events,
-        })
+        };
+        self.keep(executed, tx_hashes, changes, lthash, base.runtime)
     }
 
-    /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage).
+    /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage) on
+    /// the head: the linear path of one validator and of replays.
     pub fn import_block(&mut self, block: Block) -> Result<ExecutedBlock> {
         let height = block.header.height;
-        let invalid = |reason: String| ChainError::InvalidBlock { height, reason };
-        if height != self.head.height + 1 {
-            return Err(invalid(format!("expected height {}", self.head.height + 1)));
-        }
         if block.header.parent_hash != self.head.hash {
+            return Err(ChainError::InvalidBlock {
+                height,
+                reason: format!(
+                    "parent {} is not the head {}",
+                    hex::encode(block.header.parent_hash),
+                    hex::encode(self.head.hash)
+                ),
+            });
+        }
+        let imported = self.execute_block(block)?;
+        self.set_head(&imported.hash)?;
+        self.finalize(&imported.hash)?;
+        Ok(imported)
+    }
+
+    /// Verifies and executes a block built elsewhere on its parent (the last irreversible
+    /// block or one above it) and keeps it above the last irreversible block. The head does
+    /// not move: fork choice is consensus's.
+    pub fn execute_block(&mut self, block: Block) -> Result<ExecutedBlock> {
+        let height = block.header.height;
+        let invalid = |reason: String| ChainError::InvalidBlock { height, reason };
+        let hash = signing::header_hash(&block.header);
+        if height <= self.finalized.height {
             return Err(invalid(format!(
-                "parent {} is not the head {}",
-                hex::encode(block.header.parent_hash),
-                hex::encode(self.head.hash)
+                "at or below the last irreversible block {}",
+                self.finalized.height
             )));
         }
-        let hash = signing::header_hash(&block.header);
+        if let Some(p) = self.pending.get(&hash) {
+            return Ok(p.executed.clone());
+        }
+        let base = self.base(&block.header.parent_hash)?;
+        if height != base.height + 1 {
+            return Err(invalid(format!(
+                "its parent is at height {}, expected {}",
+                base.height,
+                height - 1
+            )));
+        }
         if !signing::verify(
             &block.header.proposer,
             signing::BLOCK_DOMAIN,
@@ -407,7 +707,7 @@ impl Chain {
             return Err(invalid("bad proposer signature".into()));
         }
         let proposer_address = block.header.proposer.address();
-        match self.query(Query::Validator(proposer_address))? {
+        match self.query_at(&base.hash, Query::Validator(proposer_address))? {
             QueryResponse::Validator(Some(v)) if !v.is_jailed_at(height) => {}
             _ => {
                 return Err(invalid(format!(
@@ -430,15 +730,22 @@ impl Chain {
         if transactions_root(&tx_hashes) != block.header.transactions_root {
             return Err(invalid("transactions root mismatch".into()));
         }
-        let ctx = self.context(height, block.header.proposer);
+        let ctx = self.context(height, base.hash, block.header.proposer);
         let db = self.db.clone();
-        let mut overlay = StateOverlay::new(&*db);
+        let layered = Layered::new(&*db, &base.changes);
+        let mut overlay = StateOverlay::new(&layered);
         let Execution {
             receipts, events, ..
-        } =
-            self.execute_and_shadow(&mut overlay, &ctx, block.transactions.clone(), Mode::Import)?;
+        } = self.execute_and_shadow(
+            &base.runtime,
+            &layered,
+            &mut overlay,
+            &ctx,
+            block.transactions.clone(),
+            Mode::Import,
+        )?;
         let changes = overlay.into_changes();
-        let lthash = self.db.updated_lthash(&self.lthash, &changes)?;
+        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &changes)?;
         if lthash.root() != block.header.state_root {
             return Err(invalid(format!(
                 "state root mismatch: block says {}, execution gives {}",
@@ -449,22 +756,116 @@ impl Chain {
         if receipts_root(&receipts, &events) != block.header.receipts_root {
             return Err(invalid("receipts root mismatch".into()));
         }
-        self.commit(
-            &block, hash, &receipts, &events, &tx_hashes, &changes, lthash,
-        )?;
-        Ok(ExecutedBlock {
+        let executed = ExecutedBlock {
             block,
             hash,
             receipts,
             rejected: vec![],
             events,
-        })
+        };
+        self.keep(executed, tx_hashes, changes, lthash, base.runtime)
     }
 
-    fn context(&self, height: u64, proposer: PublicKey) -> BlockContext {
+    /// Keeps an executed block above the last irreversible block (memory and `pending`).
+    fn keep(
+        &mut self,
+        executed: ExecutedBlock,
+        tx_hashes: Vec<Hash>,
+        changes: Changes,
+        lthash: LtHash,
+        parent_runtime: Arc<Prototype>,
+    ) -> Result<ExecutedBlock> {
+        let runtime = match changes.get(abi::CODE_KEY) {
+            Some(Some(code)) => {
+                let r = self.executor.prototype(code)?;
+                tracing::info!(height = executed.block.header.height, version = ?r.version, "runtime switched");
+                r
+            }
+            _ => parent_runtime,
+        };
+        self.db.put_pending(&executed.hash, &executed.block)?;
+        self.pending.insert(
+            executed.hash,
+            Pending {
+                executed: executed.clone(),
+                tx_hashes,
+                changes,
+                lthash,
+                runtime,
+            },
+        );
+        Ok(executed)
+    }
+
+    /// Makes `hash` and its ancestors irreversible: writes each to the database in height
+    /// order, one atomic batch per block, and drops every block that does not descend from
+    /// it. Returns the blocks written.
+    pub fn finalize(&mut self, hash: &Hash) -> Result<Vec<ExecutedBlock>> {
+        if *hash == self.finalized.hash {
+            return Ok(vec![]);
+        }
+        let mut path = Vec::new();
+        let mut at = *hash;
+        while at != self.finalized.hash {
+            let p = self.pending.get(&at).ok_or(ChainError::UnknownParent(at))?;
+            path.push(at);
+            at = p.executed.block.header.parent_hash;
+        }
+        let mut written = Vec::with_capacity(path.len());
+        for h in path.into_iter().rev() {
+            let p = self.pending.remove(&h).expect("on the path just walked");
+            self.db.commit_block(BlockCommit {
+                block: &p.executed.block,
+                hash: h,
+                receipts: &p.executed.receipts,
+                events: &p.executed.events,
+                tx_hashes: &p.tx_hashes,
+                changes: &p.changes,
+                lthash: &p.lthash,
+                genesis: None,
+            })?;
+            self.finalized = HeadInfo {
+                height: p.executed.block.header.height,
+                hash: h,
+                state_root: p.executed.block.header.state_root,
+            };
+            self.lthash = p.lthash;
+            self.runtime = p.runtime;
+            written.push(p.executed);
+        }
+        // Forks the new root excludes: everything not descending from it.
+        let mut dropped = Vec::new();
+        loop {
+            let gone: Vec<Hash> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| {
+                    let parent = p.executed.block.header.parent_hash;
+                    parent != self.finalized.hash && !self.pending.contains_key(&parent)
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            if gone.is_empty() {
+                break;
+            }
+            for h in gone {
+                self.pending.remove(&h);
+                dropped.push(h);
+            }
+        }
+        if !dropped.is_empty() {
+            self.db.delete_pending(&dropped)?;
+        }
+        if !self.pending.contains_key(&self.head.hash) {
+            self.head = self.finalized.clone();
+        }
+        Ok(written)
+    }
+
+    fn context(&self, height: u64, parent_hash: Hash, proposer: PublicKey) -> BlockContext {
         BlockContext {
             height,
-            parent_hash: self.head.hash,
+            parent_hash,
             proposer,
             implemented_upgrades: self.implemented_upgrades.clone(),
         }
@@ -477,6 +878,7 @@ impl Chain {
     /// on the deterministic outcome of the call.
     fn migrate_if_pending(
         &self,
+        runtime: &Arc<Prototype>,
         overlay: &mut StateOverlay<'_>,
         height: u64,
     ) -> Result<Arc<Prototype>> {
@@ -484,7 +886,7 @@ impl Chain {
             .get(abi::PENDING_MIGRATION_KEY)
             .map_err(storage_err)?
         else {
-            return Ok(self.runtime.clone());
+            return Ok(runtime.clone());
         };
         let fuel = self.executor.fuel.block;
         let outcome = match PendingMigration::decode(&mut &marker[..]) {
@@ -495,7 +897,7 @@ impl Chain {
                 };
                 let r: std::result::Result<std::result::Result<(), String>, ExecError> = self
                     .executor
-                    .call(&self.runtime, abi::MIGRATE, &args, overlay, fuel);
+                    .call(runtime, abi::MIGRATE, &args, overlay, fuel);
                 match r {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(reason)) => Err((pending.name, format!("migration failed: {reason}"))),
@@ -512,8 +914,8 @@ impl Chain {
                 overlay.commit_transaction();
                 overlay.remove(abi::PENDING_MIGRATION_KEY);
                 overlay.commit_transaction();
-                tracing::info!(version = ?self.runtime.version, "runtime migration succeeded");
-                Ok(self.runtime.clone())
+                tracing::info!(version = ?runtime.version, "runtime migration succeeded");
+                Ok(runtime.clone())
             }
             Err((name, reason)) => {
                 overlay.discard_transaction();
@@ -541,12 +943,13 @@ impl Chain {
     /// Pending migration → begin_block → transactions → end_block, on `overlay`.
     fn execute(
         &self,
+        runtime: &Arc<Prototype>,
         overlay: &mut StateOverlay<'_>,
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
     ) -> Result<Execution> {
-        let runtime = self.migrate_if_pending(overlay, ctx.height)?;
+        let runtime = self.migrate_if_pending(runtime, overlay, ctx.height)?;
         self.execute_with(&runtime, overlay, ctx, candidates, mode)
     }
 
@@ -554,6 +957,8 @@ impl Chain {
     /// the same block with it on a throwaway overlay and keeps the report.
     fn execute_and_shadow(
         &mut self,
+        runtime: &Arc<Prototype>,
+        backend: &dyn StateBackend,
         overlay: &mut StateOverlay<'_>,
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
@@ -561,12 +966,11 @@ impl Chain {
     ) -> Result<Execution> {
         let started = std::time::Instant::now();
         let (executed, live_fuel) =
-            Executor::metered(|| self.execute(overlay, ctx, candidates, mode));
+            Executor::metered(|| self.execute(runtime, overlay, ctx, candidates, mode));
         let executed = executed?;
         let live_time = started.elapsed();
         self.last_shadow = self.shadow.clone().map(|shadow| {
-            let db = self.db.clone();
-            let mut throwaway = StateOverlay::new(&*db);
+            let mut throwaway = StateOverlay::new(backend);
             let started = std::time::Instant::now();
             let (r, shadow_fuel) = Executor::metered(|| {
                 self.execute_with(
@@ -686,40 +1090,6 @@ impl Chain {
             rejected,
             events,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn commit(
-        &mut self,
-        block: &Block,
-        hash: Hash,
-        receipts: &[Receipt],
-        events: &[Event],
-        tx_hashes: &[Hash],
-        changes: &Changes,
-        lthash: LtHash,
-    ) -> Result<()> {
-        self.db.commit_block(BlockCommit {
-            block,
-            hash,
-            receipts,
-            events,
-            tx_hashes,
-            changes,
-            lthash: &lthash,
-            genesis: None,
-        })?;
-        self.head = HeadInfo {
-            height: block.header.height,
-            hash,
-            state_root: block.header.state_root,
-        };
-        self.lthash = lthash;
-        if let Some(Some(code)) = changes.get(abi::CODE_KEY) {
-            self.runtime = self.executor.prototype(code)?;
-            tracing::info!(version = ?self.runtime.version, "runtime switched");
-        }
-        Ok(())
     }
 }
 

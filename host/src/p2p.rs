@@ -221,7 +221,6 @@ async fn sync_from(
 /// Blocks for a peer: consecutive from the asked height, within the count and size caps.
 fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
     let chain = state.read_chain();
-    let db = chain.db();
     let mut blocks = Vec::new();
     match request {
         SyncRequest::Blocks { from, max } => {
@@ -229,7 +228,7 @@ fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
             let cap = (MAX_MESSAGE_BYTES as u64).min(vexidus_network::service::MAX_RESPONSE_BYTES)
                 as usize;
             for h in *from..from.saturating_add(u64::from((*max).min(SYNC_BATCH))) {
-                let Ok(Some(block)) = db.block_at(h) else {
+                let Ok(Some(block)) = chain.block_at(h) else {
                     break;
                 };
                 size += borsh::to_vec(&block).map(|b| b.len()).unwrap_or(cap);
@@ -240,7 +239,7 @@ fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
             }
         }
         SyncRequest::Block { hash } => {
-            if let Ok(Some(block)) = db.block(hash) {
+            if let Ok(Some(block)) = chain.block(hash) {
                 blocks.push(block);
             }
         }

@@ -325,18 +325,20 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             |params, state, _| -> Result<Value, ErrorObjectOwned> {
                 let id: Value = one_param(&params, "a height or a block hash")?;
                 let chain = state.read_chain();
-                let db = chain.db();
                 let block = match &id {
                     Value::Number(n) => {
                         let h = n
                             .as_u64()
                             .ok_or_else(|| bad_params("height must be a non-negative integer"))?;
-                        db.block_at(h).map_err(node_err)?
+                        chain.block_at(h).map_err(node_err)?
                     }
                     Value::String(s) if s == "latest" => {
-                        db.block_at(chain.head().height).map_err(node_err)?
+                        chain.block_at(chain.head().height).map_err(node_err)?
                     }
-                    Value::String(s) => db.block(&parse_hash(s)?).map_err(node_err)?,
+                    Value::String(s) if s == "finalized" => {
+                        chain.block_at(chain.finalized().height).map_err(node_err)?
+                    }
+                    Value::String(s) => chain.block(&parse_hash(s)?).map_err(node_err)?,
                     _ => {
                         return Err(bad_params(
                             "expected a height (number), a block hash (hex string) or \"latest\"",
@@ -347,16 +349,17 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     return Ok(Value::Null);
                 };
                 let hash = vexidus_runtime_api::signing::header_hash(&block.header);
-                let receipts = db
-                    .receipts(block.header.height)
-                    .map_err(node_err)?
-                    .unwrap_or_default();
+                // A block by hash may be on a fork: its receipts are those of its own execution.
+                let (receipts, block_events) = match chain.pending_block(&hash) {
+                    Some(p) => (p.receipts.clone(), p.events.clone()),
+                    None => chain
+                        .outcome_at(block.header.height)
+                        .map_err(node_err)?
+                        .unwrap_or_default(),
+                };
                 let mut v = header_json(&block, &hash);
                 v["signature"] = json!(block.signature.to_string());
-                let block_events = db
-                    .block_events(block.header.height)
-                    .map_err(node_err)?
-                    .unwrap_or_default();
+                v["finalized"] = json!(block.header.height <= chain.finalized().height);
                 v["events"] = json!(block_events.iter().map(event_json).collect::<Vec<_>>());
                 v["transactions"] = json!(
                     block
@@ -382,15 +385,17 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     return Ok(json!({ "hash": hex0x(hash), "status": "pending" }));
                 }
                 let chain = state.read_chain();
-                let db = chain.db();
-                let Some((height, index)) = db.tx_location(&hash).map_err(node_err)? else {
+                let Some((height, index)) = chain.tx_location(&hash).map_err(node_err)? else {
                     return Ok(Value::Null);
                 };
-                let block = db
+                let block = chain
                     .block_at(height)
                     .map_err(node_err)?
                     .ok_or_else(|| node_err("indexed block missing"))?;
-                let receipts = db.receipts(height).map_err(node_err)?.unwrap_or_default();
+                let (receipts, _) = chain
+                    .outcome_at(height)
+                    .map_err(node_err)?
+                    .unwrap_or_default();
                 let tx = block
                     .transactions
                     .get(index as usize)
@@ -400,6 +405,7 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     .ok_or_else(|| node_err("receipt missing"))?;
                 Ok(json!({
                     "hash": hex0x(hash), "status": "included", "height": height, "index": index,
+                    "finalized": height <= chain.finalized().height,
                     "block_hash": hex0x(vexidus_runtime_api::signing::header_hash(&block.header)),
                     "transaction": transaction_json(tx), "receipt": receipt_json(receipt),
                 }))

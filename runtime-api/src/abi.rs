@@ -480,6 +480,28 @@ pub enum Query {
     /// A validator's missed-block record.
     #[codec(index = 13)]
     Liveness(Address),
+    /// What consensus needs of the state after a block: the active set the next block is
+    /// scheduled and voted with, and the whole missed-block record.
+    #[codec(index = 14)]
+    Consensus {
+        /// The height of the next block.
+        at_height: u64,
+    },
+}
+
+/// The consensus view of chain state ([`Query::Consensus`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct ConsensusView {
+    /// The active set at the asked height: (address, stake), sorted by address.
+    pub active: Vec<(Address, u128)>,
+    /// The last block's (height, proposer, consecutive blocks by that proposer).
+    pub last: Option<(u64, Address, u32)>,
+    /// (consecutive misses, all misses) of every validator with a record, by address.
+    pub missed: Vec<(Address, (u32, u64))>,
+    /// Validators out of the rotation, sorted.
+    pub skipped: Vec<Address>,
+    /// The end of the upgrade grace period (exclusive).
+    pub grace_until: u64,
 }
 
 /// A validator's missed-block record as `vex_getValidators` shows it.
@@ -572,6 +594,9 @@ pub enum QueryResponse {
     /// See [`Query::Liveness`].
     #[codec(index = 13)]
     Liveness(LivenessView),
+    /// See [`Query::Consensus`].
+    #[codec(index = 14)]
+    Consensus(ConsensusView),
 }
 
 /// The result of `vex_apply_transaction`.

@@ -293,6 +293,9 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
             QueryResponse::MultiSig(vexidus_governance::multisig::account(env, &a))
         }
         Query::PlanCode => QueryResponse::PlanCode(env.get(upgrade::PLAN_CODE)),
+        Query::Consensus { at_height } => {
+            QueryResponse::Consensus(crate::liveness::consensus_view(env, at_height))
+        }
         Query::Liveness(who) => {
             let (streak, total) = crate::liveness::missed(env, &who);
             QueryResponse::Liveness(vexidus_runtime_api::abi::LivenessView {

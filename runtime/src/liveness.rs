@@ -9,6 +9,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use vexidus_governance::upgrade;
 use vexidus_runtime_api::Address;
+use vexidus_runtime_api::abi::ConsensusView;
 use vexidus_runtime_api::guest::{read, write};
 use vexidus_runtime_api::schedule::{MissedBlockRecord, record_block};
 
@@ -62,6 +63,34 @@ impl<E: Env> MissedBlockRecord for StateRecord<'_, E> {
     }
     fn blake3(&self, bytes: &[u8]) -> [u8; 32] {
         self.0.blake3(bytes)
+    }
+}
+
+/// The whole record and the active set for the block at `at_height` ([`Query::Consensus`]).
+///
+/// [`Query::Consensus`]: vexidus_runtime_api::abi::Query::Consensus
+pub fn consensus_view(env: &mut impl Env, at_height: u64) -> ConsensusView {
+    let active = crate::dispatch::active_set(env, at_height);
+    let mut missed = Vec::new();
+    let mut cursor = MISSED_PREFIX.to_vec();
+    while let Some(k) = env.next_key(&cursor) {
+        if !k.starts_with(MISSED_PREFIX) {
+            break;
+        }
+        if let (Ok(raw), Some(m)) = (
+            <[u8; 32]>::try_from(&k[MISSED_PREFIX.len()..]),
+            read::<(u32, u64)>(env, &k),
+        ) {
+            missed.push((Address(raw), m));
+        }
+        cursor = k;
+    }
+    ConsensusView {
+        active,
+        last: read(env, LAST),
+        missed,
+        skipped: skipped(env),
+        grace_until: upgrade::grace_until(env),
     }
 }
 

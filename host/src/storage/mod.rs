@@ -10,7 +10,13 @@
 //! | `receipts` | height (u64 BE) | SCALE `(Vec<Receipt>, Vec<Event>)`: receipts and block events |
 //! | `tx_index` | transaction hash | SCALE `(height u64, index u32)` |
 //! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
-//! | `meta` | `head`, `lthash`, `genesis`, `genesis_code` | the head, the LtHash accumulator, the genesis config and blob |
+//! | `meta` | `head`, `lthash`, `genesis`, `genesis_code`, `safety` | the head, the LtHash accumulator, the genesis config and blob, the validator's vote record |
+//! | `pending` | block hash | Borsh [`Block`]: executed blocks above the last irreversible one |
+//!
+//! The state family holds the state of the last irreversible block, and `head` names that
+//! block: a block's effects are written when consensus finalizes it, in one batch that also
+//! drops it from `pending`. Blocks above it live in memory, executed on overlays, and are kept
+//! in `pending` so a restarted node executes them again instead of asking peers.
 //!
 //! The LtHash accumulator is written in the same batch as the state it summarises, so the
 //! stored root always matches the stored state, whatever moment the process dies at.
@@ -36,7 +42,8 @@ const CF_RECEIPTS: &str = "receipts";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_MODULES: &str = "modules";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 7] = [
+const CF_PENDING: &str = "pending";
+const ALL_CFS: [&str; 8] = [
     CF_STATE,
     CF_BLOCKS,
     CF_HEIGHTS,
@@ -44,12 +51,14 @@ const ALL_CFS: [&str; 7] = [
     CF_TX_INDEX,
     CF_MODULES,
     CF_META,
+    CF_PENDING,
 ];
 
 const META_HEAD: &[u8] = b"head";
 const META_LTHASH: &[u8] = b"lthash";
 const META_GENESIS: &[u8] = b"genesis";
 const META_GENESIS_CODE: &[u8] = b"genesis_code";
+const META_SAFETY: &[u8] = b"safety";
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -254,20 +263,55 @@ impl Db {
 
     /// The accumulator after applying `changes` to the stored state.
     pub fn updated_lthash(&self, base: &LtHash, changes: &Changes) -> Result<LtHash> {
-        let mut acc = base.clone();
-        for (k, new) in changes {
-            let old = self.get_cf(CF_STATE, k)?;
-            if old.as_deref() == new.as_deref() {
-                continue;
-            }
-            if let Some(old) = old {
-                acc.remove(k, &old);
-            }
-            if let Some(new) = new {
-                acc.insert(k, new);
-            }
+        updated_lthash(base, self, changes)
+    }
+
+    /// Keeps an executed block that is not irreversible yet, for re-execution after a restart.
+    pub fn put_pending(&self, hash: &Hash, block: &Block) -> Result<()> {
+        let bytes = borsh::to_vec(block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        self.db.put_cf(self.cf(CF_PENDING), hash, bytes)?;
+        Ok(())
+    }
+
+    /// Forgets pending blocks (a fork that lost to the last irreversible block).
+    pub fn delete_pending(&self, hashes: &[Hash]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for h in hashes {
+            batch.delete_cf(self.cf(CF_PENDING), h);
         }
-        Ok(acc)
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Every kept pending block, in height order.
+    pub fn pending_blocks(&self) -> Result<Vec<Block>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_PENDING), IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            out.push(
+                borsh::from_slice::<Block>(&v)
+                    .map_err(|e| StorageError::Corrupt(format!("pending block: {e}")))?,
+            );
+        }
+        out.sort_by_key(|b| b.header.height);
+        Ok(out)
+    }
+
+    /// The validator's vote record (consensus safety state), as the host encoded it.
+    pub fn safety(&self) -> Result<Option<Vec<u8>>> {
+        self.get_cf(CF_META, META_SAFETY)
+    }
+
+    /// Stores the vote record durably (fsync) before a vote leaves the process.
+    pub fn put_safety(&self, bytes: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db
+            .put_cf_opt(self.cf(CF_META), META_SAFETY, bytes, &wo)?;
+        Ok(())
     }
 
     /// Writes a whole block in one atomic batch.
@@ -284,6 +328,7 @@ impl Db {
         let block_bytes =
             borsh::to_vec(c.block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         batch.put_cf(self.cf(CF_BLOCKS), c.hash, block_bytes);
+        batch.delete_cf(self.cf(CF_PENDING), c.hash);
         batch.put_cf(self.cf(CF_HEIGHTS), height_key(height), c.hash);
         batch.put_cf(
             self.cf(CF_RECEIPTS),
@@ -334,6 +379,67 @@ impl StateBackend for Db {
             }
         }
         Ok(None)
+    }
+}
+
+/// The accumulator after applying `changes` to the state `backend` reads.
+pub fn updated_lthash(
+    base: &LtHash,
+    backend: &dyn StateBackend,
+    changes: &Changes,
+) -> Result<LtHash> {
+    let mut acc = base.clone();
+    for (k, new) in changes {
+        let old = backend.get(k).map_err(StorageError::Corrupt)?;
+        if old.as_deref() == new.as_deref() {
+            continue;
+        }
+        if let Some(old) = old {
+            acc.remove(k, &old);
+        }
+        if let Some(new) = new {
+            acc.insert(k, new);
+        }
+    }
+    Ok(acc)
+}
+
+/// The state of a block above the last irreversible one: the changes of the blocks between
+/// them, over the database.
+pub struct Layered<'a> {
+    db: &'a dyn StateBackend,
+    changes: &'a Changes,
+}
+
+impl<'a> Layered<'a> {
+    /// `changes` over `db`.
+    pub fn new(db: &'a dyn StateBackend, changes: &'a Changes) -> Self {
+        Self { db, changes }
+    }
+}
+
+impl StateBackend for Layered<'_> {
+    fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+        match self.changes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.db.get(key),
+        }
+    }
+
+    fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+        let mut cursor = key.to_vec();
+        let from_db = loop {
+            match self.db.next_key(&cursor)? {
+                Some(k) if matches!(self.changes.get(&k), Some(None)) => cursor = k,
+                other => break other,
+            }
+        };
+        let from_changes = self
+            .changes
+            .range::<[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone());
+        Ok([from_db, from_changes].into_iter().flatten().min())
     }
 }
 

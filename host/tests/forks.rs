@@ -1,0 +1,167 @@
+//! Forks in the host (real wasm runtime, real RocksDB in a temp dir): blocks above the last
+//! irreversible block execute on overlays over their own parent's state, queries follow the
+//! head, finality writes one branch to the database and drops the others, and a restarted
+//! node executes its kept non-final blocks again.
+
+use std::sync::Arc;
+use vexidus_host::chain::Chain;
+use vexidus_host::executor::Executor;
+use vexidus_host::genesis::dev_genesis;
+use vexidus_host::harness::Harness;
+use vexidus_host::storage::Db;
+use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::signing::Keypair;
+use vexidus_runtime_api::state::GenesisValidator;
+use vexidus_runtime_api::transaction::{Operation, Transaction};
+use vexidus_runtime_api::{Address, NANO_PER_VXS, SignedTransaction};
+
+fn open(dir: &std::path::Path, genesis: &vexidus_runtime_api::GenesisConfig) -> Chain {
+    let mut db = Db::open(&dir.join("db")).expect("db");
+    db.set_sync_writes(false);
+    let db = Arc::new(db);
+    let executor = Arc::new(Executor::new(Some(db.module_store())));
+    Chain::open(db, executor, genesis, vexidus_host::GENESIS_RUNTIME, vec![]).expect("chain")
+}
+
+fn balance(chain: &Chain, at: &[u8; 32], who: Address) -> u128 {
+    match chain.query_at(at, Query::Account(who)).expect("query") {
+        QueryResponse::Account(a) => a.balance,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn transfer(
+    chain: &Chain,
+    from: &Keypair,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+) -> SignedTransaction {
+    from.sign_transaction(Transaction {
+        chain_id: chain.chain_id().into(),
+        sender: from.public(),
+        nonce,
+        max_gas: 40_000,
+        valid_until: 1_000,
+        operations: vec![Operation::Transfer { to, amount }],
+    })
+}
+
+#[test]
+fn forks_execute_on_their_parent_and_finality_keeps_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let alice = Harness::dev_key();
+    let bob = Harness::account_key("bob");
+    let mut genesis = dev_genesis();
+    genesis.validators.push(GenesisValidator {
+        public_key: bob.public(),
+        stake: 10_000 * NANO_PER_VXS,
+        commission_bps: 0,
+    });
+    let payer = Harness::account_key("charlie");
+    let carol = Harness::account_key("carol").public().address();
+    let mut chain = open(dir.path(), &genesis);
+    let g = chain.head().hash;
+
+    // Two blocks at height 1 on genesis, one paying carol 5 VXS, the other 7.
+    let a1 = chain
+        .produce_on(
+            &g,
+            vec![transfer(&chain, &payer, 0, carol, 5 * NANO_PER_VXS)],
+            &alice,
+            1,
+        )
+        .expect("a1");
+    let b1 = chain
+        .produce_on(
+            &g,
+            vec![transfer(&chain, &payer, 0, carol, 7 * NANO_PER_VXS)],
+            &bob,
+            2,
+        )
+        .expect("b1");
+    assert!(a1.receipts[0].success && b1.receipts[0].success);
+    assert_ne!(a1.hash, b1.hash);
+    let base = balance(&chain, &g, carol);
+    assert_eq!(balance(&chain, &a1.hash, carol), base + 5 * NANO_PER_VXS);
+    assert_eq!(balance(&chain, &b1.hash, carol), base + 7 * NANO_PER_VXS);
+    // Producing does not move the head; the caller's fork choice does.
+    assert_eq!(chain.head().hash, g);
+    chain.set_head(&b1.hash).expect("head");
+    assert_eq!(chain.head().height, 1);
+
+    // A child of b1 built elsewhere imports onto b1's state (nonce 1 is right only there).
+    let mut other = open(&dir.path().join("other"), &genesis);
+    let b1_copy = other.execute_block(b1.block.clone()).expect("b1 elsewhere");
+    assert_eq!(b1_copy.hash, b1.hash);
+    let b2 = other
+        .produce_on(
+            &b1.hash,
+            vec![transfer(&other, &payer, 1, carol, NANO_PER_VXS)],
+            &bob,
+            3,
+        )
+        .expect("b2");
+    let b2_here = chain
+        .execute_block(b2.block.clone())
+        .expect("b2 imports on b1");
+    assert_eq!(b2_here.block.header.state_root, b2.block.header.state_root);
+    // The same block on the other fork's state is refused (its parent decides its state).
+    let mut on_a1 = b2.block.clone();
+    on_a1.header.parent_hash = a1.hash;
+    assert!(chain.execute_block(on_a1).is_err());
+    drop(other);
+
+    // A block whose parent nobody has is refused as such.
+    let mut orphan = b2.block.clone();
+    orphan.header.parent_hash = [7; 32];
+    orphan.header.height = 3;
+    assert!(matches!(
+        chain.execute_block(orphan),
+        Err(vexidus_host::chain::ChainError::UnknownParent(_))
+    ));
+
+    // Nothing above genesis is in the database yet; restart executes the kept blocks again.
+    chain.set_head(&b2.hash).expect("head");
+    assert_eq!(chain.db().head().expect("db").expect("head").height, 0);
+    drop(chain);
+    let mut chain = open(dir.path(), &genesis);
+    assert_eq!(
+        chain.head().hash,
+        b2.hash,
+        "highest kept block is the head after a restart"
+    );
+    assert_eq!(chain.pending_hashes().len(), 3);
+    assert_eq!(balance(&chain, &b2.hash, carol), base + 8 * NANO_PER_VXS);
+
+    // Finality on b2 writes b1 and b2, drops a1, and the stored state is b2's.
+    let written = chain.finalize(&b2.hash).expect("finalize");
+    assert_eq!(
+        written.iter().map(|b| b.hash).collect::<Vec<_>>(),
+        vec![b1.hash, b2.hash]
+    );
+    assert!(chain.pending_hashes().is_empty(), "the losing fork is gone");
+    assert!(!chain.knows(&a1.hash));
+    let stored = chain.db().head().expect("db").expect("head");
+    assert_eq!(stored.hash, b2.hash);
+    assert_eq!(
+        chain.db().recompute_lthash().expect("lthash").root(),
+        b2.block.header.state_root
+    );
+    assert_eq!(
+        chain
+            .db()
+            .tx_location(&vexidus_runtime_api::signing::transaction_hash(
+                &b2.block.transactions[0]
+            ))
+            .expect("idx"),
+        Some((2, 0))
+    );
+    drop(chain);
+    let chain = open(dir.path(), &genesis);
+    assert!(
+        chain.pending_hashes().is_empty(),
+        "no kept block survives its finalization"
+    );
+    assert_eq!(chain.head().hash, b2.hash);
+}
