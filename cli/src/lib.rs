@@ -1,5 +1,7 @@
 //! The small JSON-RPC client the `vexidus` CLI (and the end-to-end tests) use to talk to a node,
-//! plus the helpers that turn operator input into chain values.
+//! plus the helpers that turn operator input into chain values, and `vexidus localnet`.
+
+pub mod localnet;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -66,6 +66,9 @@ enum Command {
     /// Upgrade governance: schedule, vote, cancel, inspect, sign.
     #[command(subcommand)]
     Upgrade(UpgradeCmd),
+    /// Start a network of validators on loopback (keys, genesis, one process per node);
+    /// Ctrl-C stops them all.
+    Localnet(vexidus_cli::localnet::LocalnetArgs),
 }
 
 #[derive(Subcommand)]
@@ -416,6 +419,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Upgrade(u) => upgrade(u, &client, g.output),
         Command::Proposal(p) => proposal(p, &client, g.output),
         Command::Genesis(GenesisCmd::New(args)) => genesis_new(args, g.output),
+        Command::Localnet(args) => vexidus_cli::localnet::run(args),
     }
 }
 

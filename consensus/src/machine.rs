@@ -94,7 +94,7 @@ pub enum Action {
 
 /// What a validator must persist before its votes leave the process, so that a restart never
 /// makes it sign twice.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct SafetyState {
     /// This validator's votes, by stage and height.
     pub voted: BTreeMap<(Stage, u64), Hash>,
@@ -191,6 +191,13 @@ impl Consensus {
     /// The validator set.
     pub fn validators(&self) -> &ValidatorSet {
         &self.set
+    }
+
+    /// Replaces the validator set (the host reads it from the state of each newly irreversible
+    /// block, so every node switches at the same block). Votes already counted keep counting
+    /// with the stake of the new set.
+    pub fn set_validators(&mut self, set: ValidatorSet) {
+        self.set = set;
     }
 
     /// Handles one event at time `now_ms` (monotonic, from the host).

@@ -532,6 +532,33 @@ impl Chain {
         )?)
     }
 
+    /// Hashes of the transactions in the canonical blocks above the last irreversible block.
+    pub fn canonical_tx_hashes(&self) -> Vec<Hash> {
+        self.canonical_pending()
+            .into_iter()
+            .flat_map(|p| p.tx_hashes.iter().copied())
+            .collect()
+    }
+
+    /// The binary upgrade halt the block after the head would meet, if any: `vex_begin_block`
+    /// for the next height on a throwaway copy of the head state. Lets a node that is not due
+    /// to produce halt at the same height as the one that is.
+    pub fn halt_due(&self) -> Result<Option<UpgradeHalt>> {
+        let base = self.base(&self.head.hash)?;
+        let layered = Layered::new(&*self.db, &base.changes);
+        let mut overlay = StateOverlay::new(&layered);
+        let ctx = self.context(base.height + 1, base.hash, PublicKey::default());
+        let runtime = self.migrate_if_pending(&base.runtime, &mut overlay, ctx.height)?;
+        let begin: std::result::Result<BeginBlockOutcome, String> = self.executor.call(
+            &runtime,
+            abi::BEGIN_BLOCK,
+            &ctx,
+            &mut overlay,
+            self.executor.fuel.block,
+        )?;
+        Ok(begin.ok().and_then(|b| b.halt_for_upgrade))
+    }
+
     /// Makes `hash` (the last irreversible block or a block above it) the head.
     pub fn set_head(&mut self, hash: &Hash) -> Result<()> {
         if *hash == self.finalized.hash {

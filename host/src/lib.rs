@@ -5,6 +5,7 @@ pub mod executor;
 /// The genesis runtime blob, built from `runtime/` by this crate's build script.
 pub const GENESIS_RUNTIME: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_WASM"));
 pub mod chain;
+pub mod driver;
 pub mod genesis;
 pub mod harness;
 pub mod node;

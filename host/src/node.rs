@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub auto_vote_seed: bool,
     /// The peer-to-peer network, if enabled.
     pub p2p: Option<P2pSettings>,
+    /// Consensus timing and test faults.
+    pub consensus: crate::driver::ConsensusSettings,
 }
 
 /// Peer-to-peer settings (`--p2p-addr`, `--bootnodes`).
@@ -44,6 +46,42 @@ pub struct P2pSettings {
     pub listen: libp2p::Multiaddr,
     /// Peers to dial at start.
     pub bootnodes: Vec<libp2p::Multiaddr>,
+    /// Accept gossiped blocks only from peers that proved a validator key.
+    pub enforce_validator_allowlist: bool,
+}
+
+/// The node's libp2p identity, kept in `<data_dir>/p2p-key` (created at first start) so the
+/// peer id — the `/p2p/…` part of its bootnode address — survives restarts and upgrades.
+pub fn p2p_keypair(data_dir: &std::path::Path) -> anyhow::Result<libp2p::identity::Keypair> {
+    let path = data_dir.join("p2p-key");
+    let secret: [u8; 32] = match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not a 32-byte key; delete it to make a new one",
+                path.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = fresh_secret()?;
+            let tmp = data_dir.join(".p2p-key.tmp");
+            std::fs::write(&tmp, fresh)?;
+            std::fs::rename(&tmp, &path)?;
+            fresh
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    libp2p::identity::Keypair::ed25519_from_bytes(secret)
+        .map_err(|e| anyhow::anyhow!("p2p key: {e}"))
+}
+
+fn fresh_secret() -> anyhow::Result<[u8; 32]> {
+    let ed = libp2p::identity::Keypair::generate_ed25519()
+        .try_into_ed25519()
+        .map_err(|e| anyhow::anyhow!("p2p key: {e}"))?;
+    ed.secret()
+        .as_ref()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("p2p key: unexpected secret length"))
 }
 
 /// State shared by the producer and the RPC handlers.
@@ -52,11 +90,10 @@ pub struct NodeState {
     pool: Mutex<Pool>,
     /// New heads, as JSON, for subscriptions.
     pub heads: broadcast::Sender<Value>,
-    /// Newly irreversible blocks (`{hash, height}`), for subscriptions. With one validator every
-    /// committed block is irreversible at once; with consensus, its finality decides.
+    /// Newly irreversible blocks (`{hash, height}`), in height order, for subscriptions.
     pub finalized: broadcast::Sender<Value>,
-    /// Blocks this node produced, for gossip.
-    pub produced: broadcast::Sender<Arc<vexidus_runtime_api::Block>>,
+    /// Connected peers (the network task keeps it current).
+    pub peers: std::sync::atomic::AtomicUsize,
     validator: Option<String>,
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
@@ -71,7 +108,7 @@ impl NodeState {
             pool: Mutex::new(Pool::new(pool_capacity)),
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
-            produced: broadcast::channel(64).0,
+            peers: std::sync::atomic::AtomicUsize::new(0),
             validator: validator.map(|k| k.public().to_string()),
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
@@ -240,11 +277,11 @@ impl NodeState {
         json!({
             "chain_id": chain.chain_id(),
             "height": head.height,
-            // One validator: every block is final the moment it is committed.
-            "finalized_height": head.height,
+            "finalized_height": chain.finalized().height,
+            "finalized_hash": rpc::hex0x(chain.finalized().hash),
             "head_hash": rpc::hex0x(head.hash),
             "state_root": rpc::hex0x(head.state_root),
-            "peers": 0,
+            "peers": self.peers.load(std::sync::atomic::Ordering::Relaxed),
             "pending_transactions": pending,
             "validator": self.validator,
             "block_time_ms": chain.genesis().block_time_ms,
@@ -258,76 +295,114 @@ impl NodeState {
         })
     }
 
-    /// Produces the next block from the pool.
-    pub fn produce(&self, key: &Keypair, timestamp_ms: u64) -> Result<ExecutedBlock, ChainError> {
-        let max = match self.read_chain().query(Query::Parameters)? {
+    /// Builds a block on `parent` from the pool (not the head until consensus says so).
+    pub fn produce_on(
+        &self,
+        parent: &Hash,
+        key: &Keypair,
+        timestamp_ms: u64,
+        with_transactions: bool,
+    ) -> Result<ExecutedBlock, ChainError> {
+        let max = match self.read_chain().query_at(parent, Query::Parameters)? {
             QueryResponse::Parameters(p) => p.max_txs_per_block as usize,
             _ => 0,
         };
-        let candidates = self.lock_pool().ready(max);
+        let candidates = if with_transactions {
+            self.lock_pool().ready(max)
+        } else {
+            Vec::new()
+        };
         let shadow = self.lock_readiness().compiled.clone();
         let (produced, report) = {
-            let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
+            let mut chain = self.write_chain();
             chain.set_shadow(shadow);
-            let produced = chain.produce_block(candidates, key, timestamp_ms)?;
+            let produced = chain.produce_on(parent, candidates, key, timestamp_ms)?;
             (produced, chain.take_shadow_report())
         };
         if let Some(report) = report {
             self.lock_readiness().record(&report);
         }
-        self.committed(&produced);
-        let _ = self.produced.send(Arc::new(produced.block.clone()));
+        self.lock_pool().prune(&[], &produced.rejected);
         Ok(produced)
     }
 
-    /// Verifies, executes and commits a block from a peer (it must extend the head).
-    pub fn import(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
+    /// Verifies and executes a block from a peer on its parent's state.
+    pub fn execute(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
         let shadow = self.lock_readiness().compiled.clone();
         let (imported, report) = {
-            let mut chain = self.chain.write().unwrap_or_else(|p| p.into_inner());
+            let mut chain = self.write_chain();
             chain.set_shadow(shadow);
-            let imported = chain.import_block(block)?;
+            let imported = chain.execute_block(block)?;
             (imported, chain.take_shadow_report())
         };
         if let Some(report) = report {
             self.lock_readiness().record(&report);
         }
-        self.committed(&imported);
         Ok(imported)
     }
 
-    /// After a block is committed: drop its transactions from the pool, tell subscribers.
-    fn committed(&self, block: &ExecutedBlock) {
-        let hashes: Vec<Hash> = block
-            .block
-            .transactions
-            .iter()
-            .map(signing::transaction_hash)
-            .collect();
-        self.lock_pool().prune(&hashes, &block.rejected);
-        let _ = self.heads.send(rpc::header_json(&block.block, &block.hash));
-        let _ = self.finalized.send(serde_json::json!({
-            "hash": rpc::hex0x(block.hash),
-            "height": block.block.header.height,
-        }));
+    /// Consensus moved the head: queries follow it, the pool drops what the canonical chain
+    /// includes, subscribers hear of it.
+    pub fn set_head(self: &Arc<Self>, hash: &Hash) -> Result<(), ChainError> {
+        let (header, included) = {
+            let mut chain = self.write_chain();
+            chain.set_head(hash)?;
+            let block = chain.block(hash)?.ok_or(ChainError::UnknownParent(*hash))?;
+            (rpc::header_json(&block, hash), chain.canonical_tx_hashes())
+        };
+        self.lock_pool().prune(&included, &[]);
+        let _ = self.heads.send(header);
+        self.after_block();
+        Ok(())
     }
-}
 
-type HaltTask = tokio::task::JoinHandle<Result<Option<UpgradeHalt>, ChainError>>;
+    /// Consensus made `hash` irreversible: its branch is written to the database.
+    pub fn finalize(&self, hash: &Hash) -> Result<(), ChainError> {
+        let written = self.write_chain().finalize(hash)?;
+        for b in &written {
+            let hashes: Vec<Hash> = b
+                .block
+                .transactions
+                .iter()
+                .map(signing::transaction_hash)
+                .collect();
+            self.lock_pool().prune(&hashes, &[]);
+            let _ = self.finalized.send(serde_json::json!({
+                "hash": rpc::hex0x(b.hash),
+                "height": b.block.header.height,
+            }));
+        }
+        Ok(())
+    }
 
-/// Waits for a task to end (forever when there is none): a binary-upgrade halt, or an error.
-async fn until_done(
-    task: &mut Option<HaltTask>,
-    what: &str,
-) -> anyhow::Result<Option<UpgradeHalt>> {
-    let Some(t) = task else {
-        return std::future::pending().await;
-    };
-    match t.await {
-        Ok(Ok(Some(halt))) => Ok(Some(halt)),
-        Ok(Ok(None)) => Err(anyhow::anyhow!("the {what} task stopped")),
-        Ok(Err(e)) => Err(anyhow::Error::from(e)),
-        Err(e) => Err(anyhow::anyhow!("the {what} task failed: {e}")),
+    /// Puts double-sign evidence on chain: a `ReportDoubleSign` transaction signed by `key`.
+    pub fn submit_evidence(
+        &self,
+        key: &Keypair,
+        evidence: vexidus_runtime_api::vote::DoubleSignEvidence,
+    ) -> Result<Hash, TxError> {
+        let chain = self.read_chain();
+        let me = key.public().address();
+        let nonce = match chain.query(Query::Account(me)) {
+            Ok(QueryResponse::Account(a)) => a.nonce,
+            _ => 0,
+        };
+        let mut pool = self.lock_pool();
+        let tx = vexidus_runtime_api::Transaction {
+            chain_id: chain.chain_id().into(),
+            sender: key.public(),
+            nonce: nonce + pool.pending_of(&me),
+            max_gas: 100_000,
+            valid_until: chain.head().height + 100,
+            operations: vec![vexidus_runtime_api::Operation::ReportDoubleSign {
+                evidence: Box::new(evidence),
+            }],
+        };
+        pool.admit_decoded(&chain, key.sign_transaction(tx))
+    }
+
+    fn write_chain(&self) -> std::sync::RwLockWriteGuard<'_, Chain> {
+        self.chain.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -360,13 +435,6 @@ pub fn open_chain(
         })?,
     };
     Ok(chain)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How the node stopped.
@@ -449,17 +517,20 @@ pub async fn run(
     tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
     println!("vexidus-node: RPC on http://{addr}");
 
-    let mut network_task = match &config.p2p {
+    let (inputs, input_rx) = std::sync::mpsc::channel();
+    let (outbound, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
+    let network_task = match &config.p2p {
         None => None,
         Some(p2p) => {
             let network =
                 vexidus_network::service::start(vexidus_network::service::NetworkConfig {
-                    keypair: libp2p::identity::Keypair::generate_ed25519(),
+                    keypair: p2p_keypair(&config.data_dir)?,
                     listen: p2p.listen.clone(),
                     bootnodes: p2p.bootnodes.clone(),
                     max_messages_per_second: 1_000,
                     request_timeout: Duration::from_secs(10),
                     heartbeat: Duration::from_millis(500),
+                    enforce_validator_allowlist: p2p.enforce_validator_allowlist,
                 })
                 .await?;
             for addr in &network.listen_addrs {
@@ -469,65 +540,70 @@ pub async fn run(
                 tracing::info!(%full, "peer-to-peer listening");
                 println!("vexidus-node: P2P on {full}");
             }
-            Some(tokio::spawn(crate::p2p::run(state.clone(), network)))
+            Some(tokio::spawn(crate::p2p::run(
+                state.clone(),
+                network,
+                inputs.clone(),
+                outbound_rx,
+                config
+                    .validator_key
+                    .as_ref()
+                    .map(|k| Keypair::from_seed(k.seed())),
+            )))
         }
     };
+    let _keep_inputs_open = inputs;
 
-    let mut producer = match (config.validator_key, is_validator) {
+    match (&config.validator_key, is_validator) {
         (Some(key), true) => {
-            tracing::info!(validator = %key.public(), block_time_ms = block_time.as_millis() as u64, "producing blocks");
-            let state = state.clone();
-            Some(tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(block_time);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let key = Arc::new(key);
-                loop {
-                    ticker.tick().await;
-                    let (state, key) = (state.clone(), key.clone());
-                    let result = tokio::task::spawn_blocking(move || {
-                        let produced = state.produce(&key, now_ms());
-                        if produced.is_ok() {
-                            state.after_block();
-                        }
-                        produced
-                    })
-                    .await;
-                    match result {
-                        Ok(Ok(b)) => tracing::info!(
-                            height = b.block.header.height,
-                            txs = b.block.transactions.len(),
-                            rejected = b.rejected.len(),
-                            hash = %rpc::hex0x(b.hash),
-                            "produced block"
-                        ),
-                        Ok(Err(ChainError::UpgradeHalt(halt))) => {
-                            return Ok::<_, ChainError>(Some(*halt));
-                        }
-                        // Nothing was committed; the next tick tries again.
-                        Ok(Err(e)) => {
-                            tracing::error!("block production failed, retrying next slot: {e}")
-                        }
-                        Err(e) => tracing::error!("block production task failed: {e}"),
-                    }
-                }
-            }))
+            tracing::info!(validator = %key.public(), block_time_ms = block_time.as_millis() as u64, "validating")
         }
         (Some(key), false) => {
-            tracing::warn!(key = %key.public(), "the validator key is not a registered validator; not producing blocks");
-            None
+            tracing::warn!(key = %key.public(), "the validator key is not a registered validator; following only")
         }
-        (None, _) => None,
+        (None, _) => {}
+    }
+    let driver = crate::driver::Driver::new(
+        state.clone(),
+        config
+            .validator_key
+            .as_ref()
+            .map(|k| Keypair::from_seed(k.seed())),
+        config.consensus.clone(),
+        config.p2p.as_ref().map(|_| outbound),
+    )?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (driver_done, mut driver_result) = tokio::sync::oneshot::channel();
+    let driver_thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("consensus".into())
+            .spawn(move || {
+                let _ = driver_done.send(driver.run(input_rx, stop));
+            })?
     };
 
-    let outcome = tokio::select! {
-        _ = shutdown => Ok(None),
-        r = until_done(&mut producer, "block production") => r,
-        r = until_done(&mut network_task, "network") => r,
+    let network_done = async {
+        match network_task {
+            Some(t) => {
+                let _ = t.await;
+            }
+            None => std::future::pending().await,
+        }
     };
-    for task in [producer, network_task].into_iter().flatten() {
-        task.abort();
-    }
+    let outcome: anyhow::Result<Option<UpgradeHalt>> = tokio::select! {
+        _ = shutdown => Ok(None),
+        r = &mut driver_result => match r {
+            Ok(Ok(halt @ Some(_))) => Ok(halt),
+            Ok(Ok(None)) => Err(anyhow::anyhow!("the consensus driver stopped")),
+            Ok(Err(e)) => Err(anyhow::Error::from(e)),
+            Err(_) => Err(anyhow::anyhow!("the consensus driver failed")),
+        },
+        _ = network_done => Err(anyhow::anyhow!("the network task stopped")),
+    };
     tracing::info!("shutting down");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
     let _ = rpc_handle.stop();
     // Wait for an in-flight block to finish committing before the database closes.
     drop(state.chain.write());

@@ -1,63 +1,77 @@
-//! The node on the network (`--p2p-addr`, `--bootnodes`): gossips the blocks it produces,
-//! imports blocks that extend its head, catches up from peers in batches when it is behind
-//! (from genesis if need be: each block runs on the runtime its parent's state names, so syncing
-//! across runtime upgrades needs nothing special), and answers peers' sync requests.
+//! The node on the network (`--p2p-addr`, `--bootnodes`): passes gossiped blocks and votes to
+//! the consensus driver, publishes what the driver asks, fetches missing blocks, catches up from
+//! peers in batches when it is behind (from genesis if need be: each block runs on the runtime
+//! its parent's state names, so syncing across runtime upgrades needs nothing special), answers
+//! peers' sync requests, and exchanges validator proofs.
 //!
-//! One producer, many followers: this is sync and follow, not consensus yet (the `consensus`
-//! crate's state machine takes over block choice when the host holds forks).
+//! Synced batches carry the precommit certificate of the highest irreversible block among
+//! them; the driver counts those votes like gossiped ones, so a syncing node finalizes what it
+//! syncs through the ordinary rules, trusting no peer.
 
 use crate::chain::ChainError;
+use crate::driver::{Input, Outbound};
 use crate::node::NodeState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use vexidus_network::guard::Offence;
 use vexidus_network::service::{NetworkClient, NetworkEvent, NetworkHandle};
-use vexidus_network::wire::{Gossip, MAX_MESSAGE_BYTES, SyncRequest, SyncResponse};
-use vexidus_runtime_api::Block;
-use vexidus_runtime_api::abi::UpgradeHalt;
+use vexidus_network::wire::{Gossip, MAX_MESSAGE_BYTES, PeerProof, SyncRequest, SyncResponse};
+use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::signing::Keypair;
+use vexidus_runtime_api::vote::SignedVote;
 
 /// Blocks asked for per sync request.
 pub const SYNC_BATCH: u32 = 64;
 
-/// Runs until the network task stops or an imported block halts for a binary upgrade. Catching
-/// up runs in a task of its own (one at a time), so this loop keeps answering peers' requests
-/// meanwhile — two nodes syncing from each other would otherwise wait on each other.
+/// Runs until the network task stops.
 pub async fn run(
     state: Arc<NodeState>,
     mut network: NetworkHandle,
-) -> Result<Option<UpgradeHalt>, ChainError> {
-    let mut produced = state.produced.subscribe();
-    let (halts, mut halted) = mpsc::channel::<UpgradeHalt>(1);
+    inputs: std::sync::mpsc::Sender<Input>,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    validator_key: Option<Keypair>,
+) {
+    let chain_id = state.read_chain().chain_id().to_string();
+    let proof = validator_key
+        .as_ref()
+        .map(|k| PeerProof::sign(&network.peer_id.to_bytes(), k, &chain_id));
     let p2p = P2p {
         state,
         client: network.client(),
         syncing: Arc::new(AtomicBool::new(false)),
-        halts,
+        inputs,
+        proof,
+        chain_id,
     };
+    let mut census = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            block = produced.recv() => match block {
-                Ok(block) => p2p.client.publish(&Gossip::Block((*block).clone())).await,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return Ok(None),
+            message = outbound.recv() => match message {
+                Some(m) => p2p.on_outbound(m).await,
+                None => return,
             },
-            halt = halted.recv() => return Ok(halt),
-            event = network.events.recv() => {
-                let Some(event) = event else { return Ok(None) };
-                if let Some(halt) = p2p.on_event(event).await? {
-                    return Ok(Some(halt));
-                }
+            event = network.events.recv() => match event {
+                Some(e) => p2p.on_event(e).await,
+                None => return,
+            },
+            _ = census.tick() => {
+                let n = p2p.client.peers().await.len();
+                p2p.state.peers.store(n, Ordering::Relaxed);
             }
         }
     }
 }
 
+#[derive(Clone)]
 struct P2p {
     state: Arc<NodeState>,
     client: NetworkClient,
     syncing: Arc<AtomicBool>,
-    halts: mpsc::Sender<UpgradeHalt>,
+    inputs: std::sync::mpsc::Sender<Input>,
+    proof: Option<PeerProof>,
+    chain_id: String,
 }
 
 impl P2p {
@@ -66,84 +80,129 @@ impl P2p {
         if self.syncing.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (state, client, syncing, halts) = (
+        let (state, client, syncing, inputs) = (
             self.state.clone(),
             self.client.clone(),
             self.syncing.clone(),
-            self.halts.clone(),
+            self.inputs.clone(),
         );
         tokio::spawn(async move {
-            let r = sync_from(&state, &client, peer).await;
+            sync_from(&state, &client, &inputs, peer).await;
             syncing.store(false, Ordering::SeqCst);
-            match r {
-                Ok(Some(halt)) => {
-                    let _ = halts.send(halt).await;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::error!(%peer, "sync failed: {e}"),
-            }
         });
     }
 
-    async fn on_event(&self, event: NetworkEvent) -> Result<Option<UpgradeHalt>, ChainError> {
-        let (state, network) = (&self.state, &self.client);
+    async fn on_outbound(&self, message: Outbound) {
+        match message {
+            Outbound::Publish(g) => self.client.publish(&g).await,
+            Outbound::Report { peer, offence } => self.client.report(peer, offence).await,
+            Outbound::Fetch { hash, from } => {
+                let (client, inputs) = (self.client.clone(), self.inputs.clone());
+                tokio::spawn(async move {
+                    let peers = match from {
+                        Some(p) => vec![p],
+                        None => client.peers().await,
+                    };
+                    for peer in peers {
+                        if let Ok(SyncResponse::Blocks { blocks, .. }) =
+                            client.request(peer, SyncRequest::Block { hash }).await
+                            && let Some(block) = blocks.into_iter().next()
+                        {
+                            let _ = inputs.send(Input::Block {
+                                block,
+                                from: Some(peer),
+                                done: None,
+                            });
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Accepts a peer's validator proof: its blocks pass `--enforce-validator-allowlist`.
+    async fn check_proof(&self, peer: libp2p::PeerId, proof: Option<PeerProof>) {
+        let Some(proof) = proof else { return };
+        if !proof.verify(&peer.to_bytes(), &self.chain_id) {
+            self.client.report(peer, Offence::BadSignature).await;
+            return;
+        }
+        let registered = matches!(
+            self.state
+                .read_chain()
+                .query(Query::Validator(proof.validator.address())),
+            Ok(QueryResponse::Validator(Some(_)))
+        );
+        if registered {
+            tracing::info!(%peer, validator = %proof.validator, "validator peer");
+            self.client.allow(peer).await;
+        }
+    }
+
+    async fn on_event(&self, event: NetworkEvent) {
         match event {
             NetworkEvent::Connected { peer } => {
                 tracing::info!(%peer, "connected");
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let hello = SyncRequest::Hello {
+                        proof: me.proof.clone(),
+                    };
+                    if let Ok(SyncResponse::Hello { proof }) = me.client.request(peer, hello).await
+                    {
+                        me.check_proof(peer, proof).await;
+                    }
+                });
                 self.sync_in_background(peer);
-                Ok(None)
             }
             NetworkEvent::Gossip { peer, message, .. } => match *message {
                 Gossip::Block(block) => {
-                    let head = head_height(state);
-                    let height = block.header.height;
-                    if height == head + 1 {
-                        match import(state, block).await {
-                            Ok(()) => Ok(None),
-                            Err(ChainError::UpgradeHalt(h)) => Ok(Some(*h)),
-                            Err(e) => {
-                                if let Some(offence) = offence_of(&e) {
-                                    network.report(peer, offence).await;
-                                }
-                                tracing::warn!(%peer, height, "refused a gossiped block: {e}");
-                                Ok(None)
-                            }
-                        }
-                    } else {
-                        if height > head + 1 {
-                            self.sync_in_background(peer);
-                        }
-                        Ok(None)
+                    if block.header.height > self.state.read_chain().head().height + 1 {
+                        self.sync_in_background(peer);
                     }
+                    let _ = self.inputs.send(Input::Block {
+                        block,
+                        from: Some(peer),
+                        done: None,
+                    });
                 }
-                Gossip::Vote(_) => Ok(None),
+                Gossip::Vote(vote) => {
+                    let _ = self.inputs.send(Input::Vote {
+                        vote,
+                        from: Some(peer),
+                    });
+                }
             },
             NetworkEvent::SyncRequest {
-                request, ticket, ..
+                peer,
+                request,
+                ticket,
             } => {
-                let response = answer(state, &request);
-                network.respond(ticket, response).await;
-                Ok(None)
+                let response = match request {
+                    SyncRequest::Hello { proof } => {
+                        self.check_proof(peer, proof).await;
+                        SyncResponse::Hello {
+                            proof: self.proof.clone(),
+                        }
+                    }
+                    other => answer(&self.state, &other),
+                };
+                self.client.respond(ticket, response).await;
             }
             NetworkEvent::Dropped { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "dropped a message");
-                Ok(None)
             }
             NetworkEvent::Banned { peer } => {
                 tracing::warn!(%peer, "banned a peer");
-                Ok(None)
             }
         }
     }
 }
 
-fn head_height(state: &NodeState) -> u64 {
-    state.read_chain().head().height
-}
-
 /// An invalid signature or block from a peer bans it; a block that merely does not fit (an
 /// old or competing block) does not.
-fn offence_of(e: &ChainError) -> Option<Offence> {
+pub(crate) fn offence_of(e: &ChainError) -> Option<Offence> {
     match e {
         ChainError::InvalidBlock { reason, .. } if reason.contains("signature") => {
             Some(Offence::BadSignature)
@@ -155,28 +214,18 @@ fn offence_of(e: &ChainError) -> Option<Offence> {
     }
 }
 
-async fn import(state: &Arc<NodeState>, block: Block) -> Result<(), ChainError> {
-    let state = state.clone();
-    let height = block.header.height;
-    tokio::task::spawn_blocking(move || {
-        let imported = state.import(block)?;
-        state.after_block();
-        tracing::info!(height, hash = %crate::rpc::hex0x(imported.hash), "imported block");
-        Ok(())
-    })
-    .await
-    .map_err(|e| ChainError::Runtime(format!("import task failed: {e}")))?
-}
-
-/// Asks `peer` for the blocks above the head, in batches, until it has no more.
+/// Asks `peer` for the canonical blocks above the last irreversible block, in batches, until
+/// it has no more, handing each to the driver and waiting for it to be executed.
 async fn sync_from(
     state: &Arc<NodeState>,
     network: &NetworkClient,
+    inputs: &std::sync::mpsc::Sender<Input>,
     peer: libp2p::PeerId,
-) -> Result<Option<UpgradeHalt>, ChainError> {
+) {
+    let mut from = state.read_chain().finalized().height + 1;
+    let mut total = 0usize;
     loop {
-        let from = head_height(state) + 1;
-        let blocks = match network
+        let (blocks, certificate) = match network
             .request(
                 peer,
                 SyncRequest::Blocks {
@@ -186,42 +235,64 @@ async fn sync_from(
             )
             .await
         {
-            Ok(SyncResponse::Blocks { blocks }) => blocks,
+            Ok(SyncResponse::Blocks {
+                blocks,
+                certificate,
+            }) => (blocks, certificate),
+            Ok(_) => return,
             Err(e) => {
                 tracing::debug!(%peer, "sync request failed: {e}");
-                return Ok(None);
+                return;
             }
         };
         let n = blocks.len();
-        for block in blocks {
-            if block.header.height != head_height(state) + 1 {
-                return Ok(None);
+        for (i, block) in blocks.into_iter().enumerate() {
+            if block.header.height != from + i as u64 {
+                return;
             }
-            match import(state, block).await {
-                Ok(()) => {}
-                Err(ChainError::UpgradeHalt(h)) => return Ok(Some(*h)),
-                Err(e) => {
-                    if let Some(offence) = offence_of(&e) {
-                        network.report(peer, offence).await;
-                    }
+            let (done, verdict) = oneshot::channel();
+            if inputs
+                .send(Input::Block {
+                    block,
+                    from: Some(peer),
+                    done: Some(done),
+                })
+                .is_err()
+            {
+                return;
+            }
+            match verdict.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
                     tracing::warn!(%peer, "refused a synced block: {e}");
-                    return Ok(None);
+                    return;
                 }
+                Err(_) => return,
             }
         }
+        for vote in certificate {
+            let _ = inputs.send(Input::Vote {
+                vote,
+                from: Some(peer),
+            });
+        }
+        total += n;
+        from += n as u64;
         if n < SYNC_BATCH as usize {
-            if n > 0 {
-                tracing::info!(%peer, height = head_height(state), "caught up");
+            if total > 0 {
+                tracing::info!(%peer, blocks = total, "caught up");
             }
-            return Ok(None);
+            return;
         }
     }
 }
 
-/// Blocks for a peer: consecutive from the asked height, within the count and size caps.
+/// Blocks for a peer: consecutive canonical blocks from the asked height, within the count and
+/// size caps, with the certificate of the highest irreversible one among them.
 fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
     let chain = state.read_chain();
     let mut blocks = Vec::new();
+    let mut certificate = Vec::new();
     match request {
         SyncRequest::Blocks { from, max } => {
             let mut size = 0usize;
@@ -237,12 +308,22 @@ fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
                 }
                 blocks.push(block);
             }
+            if let Some(last) = blocks.last() {
+                let top = last.header.height.min(chain.finalized().height);
+                if let Ok(Some((_, bytes))) = chain.db().certificate_in(*from, top) {
+                    certificate = borsh::from_slice::<Vec<SignedVote>>(&bytes).unwrap_or_default();
+                }
+            }
         }
         SyncRequest::Block { hash } => {
             if let Ok(Some(block)) = chain.block(hash) {
                 blocks.push(block);
             }
         }
+        SyncRequest::Hello { .. } => {}
     }
-    SyncResponse::Blocks { blocks }
+    SyncResponse::Blocks {
+        blocks,
+        certificate,
+    }
 }

@@ -37,6 +37,9 @@ pub enum Dropped {
     Replay,
     /// Not a message.
     Garbage(String),
+    /// A block authored by a peer that has not proved a validator key, while
+    /// `--enforce-validator-allowlist` is on (not an offence: ignored, not forwarded).
+    NotAValidatorPeer,
 }
 
 /// What the node checked and found wrong in a message that decoded.

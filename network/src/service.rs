@@ -38,6 +38,8 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// GossipSub heartbeat (1 s in production; shorter in tests).
     pub heartbeat: Duration,
+    /// Accept blocks only from peers that proved a validator key ([`NetworkClient::allow`]).
+    pub enforce_validator_allowlist: bool,
 }
 
 /// What the transport reports.
@@ -101,6 +103,7 @@ enum Command {
     },
     Dial(Multiaddr),
     Peers(oneshot::Sender<Vec<PeerId>>),
+    Allow(PeerId),
 }
 
 /// The node's side of the transport.
@@ -184,6 +187,11 @@ impl NetworkClient {
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) {
         let _ = self.commands.send(Command::Dial(addr)).await;
+    }
+
+    /// Marks `peer` as a proven validator (its blocks pass the allowlist).
+    pub async fn allow(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::Allow(peer)).await;
     }
 
     /// The connected peers.
@@ -339,6 +347,8 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
         tickets: BTreeMap::new(),
         next_ticket: 0,
         pending: BTreeMap::new(),
+        enforce_allowlist: cfg.enforce_validator_allowlist,
+        validators: std::collections::BTreeSet::new(),
     };
     tokio::spawn(task.run(command_rx));
     Ok(NetworkHandle {
@@ -360,6 +370,8 @@ struct Task {
         request_response::OutboundRequestId,
         oneshot::Sender<Result<SyncResponse, String>>,
     >,
+    enforce_allowlist: bool,
+    validators: std::collections::BTreeSet<PeerId>,
 }
 
 impl Task {
@@ -424,6 +436,9 @@ impl Task {
             Command::Peers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Allow(peer) => {
+                self.validators.insert(peer);
+            }
         }
     }
 
@@ -447,13 +462,19 @@ impl Task {
                 message,
             })) => {
                 let now = self.now_ms();
-                let verdict =
-                    self.guard
-                        .admit::<Gossip>(&propagation_source.to_bytes(), &message.data, now);
-                let acceptance = if verdict.is_ok() {
-                    MessageAcceptance::Accept
+                let not_allowed = self.enforce_allowlist
+                    && message.topic == IdentTopic::new(BLOCKS_TOPIC).hash()
+                    && !message.source.is_some_and(|s| self.validators.contains(&s));
+                let verdict = if not_allowed {
+                    Err(Dropped::NotAValidatorPeer)
                 } else {
-                    MessageAcceptance::Reject
+                    self.guard
+                        .admit::<Gossip>(&propagation_source.to_bytes(), &message.data, now)
+                };
+                let acceptance = match &verdict {
+                    Ok(_) => MessageAcceptance::Accept,
+                    Err(Dropped::NotAValidatorPeer) => MessageAcceptance::Ignore,
+                    Err(_) => MessageAcceptance::Reject,
                 };
                 self.swarm
                     .behaviour_mut()

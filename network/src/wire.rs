@@ -36,6 +36,12 @@ pub enum SyncRequest {
         /// The hash.
         hash: [u8; 32],
     },
+    /// Sent once per connection: this node's validator proof, if it is a validator; the answer
+    /// carries the other side's.
+    Hello {
+        /// The proof.
+        proof: Option<PeerProof>,
+    },
 }
 
 /// A sync response.
@@ -46,6 +52,16 @@ pub enum SyncResponse {
     Blocks {
         /// The blocks.
         blocks: Vec<Block>,
+        /// The precommits that made the highest irreversible block among them irreversible
+        /// (empty when none is): the receiver counts them like gossiped votes, so a node that
+        /// syncs finalizes what it syncs.
+        #[serde(default)]
+        certificate: Vec<SignedVote>,
+    },
+    /// The answer to [`SyncRequest::Hello`].
+    Hello {
+        /// The responder's validator proof.
+        proof: Option<PeerProof>,
     },
 }
 

@@ -21,6 +21,7 @@ fn config(bootnodes: Vec<libp2p::Multiaddr>) -> NetworkConfig {
         max_messages_per_second: 100,
         request_timeout: Duration::from_secs(5),
         heartbeat: Duration::from_millis(100),
+        enforce_validator_allowlist: false,
     }
 }
 
@@ -142,6 +143,7 @@ async fn gossip_sync_and_bans_over_quic_on_loopback() {
         ticket,
         SyncResponse::Blocks {
             blocks: vec![answered],
+            certificate: vec![],
         },
     )
     .await;
@@ -149,7 +151,8 @@ async fn gossip_sync_and_bans_over_quic_on_loopback() {
     assert_eq!(
         response,
         Ok(SyncResponse::Blocks {
-            blocks: vec![block]
+            blocks: vec![block],
+            certificate: vec![],
         })
     );
 

@@ -57,6 +57,20 @@ struct Cli {
         requires = "p2p_addr"
     )]
     bootnodes: Vec<libp2p::Multiaddr>,
+    /// Accept gossiped blocks only from peers that proved a registered validator key.
+    #[arg(long, requires = "p2p_addr")]
+    enforce_validator_allowlist: bool,
+    /// Failover unit in milliseconds: the backups of a slot wait 5, 8, 11 … units after the
+    /// block interval (SPEC §10: 1000). Test networks shorten it.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    failover_base_ms: u64,
+    /// How often, in milliseconds, a validator re-sends its votes above the last irreversible
+    /// block (votes lost to a partition or restart are made good).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    vote_rebroadcast_ms: u64,
+    /// TEST ONLY: misbehave on purpose (`double-sign`: produce two blocks per height).
+    #[arg(long, hide = true, value_parser = ["double-sign"])]
+    test_fault: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,7 +181,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         p2p: cli.p2p_addr.map(|listen| vexidus_host::node::P2pSettings {
             listen,
             bootnodes: cli.bootnodes,
+            enforce_validator_allowlist: cli.enforce_validator_allowlist,
         }),
+        consensus: vexidus_host::driver::ConsensusSettings {
+            failover_base_ms: cli.failover_base_ms,
+            rebroadcast_ms: cli.vote_rebroadcast_ms,
+            fault: cli
+                .test_fault
+                .as_deref()
+                .map(|_| vexidus_host::driver::Fault::DoubleSign),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,6 +12,7 @@
 //! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
 //! | `meta` | `head`, `lthash`, `genesis`, `genesis_code`, `safety` | the head, the LtHash accumulator, the genesis config and blob, the validator's vote record |
 //! | `pending` | block hash | Borsh [`Block`]: executed blocks above the last irreversible one |
+//! | `certificates` | height (u64 BE) | Borsh `Vec<SignedVote>`: the precommits that made the block at that height irreversible (sent along with synced blocks) |
 //!
 //! The state family holds the state of the last irreversible block, and `head` names that
 //! block: a block's effects are written when consensus finalizes it, in one batch that also
@@ -43,7 +44,8 @@ const CF_TX_INDEX: &str = "tx_index";
 const CF_MODULES: &str = "modules";
 const CF_META: &str = "meta";
 const CF_PENDING: &str = "pending";
-const ALL_CFS: [&str; 8] = [
+const CF_CERTIFICATES: &str = "certificates";
+const ALL_CFS: [&str; 9] = [
     CF_STATE,
     CF_BLOCKS,
     CF_HEIGHTS,
@@ -52,6 +54,7 @@ const ALL_CFS: [&str; 8] = [
     CF_MODULES,
     CF_META,
     CF_PENDING,
+    CF_CERTIFICATES,
 ];
 
 const META_HEAD: &[u8] = b"head";
@@ -298,6 +301,34 @@ impl Db {
         }
         out.sort_by_key(|b| b.header.height);
         Ok(out)
+    }
+
+    /// Stores the finality certificate of the block at `height`.
+    pub fn put_certificate(&self, height: u64, bytes: &[u8]) -> Result<()> {
+        self.db
+            .put_cf(self.cf(CF_CERTIFICATES), height_key(height), bytes)?;
+        Ok(())
+    }
+
+    /// The highest stored certificate at a height in `from..=to`: (height, bytes).
+    pub fn certificate_in(&self, from: u64, to: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let key = height_key(to);
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_CERTIFICATES),
+            IteratorMode::From(&key, Direction::Reverse),
+        );
+        match it.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                let h = u64::from_be_bytes(
+                    k.as_ref()
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("certificate key".into()))?,
+                );
+                Ok((h >= from).then(|| (h, v.into_vec())))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The validator's vote record (consensus safety state), as the host encoded it.

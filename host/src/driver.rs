@@ -1,0 +1,644 @@
+//! The consensus driver: feeds the `vexidus_consensus` state machine with blocks (verified and
+//! executed on their parent's state), votes (signatures checked) and the passing of time, and
+//! carries out what it asks — produce, vote, move the head, finalize, relay, put evidence on
+//! chain, fetch a missing block.
+//!
+//! It runs on a thread of its own and owns the state machine; the network task and RPC reach
+//! it through [`Input`]s, and it reaches the network through [`Outbound`] messages. Before any
+//! vote or block of this validator leaves, the state machine's [`SafetyState`] is stored with
+//! fsync, so a restarted validator never signs twice.
+//!
+//! Consensus reads the active set and the missed-block record from chain state
+//! (`Query::Consensus`) at the last irreversible block, and switches to the set of each newly
+//! irreversible block: every node switches at the same block.
+
+use crate::chain::{ChainError, ExecutedBlock};
+use crate::node::NodeState;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use vexidus_consensus::forkdb::Liveness;
+use vexidus_consensus::{
+    Action, BlockMeta, Config, Consensus, Event, Evidence, SafetyState, Stage, ValidatorSet, Vote,
+};
+use vexidus_network::guard::Offence;
+use vexidus_network::wire::Gossip;
+use vexidus_runtime_api::abi::{ConsensusView, Query, QueryResponse, UpgradeHalt};
+use vexidus_runtime_api::signing::{self, Keypair};
+use vexidus_runtime_api::state::PlanStatus;
+use vexidus_runtime_api::transaction::UpgradeTarget;
+use vexidus_runtime_api::vote::{DoubleSignEvidence, SignedHeader, SignedVote, VoteBody};
+use vexidus_runtime_api::{Address, Block, Hash, Signature};
+
+/// A peer, as the network names it.
+pub type PeerId = libp2p::PeerId;
+
+/// How long the driver waits for input before time passes for consensus.
+const TICK: Duration = Duration::from_millis(20);
+/// Most blocks kept waiting for their parent.
+const MAX_ORPHANS: usize = 1_024;
+
+/// A misbehaviour a test can switch on (`vexidus-node --test-fault`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Produce two different blocks at every height this validator produces.
+    DoubleSign,
+}
+
+/// Consensus settings of a node.
+#[derive(Clone, Debug)]
+pub struct ConsensusSettings {
+    /// Failover unit: backups wait 5, 8, 11 … units (1 s in production, less in tests).
+    pub failover_base_ms: u64,
+    /// How often a validator re-sends its votes above the last irreversible block.
+    pub rebroadcast_ms: u64,
+    /// A deliberate misbehaviour, for tests only.
+    pub fault: Option<Fault>,
+}
+
+impl Default for ConsensusSettings {
+    fn default() -> Self {
+        Self {
+            failover_base_ms: 1_000,
+            rebroadcast_ms: 2_000,
+            fault: None,
+        }
+    }
+}
+
+/// What the driver hears.
+pub enum Input {
+    /// A block from a peer (gossip or sync). `done` hears whether it was taken.
+    Block {
+        /// The block.
+        block: Block,
+        /// Who sent it.
+        from: Option<PeerId>,
+        /// Told the outcome once the block is executed (or refused).
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// A vote from a peer.
+    Vote {
+        /// The vote.
+        vote: SignedVote,
+        /// Who sent it.
+        from: Option<PeerId>,
+    },
+}
+
+/// What the driver asks of the network.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Gossip this.
+    Publish(Gossip),
+    /// Fetch a block by hash (from `from`, or from any peer).
+    Fetch {
+        /// The block.
+        hash: Hash,
+        /// A peer that should have it.
+        from: Option<PeerId>,
+    },
+    /// The peer sent something invalid.
+    Report {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        offence: Offence,
+    },
+}
+
+/// The driver.
+pub struct Driver {
+    state: Arc<NodeState>,
+    settings: ConsensusSettings,
+    key: Option<Arc<Keypair>>,
+    consensus: Consensus,
+    out: Option<mpsc::UnboundedSender<Outbound>>,
+    started: Instant,
+    chain_id: String,
+    orphans: BTreeMap<Hash, Vec<(Block, Option<PeerId>)>>,
+    /// Signed votes above the last irreversible block, for relays and certificates.
+    signed: BTreeMap<(Stage, u64, Hash), BTreeMap<Address, SignedVote>>,
+    persisted: Vec<u8>,
+    halt: Option<UpgradeHalt>,
+}
+
+fn chain_err(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Runtime(e.to_string())
+}
+
+fn consensus_view(state: &NodeState, at: &Hash, height: u64) -> Result<ConsensusView, ChainError> {
+    match state.read_chain().query_at(
+        at,
+        Query::Consensus {
+            at_height: height + 1,
+        },
+    )? {
+        QueryResponse::Consensus(v) => Ok(v),
+        other => Err(chain_err(format!(
+            "unexpected answer to the consensus query: {other:?}"
+        ))),
+    }
+}
+
+/// The consensus view of an executed block.
+fn meta_of(state: &NodeState, b: &ExecutedBlock) -> Result<BlockMeta, ChainError> {
+    let height = b.block.header.height;
+    let grace_until = match state.read_chain().query_at(&b.hash, Query::GraceUntil)? {
+        QueryResponse::GraceUntil(g) => g,
+        _ => 0,
+    };
+    Ok(BlockMeta {
+        hash: b.hash,
+        parent: b.block.header.parent_hash,
+        height,
+        proposer: b.block.header.proposer.address(),
+        in_grace: height < grace_until,
+    })
+}
+
+impl Driver {
+    /// A driver over the node's chain: consensus starts at the last irreversible block, with
+    /// the stored vote record, and is fed every kept block above it.
+    pub fn new(
+        state: Arc<NodeState>,
+        key: Option<Keypair>,
+        settings: ConsensusSettings,
+        out: Option<mpsc::UnboundedSender<Outbound>>,
+    ) -> Result<Self, ChainError> {
+        let (finalized, root_block, block_time_ms, chain_id, stored_safety, pending) = {
+            let chain = state.read_chain();
+            let fin = chain.finalized().clone();
+            let root_block = chain
+                .block(&fin.hash)?
+                .ok_or_else(|| chain_err("the last irreversible block is not stored"))?;
+            (
+                fin,
+                root_block,
+                chain.genesis().block_time_ms,
+                chain.chain_id().to_string(),
+                chain.db().safety()?,
+                chain.pending_hashes(),
+            )
+        };
+        let view = consensus_view(&state, &finalized.hash, finalized.height)?;
+        let root = BlockMeta {
+            hash: finalized.hash,
+            parent: root_block.header.parent_hash,
+            height: finalized.height,
+            proposer: root_block.header.proposer.address(),
+            in_grace: finalized.height < view.grace_until,
+        };
+        let liveness = Liveness {
+            last: view.last,
+            missed: view.missed.into_iter().collect(),
+            skipped: view.skipped.into_iter().collect(),
+        };
+        let safety = match &stored_safety {
+            Some(bytes) => borsh::from_slice::<SafetyState>(bytes)
+                .map_err(|e| chain_err(format!("stored vote record does not decode: {e}")))?,
+            None => SafetyState::default(),
+        };
+        let consensus = Consensus::new(
+            Config {
+                me: key.as_ref().map(|k| k.public().address()),
+                block_time_ms,
+                failover_base_ms: settings.failover_base_ms,
+                rebroadcast_ms: settings.rebroadcast_ms,
+            },
+            ValidatorSet::new(view.active),
+            root,
+            liveness,
+            safety,
+            0,
+        );
+        let mut driver = Self {
+            state,
+            settings,
+            key: key.map(Arc::new),
+            consensus,
+            out,
+            started: Instant::now(),
+            chain_id,
+            orphans: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            persisted: stored_safety.unwrap_or_default(),
+            halt: None,
+        };
+        let mut queue = VecDeque::new();
+        for hash in pending {
+            let executed = driver.state.read_chain().pending_block(&hash).cloned();
+            if let Some(b) = executed {
+                queue.push_back(Event::Block(meta_of(&driver.state, &b)?));
+            }
+        }
+        driver.run_queue(queue)?;
+        Ok(driver)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn send(&self, message: Outbound) {
+        if let Some(out) = &self.out {
+            let _ = out.send(message);
+        }
+    }
+
+    /// Runs until `stop` is set, the inputs close, or a binary upgrade halts the node.
+    pub fn run(
+        mut self,
+        inputs: std::sync::mpsc::Receiver<Input>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Option<UpgradeHalt>, ChainError> {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            match inputs.recv_timeout(TICK) {
+                Ok(input) => self.on_input(input)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+            }
+            self.run_queue(VecDeque::from([Event::Tick]))?;
+            if let Some(halt) = self.halt.take() {
+                return Ok(Some(halt));
+            }
+        }
+    }
+
+    fn on_input(&mut self, input: Input) -> Result<(), ChainError> {
+        match input {
+            Input::Block { block, from, done } => {
+                let mut queue = VecDeque::new();
+                let verdict = self.import(block, from, &mut queue);
+                if let Some(done) = done {
+                    let _ = done.send(verdict.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                }
+                match verdict {
+                    Err(e @ ChainError::Storage(_)) => return Err(e),
+                    Err(ChainError::UpgradeHalt(h)) => self.halt = Some(*h),
+                    _ => {}
+                }
+                self.run_queue(queue)
+            }
+            Input::Vote { vote, from } => {
+                if !vote.verify(&self.chain_id) {
+                    if let Some(peer) = from {
+                        self.send(Outbound::Report {
+                            peer,
+                            offence: Offence::BadSignature,
+                        });
+                    }
+                    return Ok(());
+                }
+                let event = self.keep_vote(vote);
+                self.run_queue(VecDeque::from([event]))
+            }
+        }
+    }
+
+    /// Keeps a checked vote (for relays and certificates) and returns its event.
+    fn keep_vote(&mut self, vote: SignedVote) -> Event {
+        let voter = vote.voter.address();
+        let v = Vote {
+            stage: vote.body.stage,
+            height: vote.body.height,
+            block: vote.body.block,
+            voter,
+            signature: vote.signature.0.to_vec(),
+        };
+        if vote.body.height > self.consensus.finalized().height {
+            self.signed
+                .entry((vote.body.stage, vote.body.height, vote.body.block))
+                .or_default()
+                .entry(voter)
+                .or_insert(vote);
+        }
+        Event::Vote(v)
+    }
+
+    /// Executes a block from a peer, and then any blocks that were waiting for it.
+    fn import(
+        &mut self,
+        block: Block,
+        from: Option<PeerId>,
+        queue: &mut VecDeque<Event>,
+    ) -> Result<(), ChainError> {
+        let mut todo = vec![(block, from)];
+        let mut first = true;
+        let mut verdict = Ok(());
+        while let Some((block, from)) = todo.pop() {
+            let hash = signing::header_hash(&block.header);
+            let parent = block.header.parent_hash;
+            let (known, parent_known, below) = {
+                let chain = self.state.read_chain();
+                (
+                    chain.knows(&hash),
+                    parent == chain.finalized().hash || chain.pending_block(&parent).is_some(),
+                    block.header.height <= chain.finalized().height,
+                )
+            };
+            if known || below {
+                continue;
+            }
+            if !parent_known {
+                if self.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
+                    let waiting = self.orphans.entry(parent).or_default();
+                    if !waiting
+                        .iter()
+                        .any(|(b, _)| signing::header_hash(&b.header) == hash)
+                    {
+                        waiting.push((block, from));
+                    }
+                }
+                self.send(Outbound::Fetch { hash: parent, from });
+                continue;
+            }
+            let result = self.state.execute(block);
+            let r = match result {
+                Ok(executed) => {
+                    tracing::info!(height = executed.block.header.height, hash = %crate::rpc::hex0x(hash), txs = executed.block.transactions.len(), "imported block");
+                    queue.push_back(Event::Block(meta_of(&self.state, &executed)?));
+                    if let Some(children) = self.orphans.remove(&hash) {
+                        todo.extend(children);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if let (Some(peer), Some(offence)) = (from, crate::p2p::offence_of(&e)) {
+                        self.send(Outbound::Report { peer, offence });
+                    }
+                    if !matches!(e, ChainError::UpgradeHalt(_) | ChainError::Storage(_)) {
+                        tracing::warn!(height = %hex::encode(&hash[..4]), "refused a block: {e}");
+                    }
+                    Err(e)
+                }
+            };
+            if first {
+                verdict = r;
+            } else if let Err(e @ (ChainError::UpgradeHalt(_) | ChainError::Storage(_))) = r {
+                return Err(e);
+            }
+            first = false;
+        }
+        verdict
+    }
+
+    /// Hands events to consensus and carries out its actions, until nothing is left.
+    fn run_queue(&mut self, mut queue: VecDeque<Event>) -> Result<(), ChainError> {
+        while let Some(event) = queue.pop_front() {
+            let actions = self.consensus.handle(event, self.now_ms());
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::Produce { .. } | Action::CastVote { .. }))
+            {
+                self.persist_safety()?;
+            }
+            let mut finalized = None;
+            for action in actions {
+                match action {
+                    Action::Finalized { hash, height } => {
+                        self.state.finalize(&hash)?;
+                        finalized = Some((hash, height));
+                    }
+                    other => self.act(other, &mut queue)?,
+                }
+                if self.halt.is_some() {
+                    return Ok(());
+                }
+            }
+            if let Some((hash, height)) = finalized {
+                self.after_finality(hash, height)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn persist_safety(&mut self) -> Result<(), ChainError> {
+        let bytes = borsh::to_vec(self.consensus.safety()).map_err(chain_err)?;
+        if bytes != self.persisted {
+            self.state.read_chain().db().put_safety(&bytes)?;
+            self.persisted = bytes;
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Result<(), ChainError> {
+        match action {
+            Action::Produce { parent, height } => self.produce(parent, height, queue)?,
+            Action::CastVote {
+                stage,
+                height,
+                block,
+            } => {
+                let Some(key) = &self.key else { return Ok(()) };
+                let vote = SignedVote::sign(
+                    VoteBody {
+                        stage,
+                        height,
+                        block,
+                    },
+                    key,
+                    &self.chain_id,
+                );
+                self.signed
+                    .entry((stage, height, block))
+                    .or_default()
+                    .insert(key.public().address(), vote.clone());
+                self.send(Outbound::Publish(Gossip::Vote(vote)));
+            }
+            Action::NewHead { hash, height } => {
+                self.state.set_head(&hash)?;
+                tracing::debug!(height, "new head");
+                self.check_halt()?;
+            }
+            Action::Relay(votes) => {
+                for v in votes {
+                    if let Some(signed) = self
+                        .signed
+                        .get(&(v.stage, v.height, v.block))
+                        .and_then(|m| m.get(&v.voter))
+                    {
+                        self.send(Outbound::Publish(Gossip::Vote(signed.clone())));
+                    }
+                }
+            }
+            Action::Evidence(e) => self.report(e),
+            Action::RequestBlock { hash } => self.send(Outbound::Fetch { hash, from: None }),
+            Action::Finalized { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn produce(
+        &mut self,
+        parent: Hash,
+        height: u64,
+        queue: &mut VecDeque<Event>,
+    ) -> Result<(), ChainError> {
+        let Some(key) = self.key.clone() else {
+            return Ok(());
+        };
+        let now = wall_ms();
+        let produced = match self.state.produce_on(&parent, &key, now, true) {
+            Ok(b) => b,
+            Err(ChainError::UpgradeHalt(h)) => {
+                self.halt = Some(*h);
+                return Ok(());
+            }
+            Err(e @ ChainError::Storage(_)) => return Err(e),
+            Err(e) => {
+                tracing::error!(height, "block production failed: {e}");
+                return Ok(());
+            }
+        };
+        tracing::info!(
+            height,
+            txs = produced.block.transactions.len(),
+            rejected = produced.rejected.len(),
+            hash = %crate::rpc::hex0x(produced.hash),
+            "produced block"
+        );
+        self.send(Outbound::Publish(Gossip::Block(produced.block.clone())));
+        if self.settings.fault == Some(Fault::DoubleSign) {
+            // The test fault: a second, different block at the same height, signed by the same
+            // key and sent to everyone. Honest nodes see both and report the proposer.
+            match self.state.produce_on(&parent, &key, now + 1, false) {
+                Ok(twin) => {
+                    tracing::warn!(height, hash = %crate::rpc::hex0x(twin.hash), "test fault: double-signed a second block");
+                    self.send(Outbound::Publish(Gossip::Block(twin.block)));
+                }
+                Err(e) => tracing::error!("test fault: cannot produce the twin: {e}"),
+            }
+        }
+        queue.push_back(Event::Block(meta_of(&self.state, &produced)?));
+        Ok(())
+    }
+
+    /// Halts before the next block when an approved binary upgrade this binary does not
+    /// implement is due there, so validators that are not due to produce stop at the same
+    /// height as the one that is.
+    fn check_halt(&mut self) -> Result<(), ChainError> {
+        let chain = self.state.read_chain();
+        let head = chain.head().height;
+        let due = match chain.query(Query::UpgradePlan)? {
+            QueryResponse::UpgradePlan(Some(view)) => {
+                view.plan.status == PlanStatus::Approved
+                    && view.plan.height == head + 1
+                    && matches!(view.plan.target, UpgradeTarget::Binary { .. })
+            }
+            _ => false,
+        };
+        if due && let Some(halt) = chain.halt_due()? {
+            self.halt = Some(halt);
+        }
+        Ok(())
+    }
+
+    /// After blocks became irreversible: keep the certificate, switch to the new active set,
+    /// forget votes below.
+    fn after_finality(&mut self, hash: Hash, height: u64) -> Result<(), ChainError> {
+        let certificate: Vec<SignedVote> = self
+            .signed
+            .get(&(Stage::Precommit, height, hash))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        if !certificate.is_empty() {
+            let bytes = borsh::to_vec(&certificate).map_err(chain_err)?;
+            self.state
+                .read_chain()
+                .db()
+                .put_certificate(height, &bytes)?;
+        }
+        self.signed.retain(|(_, h, _), _| *h > height);
+        let view = consensus_view(&self.state, &hash, height)?;
+        let set = ValidatorSet::new(view.active);
+        if &set != self.consensus.validators() {
+            tracing::info!(
+                height,
+                validators = set.members.len(),
+                "the active set changed"
+            );
+            self.consensus.set_validators(set);
+        }
+        self.persist_safety()?;
+        tracing::debug!(height, "finalized");
+        Ok(())
+    }
+
+    /// Turns evidence into a `ReportDoubleSign` transaction from this validator's key.
+    fn report(&self, evidence: Evidence) {
+        let Some(key) = &self.key else {
+            tracing::warn!(offender = %evidence.offender(), "double-sign seen; no key to report it with");
+            return;
+        };
+        let on_chain = match &evidence {
+            Evidence::DoubleVote(a, b) => {
+                let signed = |v: &Vote| {
+                    self.signed
+                        .get(&(v.stage, v.height, v.block))
+                        .and_then(|m| m.get(&v.voter))
+                        .cloned()
+                        .or_else(|| {
+                            let sig = Signature(v.signature.as_slice().try_into().ok()?);
+                            let voter = self.key_of(&v.voter)?;
+                            Some(SignedVote {
+                                body: VoteBody {
+                                    stage: v.stage,
+                                    height: v.height,
+                                    block: v.block,
+                                },
+                                voter,
+                                signature: sig,
+                            })
+                        })
+                };
+                match (signed(a), signed(b)) {
+                    (Some(first), Some(second)) => DoubleSignEvidence::DoubleVote { first, second },
+                    _ => return,
+                }
+            }
+            Evidence::DoubleProposal { first, second, .. } => {
+                let chain = self.state.read_chain();
+                let header = |h: &Hash| {
+                    chain.block(h).ok().flatten().map(|b| SignedHeader {
+                        header: b.header,
+                        signature: b.signature,
+                    })
+                };
+                match (header(first), header(second)) {
+                    (Some(first), Some(second)) => {
+                        DoubleSignEvidence::DoubleProposal { first, second }
+                    }
+                    _ => return,
+                }
+            }
+        };
+        match self.state.submit_evidence(key, on_chain) {
+            Ok(tx) => {
+                tracing::warn!(offender = %evidence.offender(), tx = %crate::rpc::hex0x(tx), "double-sign reported on chain")
+            }
+            Err(e) => {
+                tracing::warn!(offender = %evidence.offender(), "cannot report a double-sign: {e}")
+            }
+        }
+    }
+
+    fn key_of(&self, who: &Address) -> Option<vexidus_runtime_api::PublicKey> {
+        match self.state.read_chain().query(Query::Validator(*who)) {
+            Ok(QueryResponse::Validator(Some(v))) => Some(v.public_key),
+            _ => None,
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
