@@ -295,8 +295,20 @@ fn spawn(a: &LocalnetArgs, nodes: &[Node], nd: &Node) -> Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn()
-        .with_context(|| format!("cannot start node {}", nd.index))
+    let argv: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start node {}", nd.index))?;
+    // How to start this node again by hand (or from a test), and which process it is.
+    std::fs::write(
+        nd.dir.join("command.json"),
+        serde_json::to_string_pretty(&argv)?,
+    )?;
+    std::fs::write(nd.dir.join("pid"), child.id().to_string())?;
+    Ok(child)
 }
 
 /// Runs the network until Ctrl-C or SIGTERM.

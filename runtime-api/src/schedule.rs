@@ -17,6 +17,15 @@ pub const SLOT_BLOCKS: u64 = 5;
 pub const MISSES_TO_SKIP: u32 = 3;
 /// Consecutive blocks that bring it back.
 pub const PRODUCED_TO_RETURN: u32 = 2;
+/// Every this many slots is a probation slot: skipped validators keep their drawn places in it,
+/// so one that is back online gets to produce the two consecutive blocks that return it to the
+/// rotation. While it stays offline, this costs one failover wait per probation slot it leads.
+pub const PROBATION_EVERY: u64 = 4;
+
+/// Whether skipped validators keep their drawn places in `slot`.
+pub const fn is_probation_slot(slot: u64) -> bool {
+    slot.is_multiple_of(PROBATION_EVERY)
+}
 
 /// The slot of a height.
 pub const fn slot_of(height: u64) -> u64 {
@@ -59,10 +68,16 @@ pub fn draw(
     order
 }
 
-/// `order` with leader skip applied: skipped validators move behind the others. Not applied
-/// when it would skip everyone, nor in an upgrade grace period.
-pub fn rotation(order: Vec<Address>, skipped: &BTreeSet<Address>, in_grace: bool) -> Vec<Address> {
-    if in_grace || order.iter().all(|a| skipped.contains(a)) {
+/// `order` (the draw of `slot`) with leader skip applied: skipped validators move behind the
+/// others. Not applied when it would skip everyone, in an upgrade grace period, nor in a
+/// probation slot ([`PROBATION_EVERY`]).
+pub fn rotation(
+    slot: u64,
+    order: Vec<Address>,
+    skipped: &BTreeSet<Address>,
+    in_grace: bool,
+) -> Vec<Address> {
+    if in_grace || is_probation_slot(slot) || order.iter().all(|a| skipped.contains(a)) {
         return order;
     }
     let (mut kept, behind): (Vec<Address>, Vec<Address>) =
@@ -81,7 +96,8 @@ pub fn producers(
     in_grace: bool,
     blake3: impl Fn(&[u8]) -> [u8; 32],
 ) -> Vec<Address> {
-    let mut order = rotation(draw(slot_of(height), members, blake3), skipped, in_grace);
+    let slot = slot_of(height);
+    let mut order = rotation(slot, draw(slot, members, blake3), skipped, in_grace);
     if let Some((parent_height, parent_proposer)) = parent
         && slot_of(parent_height) == slot_of(height)
         && order.first() != Some(&parent_proposer)
@@ -216,16 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn skip_moves_validators_back_but_never_everyone_and_not_in_grace() {
+    fn skip_moves_validators_back_but_never_everyone_not_in_grace_nor_probation() {
         let order = draw(3, &set(&[1, 1, 1]), b3);
         let skipped: BTreeSet<Address> = [order[0]].into();
         assert_eq!(
-            rotation(order.clone(), &skipped, false).last(),
+            rotation(3, order.clone(), &skipped, false).last(),
             Some(&order[0])
         );
-        assert_eq!(rotation(order.clone(), &skipped, true), order);
+        assert_eq!(rotation(3, order.clone(), &skipped, true), order);
+        assert_eq!(rotation(4, order.clone(), &skipped, false), order);
         let all: BTreeSet<Address> = order.iter().copied().collect();
-        assert_eq!(rotation(order.clone(), &all, false), order);
+        assert_eq!(rotation(3, order.clone(), &all, false), order);
     }
 
     #[test]
