@@ -348,6 +348,11 @@ enum TxCmd {
         #[arg(long, default_value_t = 500)]
         commission_bps: u16,
     },
+    /// Leaves jail once the term has passed (the sender must be the jailed validator).
+    Unjail {
+        #[command(flatten)]
+        send: SendOpts,
+    },
 }
 
 #[derive(Subcommand)]
@@ -613,6 +618,7 @@ fn tx(cmd: TxCmd, client: &RpcClient, output: Output) -> Result<()> {
                 output,
             )
         }
+        TxCmd::Unjail { send: opts } => send(client, &opts, vec![Operation::Unjail], output),
     }
 }
 

@@ -123,6 +123,10 @@ pub struct Driver {
     signed: BTreeMap<(Stage, u64, Hash), BTreeMap<Address, SignedVote>>,
     persisted: Vec<u8>,
     halt: Option<UpgradeHalt>,
+    /// Own votes already sent once: sending one again is a re-send.
+    sent: std::collections::BTreeSet<(Stage, u64)>,
+    /// Votes to send again, batched into one `Gossip::Votes` per round of actions.
+    resend: Vec<SignedVote>,
 }
 
 fn chain_err(e: impl std::fmt::Display) -> ChainError {
@@ -214,6 +218,7 @@ impl Driver {
             safety,
             0,
         );
+        let already_sent = consensus.safety().voted.keys().copied().collect();
         let mut driver = Self {
             state,
             settings,
@@ -226,6 +231,9 @@ impl Driver {
             signed: BTreeMap::new(),
             persisted: stored_safety.unwrap_or_default(),
             halt: None,
+            // Votes cast before a restart go out again as re-sends, never as the same bytes.
+            sent: already_sent,
+            resend: Vec::new(),
         };
         let mut queue = VecDeque::new();
         for hash in pending {
@@ -414,6 +422,13 @@ impl Driver {
             if let Some((hash, height)) = finalized {
                 self.after_finality(hash, height)?;
             }
+            if !self.resend.is_empty() {
+                let votes = std::mem::take(&mut self.resend);
+                self.send(Outbound::Publish(Gossip::Votes {
+                    sent_at_ms: wall_ms(),
+                    votes,
+                }));
+            }
         }
         Ok(())
     }
@@ -449,7 +464,11 @@ impl Driver {
                     .entry((stage, height, block))
                     .or_default()
                     .insert(key.public().address(), vote.clone());
-                self.send(Outbound::Publish(Gossip::Vote(vote)));
+                if self.sent.insert((stage, height)) {
+                    self.send(Outbound::Publish(Gossip::Vote(vote)));
+                } else {
+                    self.resend.push(vote);
+                }
             }
             Action::NewHead { hash, height } => {
                 self.state.set_head(&hash)?;
@@ -463,7 +482,7 @@ impl Driver {
                         .get(&(v.stage, v.height, v.block))
                         .and_then(|m| m.get(&v.voter))
                     {
-                        self.send(Outbound::Publish(Gossip::Vote(signed.clone())));
+                        self.resend.push(signed.clone());
                     }
                 }
             }
@@ -555,6 +574,7 @@ impl Driver {
                 .put_certificate(height, &bytes)?;
         }
         self.signed.retain(|(_, h, _), _| *h > height);
+        self.sent.retain(|(_, h)| *h > height);
         let view = consensus_view(&self.state, &hash, height)?;
         let set = ValidatorSet::new(view.active);
         if &set != self.consensus.validators() {

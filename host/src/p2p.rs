@@ -173,6 +173,14 @@ impl P2p {
                         from: Some(peer),
                     });
                 }
+                Gossip::Votes { votes, .. } => {
+                    for vote in votes {
+                        let _ = self.inputs.send(Input::Vote {
+                            vote,
+                            from: Some(peer),
+                        });
+                    }
+                }
             },
             NetworkEvent::SyncRequest {
                 peer,

@@ -177,9 +177,17 @@ fn a_double_proposal_jails_once_as_its_own_kind() {
     assert!(r.success, "{:?}", r.error);
     assert_eq!(jailed_until(&h, &bob.public().address()), h.height() + 6);
     refused(&report(&mut h, evidence), "already reported");
-    // A double vote at the same height is another offence.
+    // A double vote at the same height is another offence; committed while the first term is
+    // served, it is recorded (it cannot be reported again) without lengthening the term.
+    let until = jailed_until(&h, &bob.public().address());
     let r = report(&mut h, double_vote(&bob, &chain, 5));
     assert!(r.success, "{:?}", r.error);
+    assert!(!r.events.iter().any(|e| matches!(e, Event::Jailed { .. })));
+    assert_eq!(jailed_until(&h, &bob.public().address()), until);
+    refused(
+        &report(&mut h, double_vote(&bob, &chain, 5)),
+        "already reported",
+    );
 }
 
 #[test]

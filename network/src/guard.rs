@@ -104,12 +104,34 @@ impl PeerGuard {
         self.peers.get(id).is_some_and(|p| p.banned)
     }
 
-    /// Admits `bytes` from `peer` at `now_ms`: the decoded message, or why it was dropped.
+    /// Admits gossip `bytes` from `peer` at `now_ms`: the decoded message, or why it was
+    /// dropped.
     pub fn admit<T: BorshDeserialize + for<'de> Deserialize<'de>>(
         &mut self,
         peer: &[u8],
         bytes: &[u8],
         now_ms: u64,
+    ) -> Result<(T, Encoding), Dropped> {
+        self.admit_with(peer, bytes, now_ms, true)
+    }
+
+    /// Admits a request: as [`Self::admit`] but without the replay check, since asking again
+    /// (a retry, a sync restarted from the same height) is what an honest peer does.
+    pub fn admit_request<T: BorshDeserialize + for<'de> Deserialize<'de>>(
+        &mut self,
+        peer: &[u8],
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(T, Encoding), Dropped> {
+        self.admit_with(peer, bytes, now_ms, false)
+    }
+
+    fn admit_with<T: BorshDeserialize + for<'de> Deserialize<'de>>(
+        &mut self,
+        peer: &[u8],
+        bytes: &[u8],
+        now_ms: u64,
+        replay_check: bool,
     ) -> Result<(T, Encoding), Dropped> {
         let max_rate = self.max_per_second;
         let record = self.peers.entry(peer.to_vec()).or_default();
@@ -129,15 +151,17 @@ impl PeerGuard {
             penalize(record, RATE_COST, "message rate");
             return Err(Dropped::RateLimited);
         }
-        let hash = *blake3::hash(bytes).as_bytes();
-        if record.recent.contains(&hash) {
-            penalize(record, REPLAY_COST, "replayed messages");
-            return Err(Dropped::Replay);
+        if replay_check {
+            let hash = *blake3::hash(bytes).as_bytes();
+            if record.recent.contains(&hash) {
+                penalize(record, REPLAY_COST, "replayed messages");
+                return Err(Dropped::Replay);
+            }
+            if record.recent.len() == REPLAY_RING {
+                record.recent.pop_front();
+            }
+            record.recent.push_back(hash);
         }
-        if record.recent.len() == REPLAY_RING {
-            record.recent.pop_front();
-        }
-        record.recent.push_back(hash);
         decode(bytes).map_err(|e| {
             penalize(record, GARBAGE_COST, "undecodable messages");
             Dropped::Garbage(e.to_string())

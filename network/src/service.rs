@@ -142,7 +142,7 @@ impl NetworkClient {
     pub async fn publish(&self, message: &Gossip) {
         let topic = match message {
             Gossip::Block(_) => BLOCKS_TOPIC,
-            Gossip::Vote(_) => VOTES_TOPIC,
+            Gossip::Vote(_) | Gossip::Votes { .. } => VOTES_TOPIC,
         };
         self.publish_raw(topic, encode(message)).await;
     }
@@ -516,7 +516,7 @@ impl Task {
                     let now = self.now_ms();
                     match self
                         .guard
-                        .admit::<SyncRequest>(&peer.to_bytes(), &request, now)
+                        .admit_request::<SyncRequest>(&peer.to_bytes(), &request, now)
                     {
                         Ok((request, _)) => {
                             let ticket = self.next_ticket;

@@ -18,6 +18,15 @@ pub enum Gossip {
     Block(Block),
     /// A signed vote.
     Vote(SignedVote),
+    /// Votes sent again (a validator's own above the last irreversible block, or a certificate
+    /// it relays). `sent_at_ms` makes every re-send a new message, so an honest re-send is never
+    /// a replay; a peer that replays the same bytes is one.
+    Votes {
+        /// The sender's clock when it sent them.
+        sent_at_ms: u64,
+        /// The votes.
+        votes: Vec<SignedVote>,
+    },
 }
 
 /// A sync request (request-response protocol).

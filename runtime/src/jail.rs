@@ -1,7 +1,10 @@
 //! Double-sign evidence and jailing (SPEC §10): a validator that signed two conflicting votes or
 //! blocks at one height is jailed for 1 hour, then 24 hours, 7 days and 30 days on repeat
 //! offences, counted in blocks of the chain's block time. No stake is slashed. Each offence
-//! (offender, height, kind) is punished once.
+//! (offender, height, kind) is punished once, and offences reported while the offender is
+//! serving a term are recorded without lengthening it: double-signing comes in bursts (a faulty
+//! validator signs twice at every height of its slot until the first report jails it), and a
+//! burst counts as one offence.
 
 use crate::dispatch::{Context, DispatchError};
 use crate::env::Env;
@@ -127,6 +130,9 @@ pub fn report(
         return Err(DispatchError::EvidenceAlreadyUsed);
     }
     env.set(&punished, &[]);
+    if v.is_jailed_at(ctx.height) {
+        return Ok(());
+    }
     let n = offences(env, &offender) + 1;
     write(env, &offences_key(&offender), &n);
     let block_time: u64 = read(env, storage::BLOCK_TIME).unwrap_or(1000);

@@ -167,6 +167,18 @@ impl Localnet {
         }
     }
 
+    /// Checks that no node banned a peer: honest nodes' messages (re-sent votes, repeated sync
+    /// requests) must never look like offences.
+    pub fn assert_no_bans(&self) -> Result<()> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let log = std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains("banned a peer")) {
+                bail!("node {i} banned a peer: {line}");
+            }
+        }
+        Ok(())
+    }
+
     /// The lowest finalized height among `which`.
     pub fn min_finalized(&self, which: &[usize]) -> u64 {
         which

@@ -187,6 +187,131 @@ fn four_validators_finalize_survive_a_crash_and_take_it_back() -> Result<()> {
     )?;
     let common = net.min_finalized(&ALL);
     net.assert_same_blocks(&ALL, 1..=common)?;
+    net.assert_no_bans()?;
     net.stop();
+    Ok(())
+}
+
+/// The block at which `needle` first appears in a block's JSON (events included), scanning
+/// heights `from..=to` on `node`.
+fn find_event(
+    node: &vexidus_tests::localnet::LocalNode,
+    from: u64,
+    to: u64,
+    needle: &str,
+) -> Result<Option<(u64, String)>> {
+    for h in from..=to {
+        let b = node.rpc.call("vex_getBlock", json!([h]))?;
+        if b.to_string().contains(needle) {
+            return Ok(Some((
+                h,
+                b["hash"].as_str().unwrap_or_default().to_string(),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+#[test]
+fn a_double_signing_validator_is_jailed_on_every_node_at_one_height() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = Localnet::start(
+        &dir.path().join("net"),
+        &[
+            "--validators",
+            "4",
+            "--block-time",
+            "0.5",
+            "--failover-base-ms",
+            &FAILOVER_BASE_MS.to_string(),
+            "--rpc-port",
+            "21100",
+            "--p2p-port",
+            "41100",
+            "--node-arg=--rpc-rate-limit=100000",
+            "--node-arg-for=3:--test-fault=double-sign",
+        ],
+    )?;
+    let cheat = net.nodes[3].address.clone();
+    let started = Instant::now();
+    let jailed_until = loop {
+        let record = net.nodes[0].validator(&cheat)?;
+        let until = record["jailed_until"].as_u64().unwrap_or(0);
+        if until > 0 {
+            break until;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "the double-signer was never jailed: {record}\n{}",
+            net.logs(20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let head = net.nodes[0].status().context("status")?["height"]
+        .as_u64()
+        .unwrap_or(0);
+    let (jail_height, jail_hash) =
+        find_event(&net.nodes[0], 1, head, "Jailed")?.context("no Jailed event on node 0")?;
+    println!("double-signer jailed at height {jail_height} until {jailed_until}");
+    // A first offence: one hour of blocks (SPEC §10) from the block that jails it. The twin
+    // blocks of the rest of its slot are the same burst and do not lengthen the term.
+    assert_eq!(jailed_until, jail_height + 3_600_000 / BLOCK_MS);
+
+    // Every node: the same block jails it, and the same term.
+    net.wait_until(
+        &ALL,
+        Duration::from_secs(60),
+        "finality past the jailing",
+        |s| finalized(s) >= jail_height + 2,
+    )?;
+    for (i, n) in net.nodes.iter().enumerate() {
+        assert_eq!(n.hash_at(jail_height)?, jail_hash, "node {i}");
+        let (h, _) = find_event(n, jail_height, jail_height, "Jailed")?
+            .with_context(|| format!("node {i} has no Jailed event at {jail_height}"))?;
+        assert_eq!(h, jail_height);
+        assert_eq!(
+            n.validator(&cheat)?["jailed_until"].as_u64(),
+            Some(jailed_until),
+            "node {i}"
+        );
+    }
+
+    // The others go on without it: finality continues and it produces no more blocks.
+    let honest = [0, 1, 2];
+    let now_final = net.min_finalized(&honest);
+    net.wait_until(
+        &honest,
+        Duration::from_secs(60),
+        "finality after the jailing",
+        |s| finalized(s) >= now_final + 10,
+    )?;
+    for h in (jail_height + 3)..=net.min_finalized(&honest) {
+        let b = net.nodes[0].rpc.call("vex_getBlock", json!([h]))?;
+        assert_ne!(
+            b["proposer"],
+            net.nodes[3].public_key.as_str(),
+            "height {h}"
+        );
+    }
+    net.assert_same_blocks(&honest, 1..=net.min_finalized(&honest))?;
+
+    // Unjail is refused before the term ends, with the height it ends at.
+    let key = net.nodes[3].dir.join("validator.key");
+    let out = vexidus_tests::cli(
+        net.nodes[0].rpc.url(),
+        &["tx", "unjail", "--key", key.to_str().unwrap_or_default()],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("jailed") && text.contains(&jailed_until.to_string()),
+        "{text}"
+    );
+    // Its twin blocks are valid blocks: evidence, not a reason to ban the peer.
+    net.assert_no_bans()?;
     Ok(())
 }
