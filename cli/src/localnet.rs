@@ -4,7 +4,8 @@
 //! (`<home>/node<i>/validator.key`, unequal stakes) and `<home>/localnet.json` (ports, keys);
 //! later runs with the same home continue that network. Each node gets its own data directory,
 //! RPC port and QUIC port, and dials all the others. With `--supervised` each node runs under
-//! `vexvisor` (home `<home>/node<i>/vexvisor`), so binary upgrades go through as in production.
+//! `vexvisor` (home `<home>/node<i>`: binaries in `vexvisor/`, data in `data/`), so binary
+//! upgrades go through as in production.
 //! Ctrl-C (or SIGTERM) stops every node and waits for them.
 
 use anyhow::{Context, Result, bail, ensure};
@@ -262,8 +263,10 @@ fn spawn(a: &LocalnetArgs, nodes: &[Node], nd: &Node) -> Result<Child> {
             .vexvisor_bin
             .clone()
             .unwrap_or_else(|| sibling("vexvisor"));
-        let home = nd.dir.join("vexvisor");
-        if !home.join("current").exists() {
+        // The node directory is the supervisor's home: the binaries under `vexvisor/`, the
+        // node's data in `data/`.
+        let home = nd.dir.clone();
+        if !home.join("vexvisor/current/vexidus-node").exists() {
             let out = Command::new(&vexvisor)
                 .args(["init", "--home"])
                 .arg(&home)
