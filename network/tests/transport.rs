@@ -1,12 +1,17 @@
-//! Three transports on loopback QUIC: gossip in both encodings, block sync, and a peer that
-//! sends garbage gets banned and disconnected while the node keeps working with the others.
+//! Transports on loopback QUIC: gossip in both encodings, block sync; peers that send garbage,
+//! replay messages or send oversized ones get banned and disconnected while the node keeps
+//! working with the others; the validator allowlist admits blocks only from proven peers.
 
 use libp2p::multiaddr::Protocol;
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
 use vexidus_network::guard::Dropped;
-use vexidus_network::service::{NetworkConfig, NetworkEvent, NetworkHandle, VOTES_TOPIC, start};
-use vexidus_network::wire::{Encoding, Gossip, SyncRequest, SyncResponse, encode_json};
+use vexidus_network::service::{
+    BLOCKS_TOPIC, NetworkConfig, NetworkEvent, NetworkHandle, VOTES_TOPIC, start,
+};
+use vexidus_network::wire::{
+    Encoding, Gossip, MAX_MESSAGE_BYTES, SyncRequest, SyncResponse, encode, encode_json,
+};
 use vexidus_runtime_api::signing::Keypair;
 use vexidus_runtime_api::vote::{SignedVote, VoteBody, VoteStage};
 use vexidus_runtime_api::{Block, Header, PublicKey, Signature};
@@ -49,9 +54,20 @@ async fn deliver(
     bytes: Vec<u8>,
     pred: impl Fn(&NetworkEvent) -> bool,
 ) -> NetworkEvent {
+    deliver_on(VOTES_TOPIC, from, to, bytes, pred).await
+}
+
+/// [`deliver`] on `topic`.
+async fn deliver_on(
+    topic: &'static str,
+    from: &NetworkHandle,
+    to: &mut NetworkHandle,
+    bytes: Vec<u8>,
+    pred: impl Fn(&NetworkEvent) -> bool,
+) -> NetworkEvent {
     let deadline = Instant::now() + WAIT;
     loop {
-        from.publish_raw(VOTES_TOPIC, bytes.clone()).await;
+        from.publish_raw(topic, bytes.clone()).await;
         let until = Instant::now() + Duration::from_millis(200);
         while let Ok(Some(e)) = timeout(
             until.saturating_duration_since(Instant::now()),
@@ -205,4 +221,133 @@ async fn gossip_sync_and_bans_over_quic_on_loopback() {
             "a banned peer was heard: {e:?}"
         );
     }
+}
+
+/// Sends `bytes` from `from` until `to` bans it; returns how many were dropped for `reason`
+/// first.
+async fn until_banned(
+    from: &NetworkHandle,
+    to: &mut NetworkHandle,
+    bytes: Vec<u8>,
+    reason: fn(&Dropped) -> bool,
+) -> u32 {
+    let mut dropped = 0;
+    loop {
+        let e = deliver(from, to, bytes.clone(), |e| {
+            matches!(e, NetworkEvent::Dropped { peer, .. } | NetworkEvent::Banned { peer } if *peer == from.peer_id)
+        })
+        .await;
+        match e {
+            NetworkEvent::Banned { .. } => return dropped,
+            NetworkEvent::Dropped { reason: r, .. } => {
+                assert!(reason(&r), "dropped for another reason: {r:?}");
+                dropped += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(dropped < 40, "never banned");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_and_oversized_messages_get_peers_banned() {
+    let mut a = start(config(vec![])).await.expect("a");
+    let replayer = start(config(vec![addr_of(&a)])).await.expect("replayer");
+    let flooder = start(config(vec![addr_of(&a)])).await.expect("flooder");
+    let honest = start(config(vec![addr_of(&a)])).await.expect("honest");
+
+    // The same vote again and again: the first is heard, the replays cost points until a ban
+    // (100 points, 5 per replay).
+    let bytes = encode(&vote(9));
+    deliver(
+        &replayer,
+        &mut a,
+        bytes.clone(),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(9)),
+    )
+    .await;
+    let replays = until_banned(&replayer, &mut a, bytes, |r| *r == Dropped::Replay).await;
+    assert!(
+        (15..=20).contains(&replays),
+        "{replays} replays before the ban"
+    );
+
+    // Messages over the 8 MiB cap (25 points each) are dropped unread, then banned.
+    let big = vec![0x56; MAX_MESSAGE_BYTES + 100];
+    let oversized = until_banned(&flooder, &mut a, big, |r| {
+        matches!(r, Dropped::Oversized(_))
+    })
+    .await;
+    assert!(
+        (2..=4).contains(&oversized),
+        "{oversized} oversized before the ban"
+    );
+
+    // The node keeps working with the honest peer.
+    deliver(
+        &honest,
+        &mut a,
+        encode(&vote(10)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(10)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allowlist_admits_blocks_only_from_proven_validators() {
+    let mut cfg = config(vec![]);
+    cfg.enforce_validator_allowlist = true;
+    let mut a = start(cfg).await.expect("a");
+    let validator = start(config(vec![addr_of(&a)])).await.expect("validator");
+    let stranger = start(config(vec![addr_of(&a)])).await.expect("stranger");
+    a.allow(validator.peer_id).await;
+    let block = |height: u64| {
+        Gossip::Block(Block {
+            header: Header {
+                parent_hash: [1; 32],
+                height,
+                timestamp_ms: 5,
+                proposer: PublicKey::default(),
+                state_root: [2; 32],
+                transactions_root: [3; 32],
+                receipts_root: [4; 32],
+            },
+            transactions: vec![],
+            signature: Signature::default(),
+        })
+    };
+    let e = deliver_on(
+        BLOCKS_TOPIC,
+        &stranger,
+        &mut a,
+        encode(&block(7)),
+        |e| matches!(e, NetworkEvent::Dropped { peer, .. } if *peer == stranger.peer_id),
+    )
+    .await;
+    assert!(
+        matches!(
+            e,
+            NetworkEvent::Dropped {
+                reason: Dropped::NotAValidatorPeer,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    deliver_on(
+        BLOCKS_TOPIC,
+        &validator,
+        &mut a,
+        encode(&block(8)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == block(8)),
+    )
+    .await;
+    // Votes are not limited: anyone may relay them.
+    deliver(
+        &stranger,
+        &mut a,
+        encode(&vote(11)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(11)),
+    )
+    .await;
 }
