@@ -473,6 +473,7 @@ impl Driver {
             Action::NewHead { hash, height } => {
                 self.state.set_head(&hash)?;
                 tracing::debug!(height, "new head");
+                self.update_leaders(&hash, height);
                 self.check_halt()?;
             }
             Action::Relay(votes) => {
@@ -536,6 +537,37 @@ impl Driver {
         }
         queue.push_back(Event::Block(meta_of(&self.state, &produced)?));
         Ok(())
+    }
+
+    /// Who transactions go to: the producer due at the next height and the leader of the next
+    /// slot.
+    fn update_leaders(&self, head: &Hash, height: u64) {
+        use vexidus_consensus::schedule::{SLOT_BLOCKS, slot_of};
+        let Some(node) = self.consensus.forkdb().get(head) else {
+            return;
+        };
+        let set = self.consensus.validators();
+        let in_grace = node.meta.in_grace;
+        let mut leaders = Vec::with_capacity(2);
+        if let Some(next) =
+            vexidus_consensus::forkdb::producers(node, height + 1, set, in_grace).first()
+        {
+            leaders.push(*next);
+        }
+        let next_slot = (slot_of(height + 1) + 1) * SLOT_BLOCKS;
+        if let Some(after) = vexidus_consensus::schedule::producers(
+            next_slot,
+            (next_slot - 1, node.meta.proposer),
+            set,
+            &node.liveness.skipped,
+            in_grace,
+        )
+        .first()
+            && !leaders.contains(after)
+        {
+            leaders.push(*after);
+        }
+        *self.state.leaders.lock().unwrap_or_else(|p| p.into_inner()) = leaders;
     }
 
     /// Halts before the next block when an approved binary upgrade this binary does not

@@ -94,6 +94,12 @@ pub struct NodeState {
     pub finalized: broadcast::Sender<Value>,
     /// Connected peers (the network task keeps it current).
     pub peers: std::sync::atomic::AtomicUsize,
+    /// The validators due to produce next: the next block's producer and the next slot's
+    /// leader (the consensus driver keeps it current). Transactions go to them.
+    pub leaders: Mutex<Vec<vexidus_runtime_api::Address>>,
+    /// Where transactions submitted here go to be forwarded to the leaders (when on a network).
+    pub forward:
+        Mutex<Option<tokio::sync::mpsc::UnboundedSender<vexidus_runtime_api::SignedTransaction>>>,
     validator: Option<String>,
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
@@ -109,6 +115,8 @@ impl NodeState {
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
             peers: std::sync::atomic::AtomicUsize::new(0),
+            leaders: Mutex::new(Vec::new()),
+            forward: Mutex::new(None),
             validator: validator.map(|k| k.public().to_string()),
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
@@ -259,6 +267,21 @@ impl NodeState {
                 found: op.name(),
             });
         }
+        let admitted = {
+            let chain = self.read_chain();
+            self.lock_pool().admit_decoded(&chain, tx.clone())
+        }?;
+        if let Some(forward) = &*self.forward.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = forward.send(tx);
+        }
+        Ok(admitted)
+    }
+
+    /// A transaction another node forwarded (not forwarded again).
+    pub fn admit_forwarded(
+        &self,
+        tx: vexidus_runtime_api::SignedTransaction,
+    ) -> Result<Hash, TxError> {
         let chain = self.read_chain();
         self.lock_pool().admit_decoded(&chain, tx)
     }

@@ -2,7 +2,8 @@
 //! the consensus driver, publishes what the driver asks, fetches missing blocks, catches up from
 //! peers in batches when it is behind (from genesis if need be: each block runs on the runtime
 //! its parent's state names, so syncing across runtime upgrades needs nothing special), answers
-//! peers' sync requests, and exchanges validator proofs.
+//! peers' sync requests, exchanges validator proofs, and forwards transactions submitted here
+//! to the validators due to produce next (there is no transaction gossip).
 //!
 //! Synced batches carry the precommit certificate of the highest irreversible block among
 //! them; the driver counts those votes like gossiped ones, so a syncing node finalizes what it
@@ -11,6 +12,7 @@
 use crate::chain::ChainError;
 use crate::driver::{Input, Outbound};
 use crate::node::NodeState;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use vexidus_network::wire::{Gossip, MAX_MESSAGE_BYTES, PeerProof, SyncRequest, S
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::signing::Keypair;
 use vexidus_runtime_api::vote::SignedVote;
+use vexidus_runtime_api::{Address, SignedTransaction};
 
 /// Blocks asked for per sync request.
 pub const SYNC_BATCH: u32 = 64;
@@ -37,6 +40,9 @@ pub async fn run(
     let proof = validator_key
         .as_ref()
         .map(|k| PeerProof::sign(&network.peer_id.to_bytes(), k, &chain_id));
+    let (forward, mut to_forward) = mpsc::unbounded_channel();
+    *state.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(forward);
+    let me = validator_key.as_ref().map(|k| k.public().address());
     let p2p = P2p {
         state,
         client: network.client(),
@@ -44,6 +50,7 @@ pub async fn run(
         inputs,
         proof,
         chain_id,
+        validators: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
     };
     let mut census = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -56,6 +63,15 @@ pub async fn run(
                 Some(e) => p2p.on_event(e).await,
                 None => return,
             },
+            tx = to_forward.recv() => {
+                if let Some(tx) = tx {
+                    let mut batch = vec![tx];
+                    while let Ok(more) = to_forward.try_recv() {
+                        batch.push(more);
+                    }
+                    p2p.forward(batch, me);
+                }
+            }
             _ = census.tick() => {
                 let n = p2p.client.peers().await.len();
                 p2p.state.peers.store(n, Ordering::Relaxed);
@@ -72,6 +88,8 @@ struct P2p {
     inputs: std::sync::mpsc::Sender<Input>,
     proof: Option<PeerProof>,
     chain_id: String,
+    /// Validators that proved their key, and their peers.
+    validators: Arc<std::sync::Mutex<BTreeMap<Address, libp2p::PeerId>>>,
 }
 
 impl P2p {
@@ -136,7 +154,43 @@ impl P2p {
         );
         if registered {
             tracing::info!(%peer, validator = %proof.validator, "validator peer");
+            self.validators
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(proof.validator.address(), peer);
             self.client.allow(peer).await;
+        }
+    }
+
+    /// Sends transactions submitted here to the validators due to produce next.
+    fn forward(&self, batch: Vec<SignedTransaction>, me: Option<Address>) {
+        let leaders = self
+            .state
+            .leaders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let peers: Vec<libp2p::PeerId> = {
+            let known = self.validators.lock().unwrap_or_else(|p| p.into_inner());
+            leaders
+                .iter()
+                .filter(|l| Some(**l) != me)
+                .filter_map(|l| known.get(l).copied())
+                .collect()
+        };
+        for peer in peers {
+            let (client, transactions) = (self.client.clone(), batch.clone());
+            tokio::spawn(async move {
+                match client
+                    .request(peer, SyncRequest::Transactions { transactions })
+                    .await
+                {
+                    Ok(SyncResponse::Accepted { accepted }) => {
+                        tracing::debug!(%peer, accepted, "forwarded transactions")
+                    }
+                    other => tracing::debug!(%peer, ?other, "forwarding transactions failed"),
+                }
+            });
         }
     }
 
@@ -193,6 +247,22 @@ impl P2p {
                         SyncResponse::Hello {
                             proof: self.proof.clone(),
                         }
+                    }
+                    SyncRequest::Transactions { transactions } => {
+                        let mut accepted = 0u32;
+                        for tx in transactions {
+                            match self.state.admit_forwarded(tx) {
+                                Ok(_) => accepted += 1,
+                                Err(crate::pool::TxError::BadSignature(_)) => {
+                                    self.client.report(peer, Offence::BadSignature).await;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(%peer, "forwarded transaction refused: {e}")
+                                }
+                            }
+                        }
+                        SyncResponse::Accepted { accepted }
                     }
                     other => answer(&self.state, &other),
                 };
@@ -328,7 +398,7 @@ fn answer(state: &NodeState, request: &SyncRequest) -> SyncResponse {
                 blocks.push(block);
             }
         }
-        SyncRequest::Hello { .. } => {}
+        SyncRequest::Hello { .. } | SyncRequest::Transactions { .. } => {}
     }
     SyncResponse::Blocks {
         blocks,

@@ -3,7 +3,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use vexidus_runtime_api::vote::SignedVote;
-use vexidus_runtime_api::{Block, PublicKey, Signature};
+use vexidus_runtime_api::{Block, PublicKey, Signature, SignedTransaction};
 
 /// The magic bytes in front of a Borsh message.
 pub const MAGIC: [u8; 2] = *b"VX";
@@ -51,6 +51,11 @@ pub enum SyncRequest {
         /// The proof.
         proof: Option<PeerProof>,
     },
+    /// Transactions for the current and next leader's pool (there is no transaction gossip).
+    Transactions {
+        /// The transactions.
+        transactions: Vec<SignedTransaction>,
+    },
 }
 
 /// A sync response.
@@ -71,6 +76,11 @@ pub enum SyncResponse {
     Hello {
         /// The responder's validator proof.
         proof: Option<PeerProof>,
+    },
+    /// The answer to [`SyncRequest::Transactions`]: how many entered the pool.
+    Accepted {
+        /// Count.
+        accepted: u32,
     },
 }
 

@@ -288,6 +288,22 @@ impl Localnet {
     }
 }
 
+impl Localnet {
+    /// After [`Localnet::stop`]: every node process has exited.
+    pub fn assert_all_stopped(&self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let pid = self.pid(i)?;
+            let alive = Command::new("kill")
+                .args(["-0", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            anyhow::ensure!(!alive, "node {i} (pid {pid}) is still running");
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Localnet {
     fn drop(&mut self) {
         self.stop();

@@ -72,6 +72,42 @@ fn four_validators_finalize_survive_a_crash_and_take_it_back() -> Result<()> {
     let common = net.min_finalized(&ALL);
     net.assert_same_blocks(&ALL, 1..=common)?;
 
+    // Transactions submitted to any node reach the validators due to produce (no gossip: the
+    // node forwards them to the current and next leader).
+    let key = net.nodes[3].dir.join("validator.key");
+    let mut by_others = 0;
+    for i in 0..3 {
+        let submitted_at = net.nodes[3].status().context("status")?["height"]
+            .as_u64()
+            .unwrap_or(0);
+        let sent = vexidus_tests::cli_json(
+            net.nodes[3].rpc.url(),
+            &[
+                "tx",
+                "transfer",
+                "--key",
+                key.to_str().unwrap_or_default(),
+                "--to",
+                &format!("0x{}", format!("{:02x}", 0x70 + i).repeat(32)),
+                "--amount",
+                "1",
+            ],
+        )?;
+        let height = sent["height"].as_u64().context("inclusion height")?;
+        let block = net.nodes[0].rpc.call("vex_getBlock", json!([height]))?;
+        if block["proposer"] != net.nodes[3].public_key.as_str() {
+            by_others += 1;
+        }
+        assert!(
+            height <= submitted_at + 6,
+            "submitted at {submitted_at}, included at {height}"
+        );
+    }
+    assert!(
+        by_others > 0,
+        "only the node it was submitted to included them"
+    );
+
     // Kill the validator with the most stake (it leads the most slots).
     let victim = 0;
     let live = [1, 2, 3];
@@ -188,7 +224,10 @@ fn four_validators_finalize_survive_a_crash_and_take_it_back() -> Result<()> {
     let common = net.min_finalized(&ALL);
     net.assert_same_blocks(&ALL, 1..=common)?;
     net.assert_no_bans()?;
+    // Ctrl-C (here SIGTERM) to localnet stops every node.
     net.stop();
+    net.assert_all_stopped()?;
+    assert!(net.output().contains("localnet: stopping 4 nodes"));
     Ok(())
 }
 
