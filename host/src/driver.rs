@@ -200,11 +200,27 @@ impl Driver {
             missed: view.missed.into_iter().collect(),
             skipped: view.skipped.into_iter().collect(),
         };
-        let safety = match &stored_safety {
+        let mut safety = match &stored_safety {
             Some(bytes) => borsh::from_slice::<SafetyState>(bytes)
                 .map_err(|e| chain_err(format!("stored vote record does not decode: {e}")))?,
             None => SafetyState::default(),
         };
+        // A block this validator produced is kept in `pending` (synced) before it is published.
+        // A height recorded as produced with no own block kept there was never published (the
+        // process died while building it): producing it again is no double proposal, and not
+        // doing so would leave a lone validator waiting forever.
+        if let Some(me) = key.as_ref().map(|k| k.public()) {
+            let chain = state.read_chain();
+            let own: std::collections::BTreeSet<u64> = pending
+                .iter()
+                .filter_map(|h| chain.pending_block(h))
+                .filter(|b| b.block.header.proposer == me)
+                .map(|b| b.block.header.height)
+                .collect();
+            safety
+                .produced
+                .retain(|h| *h <= finalized.height || own.contains(h));
+        }
         let consensus = Consensus::new(
             Config {
                 me: key.as_ref().map(|k| k.public().address()),

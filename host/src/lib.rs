@@ -4,6 +4,7 @@ pub mod executor;
 
 /// The genesis runtime blob, built from `runtime/` by this crate's build script.
 pub const GENESIS_RUNTIME: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_WASM"));
+pub mod bench;
 pub mod chain;
 pub mod driver;
 pub mod genesis;
@@ -13,6 +14,7 @@ pub mod p2p;
 pub mod pool;
 pub mod readiness;
 pub mod rpc;
+pub mod sigcheck;
 pub mod storage;
 
 /// Binary-upgrade names implemented by every build of this version of the node.

@@ -277,6 +277,41 @@ impl NodeState {
         Ok(admitted)
     }
 
+    /// Ingress for a batch (`vex_submitTransactions`): the signatures are checked together in
+    /// batches on all cores, then each transaction is admitted in order; one result per entry.
+    pub fn submit_batch(
+        &self,
+        txs: Vec<Result<vexidus_runtime_api::SignedTransaction, TxError>>,
+    ) -> Vec<Result<Hash, TxError>> {
+        let decoded: Vec<vexidus_runtime_api::SignedTransaction> = txs
+            .iter()
+            .filter_map(|t| t.as_ref().ok().cloned())
+            .collect();
+        let mut verdicts = crate::sigcheck::verify_all(&decoded).into_iter();
+        let mut admitted = Vec::new();
+        let results: Vec<Result<Hash, TxError>> = {
+            let chain = self.read_chain();
+            let mut pool = self.lock_pool();
+            txs.into_iter()
+                .map(|t| {
+                    let tx = t?;
+                    let ok = verdicts.next();
+                    let r = pool.admit_checked(&chain, tx.clone(), ok);
+                    if r.is_ok() {
+                        admitted.push(tx);
+                    }
+                    r
+                })
+                .collect()
+        };
+        if let Some(forward) = &*self.forward.lock().unwrap_or_else(|p| p.into_inner()) {
+            for tx in admitted {
+                let _ = forward.send(tx);
+            }
+        }
+        results
+    }
+
     /// A transaction another node forwarded (not forwarded again).
     pub fn admit_forwarded(
         &self,

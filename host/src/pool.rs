@@ -91,6 +91,7 @@ pub struct Pool {
     by_arrival: BTreeMap<u64, Hash>,
     next_seq: u64,
     capacity: usize,
+    verified: crate::sigcheck::VerifiedCache,
 }
 
 impl Pool {
@@ -102,6 +103,7 @@ impl Pool {
             by_arrival: BTreeMap::new(),
             next_seq: 0,
             capacity,
+            verified: crate::sigcheck::VerifiedCache::new(capacity.clamp(1_024, 1 << 20)),
         }
     }
 
@@ -131,20 +133,37 @@ impl Pool {
         self.admit_decoded(chain, tx)
     }
 
-    /// Checks and adds a decoded transaction; returns its hash.
+    /// Checks and adds a decoded transaction; returns its hash. A signature this node has
+    /// verified before (the same transaction submitted again or forwarded back) is not verified
+    /// again.
     pub fn admit_decoded(&mut self, chain: &Chain, tx: SignedTransaction) -> Result<Hash, TxError> {
+        self.admit_checked(chain, tx, None)
+    }
+
+    /// [`Self::admit_decoded`] for a transaction whose signature was just checked in a batch
+    /// (`signature_ok`), so it is not checked a second time.
+    pub fn admit_checked(
+        &mut self,
+        chain: &Chain,
+        tx: SignedTransaction,
+        signature_ok: Option<bool>,
+    ) -> Result<Hash, TxError> {
         if tx.transaction.chain_id != chain.chain_id() {
             return Err(TxError::WrongChain {
                 expected: chain.chain_id().into(),
                 found: tx.transaction.chain_id.clone(),
             });
         }
-        if !signing::verify_transaction(&tx) {
-            return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
-        }
         let hash = signing::transaction_hash(&tx);
         if self.by_hash.contains_key(&hash) {
             return Err(TxError::AlreadyPending(format!("0x{}", hex::encode(hash))));
+        }
+        if !self.verified.contains(&hash) {
+            let ok = signature_ok.unwrap_or_else(|| signing::verify_transaction(&tx));
+            if !ok {
+                return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
+            }
+            self.verified.insert(hash);
         }
         let valid = chain.validate_transaction(&tx)?.map_err(TxError::Invalid)?;
         let sender = tx.transaction.sender.address();

@@ -232,6 +232,9 @@ fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned>
     state.read_chain().query(q).map_err(node_err)
 }
 
+/// Most transactions per `vex_submitTransactions` call.
+pub const MAX_BATCH_TRANSACTIONS: usize = 10_000;
+
 /// Builds the RPC methods over the node's shared state.
 pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
     let mut m = RpcModule::new(state);
@@ -257,6 +260,34 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     })
             })?;
         }
+        m.register_method(
+            "vex_submitTransactions",
+            |params, state, _| -> Result<Value, ErrorObjectOwned> {
+                let list: Vec<String> =
+                    one_param(&params, "an array of hex-encoded signed transactions")?;
+                if list.len() > MAX_BATCH_TRANSACTIONS {
+                    return Err(bad_params(format!(
+                        "at most {MAX_BATCH_TRANSACTIONS} transactions per call, got {}",
+                        list.len()
+                    )));
+                }
+                let mut decoded = Vec::with_capacity(list.len());
+                for (i, hex) in list.iter().enumerate() {
+                    let bytes = parse_hex_bytes(hex, &format!("transaction {i}"))?;
+                    decoded.push(crate::pool::decode(&bytes));
+                }
+                let results = state.submit_batch(decoded);
+                Ok(json!(
+                    results
+                        .into_iter()
+                        .map(|r| match r {
+                            Ok(hash) => json!({ "hash": hex0x(hash) }),
+                            Err(e) => json!({ "error": e.to_string() }),
+                        })
+                        .collect::<Vec<_>>()
+                ))
+            },
+        )?;
         m.register_method(
             "vex_getProposal",
             |params, state, _| -> Result<Value, ErrorObjectOwned> {

@@ -92,6 +92,22 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Benchmarks (use a release build); each prints its baseline and the ratios against it.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Signature verification: one by one on one thread vs the node's batched parallel verifier.
+    Signatures {
+        /// Signatures per run.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// Runs; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn long_version() -> &'static str {
@@ -131,6 +147,14 @@ fn main() {
             ref into,
         }) => replay(data_dir, into),
         Some(Command::CheckState { ref data_dir }) => check_state(data_dir),
+        Some(Command::Bench(BenchCmd::Signatures { count, runs })) => {
+            vexidus_host::bench::signatures(count, runs).map(|lines| {
+                vexidus_host::bench::print_table(
+                    &format!("signature verification, {count} Ed25519 signatures (ZIP-215)"),
+                    &lines,
+                )
+            })
+        }
         None => run(cli),
     };
     if let Err(e) = result {

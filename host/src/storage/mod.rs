@@ -269,10 +269,13 @@ impl Db {
         updated_lthash(base, self, changes)
     }
 
-    /// Keeps an executed block that is not irreversible yet, for re-execution after a restart.
+    /// Keeps an executed block that is not irreversible yet, for re-execution after a restart
+    /// (synced: a block this validator produced is on disk before it is published).
     pub fn put_pending(&self, hash: &Hash, block: &Block) -> Result<()> {
         let bytes = borsh::to_vec(block).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        self.db.put_cf(self.cf(CF_PENDING), hash, bytes)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db.put_cf_opt(self.cf(CF_PENDING), hash, bytes, &wo)?;
         Ok(())
     }
 
