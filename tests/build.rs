@@ -32,7 +32,7 @@ fn main() {
         "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
         wasm_builder::source_digest(&root)
     );
-    for feature in ["v2-example", "v2-bad-migration", "v2-trap"] {
+    for feature in ["v2-example", "v2-bad-migration", "v2-trap", "v2-short-jail"] {
         let blob =
             wasm_builder::build_runtime(&root, &target, feature).unwrap_or_else(|e| panic!("{e}"));
         let dest = out_dir.join(format!("{feature}.wasm"));

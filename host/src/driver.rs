@@ -123,6 +123,10 @@ pub struct Driver {
     signed: BTreeMap<(Stage, u64, Hash), BTreeMap<Address, SignedVote>>,
     persisted: Vec<u8>,
     halt: Option<UpgradeHalt>,
+    /// A binary upgrade due at the block after the head, and when to halt for it: when that
+    /// block would be produced, so the head has a block interval to spread and gather votes.
+    halt_at: Option<(UpgradeHalt, u64)>,
+    block_time_ms: u64,
     /// Own votes already sent once: sending one again is a re-send.
     sent: std::collections::BTreeSet<(Stage, u64)>,
     /// Votes to send again, batched into one `Gossip::Votes` per round of actions.
@@ -247,6 +251,8 @@ impl Driver {
             signed: BTreeMap::new(),
             persisted: stored_safety.unwrap_or_default(),
             halt: None,
+            halt_at: None,
+            block_time_ms,
             // Votes cast before a restart go out again as re-sends, never as the same bytes.
             sent: already_sent,
             resend: Vec::new(),
@@ -288,6 +294,11 @@ impl Driver {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
             }
             self.run_queue(VecDeque::from([Event::Tick]))?;
+            if let Some((halt, at)) = &self.halt_at
+                && self.now_ms() >= *at
+            {
+                self.halt = Some(halt.clone());
+            }
             if let Some(halt) = self.halt.take() {
                 return Ok(Some(halt));
             }
@@ -586,10 +597,11 @@ impl Driver {
         *self.state.leaders.lock().unwrap_or_else(|p| p.into_inner()) = leaders;
     }
 
-    /// Halts before the next block when an approved binary upgrade this binary does not
-    /// implement is due there, so validators that are not due to produce stop at the same
-    /// height as the one that is.
+    /// Prepares to halt before the next block when an approved binary upgrade this binary
+    /// does not implement is due there: when that block would be produced, every validator
+    /// (due to produce or not) and every follower stops, at the same height.
     fn check_halt(&mut self) -> Result<(), ChainError> {
+        self.halt_at = None;
         let chain = self.state.read_chain();
         let head = chain.head().height;
         let due = match chain.query(Query::UpgradePlan)? {
@@ -601,7 +613,7 @@ impl Driver {
             _ => false,
         };
         if due && let Some(halt) = chain.halt_due()? {
-            self.halt = Some(halt);
+            self.halt_at = Some((halt, self.now_ms() + self.block_time_ms));
         }
         Ok(())
     }

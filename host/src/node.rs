@@ -607,6 +607,7 @@ pub async fn run(
                     .validator_key
                     .as_ref()
                     .map(|k| Keypair::from_seed(k.seed())),
+                p2p.bootnodes.clone(),
             )))
         }
     };

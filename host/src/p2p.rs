@@ -35,6 +35,7 @@ pub async fn run(
     inputs: std::sync::mpsc::Sender<Input>,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     validator_key: Option<Keypair>,
+    bootnodes: Vec<libp2p::Multiaddr>,
 ) {
     let chain_id = state.read_chain().chain_id().to_string();
     let proof = validator_key
@@ -53,6 +54,7 @@ pub async fn run(
         validators: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
     };
     let mut census = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             message = outbound.recv() => match message {
@@ -73,8 +75,20 @@ pub async fn run(
                 }
             }
             _ = census.tick() => {
-                let n = p2p.client.peers().await.len();
-                p2p.state.peers.store(n, Ordering::Relaxed);
+                ticks += 1;
+                let peers = p2p.client.peers().await;
+                p2p.state.peers.store(peers.len(), Ordering::Relaxed);
+                // Bootnodes that went away (restarted, upgraded) are dialled again.
+                if ticks.is_multiple_of(5) && peers.len() < bootnodes.len() {
+                    for addr in &bootnodes {
+                        p2p.client.dial(addr.clone()).await;
+                    }
+                }
+                // Catch up from a peer now and then whatever gossip brought: a lost gossip
+                // message or a stalled mesh must not leave the node behind for good.
+                if ticks.is_multiple_of(3) && !peers.is_empty() {
+                    p2p.sync_in_background(peers[(ticks / 3) as usize % peers.len()]);
+                }
             }
         }
     }
@@ -178,8 +192,24 @@ impl P2p {
                 .filter_map(|l| known.get(l).copied())
                 .collect()
         };
-        for peer in peers {
-            let (client, transactions) = (self.client.clone(), batch.clone());
+        // Requests are capped like messages: split the batch by encoded size.
+        let mut batches: Vec<Vec<SignedTransaction>> = vec![Vec::new()];
+        let mut size = 0usize;
+        let cap = MAX_MESSAGE_BYTES - 1024;
+        for tx in batch {
+            let n = borsh::to_vec(&tx).map(|b| b.len()).unwrap_or(cap);
+            if size + n > cap && !batches.last().is_some_and(Vec::is_empty) {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            size += n;
+            batches.last_mut().expect("one batch at least").push(tx);
+        }
+        for (peer, transactions) in peers
+            .iter()
+            .flat_map(|p| batches.iter().map(move |b| (*p, b.clone())))
+        {
+            let client = self.client.clone();
             tokio::spawn(async move {
                 match client
                     .request(peer, SyncRequest::Transactions { transactions })

@@ -19,8 +19,9 @@ pub const BLOCKS_TOPIC: &str = "blocks";
 pub const VOTES_TOPIC: &str = "votes";
 /// The sync protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/vexidus/sync/1");
-/// Largest sync request.
-pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Largest request: forwarded transactions (a runtime upgrade carries its blob) are capped
+/// like any message.
+pub const MAX_REQUEST_BYTES: u64 = MAX_MESSAGE_BYTES as u64;
 /// Largest sync response (the response size cap).
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
@@ -268,6 +269,12 @@ impl request_response::Codec for RawCodec {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// One connection per peer. A peer that restarts comes back under the same peer id while
+    /// its old connection still looks alive here; GossipSub then keeps talking to the dead
+    /// connection and never exchanges subscriptions on the new one, so the restarted node
+    /// hears no gossip. Refusing the second connection until the first has timed out (QUIC
+    /// idle timeout, 10 s) makes every connection a peer's first.
+    limits: libp2p::connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<RawCodec>,
     identify: identify::Behaviour,
@@ -297,6 +304,10 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
         .with_behaviour(|key| {
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
+                limits: libp2p::connection_limits::Behaviour::new(
+                    libp2p::connection_limits::ConnectionLimits::default()
+                        .with_max_established_per_peer(Some(1)),
+                ),
                 gossipsub: gossipsub::Behaviour::new(
                     MessageAuthenticity::Signed(key.clone()),
                     gossip_config,

@@ -25,14 +25,16 @@ pub const SPEC_NAME: &str = "vexidus";
 #[cfg(not(any(
     feature = "v2-example",
     feature = "v2-bad-migration",
-    feature = "v2-trap"
+    feature = "v2-trap",
+    feature = "v2-short-jail"
 )))]
 pub const SPEC_VERSION: u32 = 1;
 /// The version of the state-transition rules (a second version, for upgrade tests).
 #[cfg(any(
     feature = "v2-example",
     feature = "v2-bad-migration",
-    feature = "v2-trap"
+    feature = "v2-trap",
+    feature = "v2-short-jail"
 ))]
 pub const SPEC_VERSION: u32 = 2;
 /// The implementation version.

@@ -295,6 +295,8 @@ pub mod runtimes {
     pub const V2_BAD_MIGRATION: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_BAD_MIGRATION"));
     /// `v2-trap`: spec_version 2 that traps in every block.
     pub const V2_TRAP: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_TRAP"));
+    /// `v2-short-jail`: spec_version 2 with jail terms at 1/360 (an hour is ten seconds).
+    pub const V2_SHORT_JAIL: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_SHORT_JAIL"));
 }
 
 /// Hand-written runtimes: `wat` modules with every ABI export, for tests of the executor's and

@@ -234,9 +234,15 @@ impl Localnet {
 
     /// Starts node `i` again with the command localnet started it with.
     pub fn restart_node(&mut self, i: usize) -> Result<()> {
+        self.restart_node_with(i, &[])
+    }
+
+    /// Starts node `i` again with the command localnet started it with and `extra` flags.
+    pub fn restart_node_with(&mut self, i: usize, extra: &[&str]) -> Result<()> {
         let dir = &self.nodes[i].dir;
-        let argv: Vec<String> =
+        let mut argv: Vec<String> =
             serde_json::from_str(&std::fs::read_to_string(dir.join("command.json"))?)?;
+        argv.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("node.log"))?;

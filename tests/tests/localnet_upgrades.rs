@@ -14,7 +14,7 @@ use vexidus_tests::supervised::{UPGRADE_NAME, schedule_binary_upgrade};
 use vexidus_tests::{FileServer, cli_json, runtimes, upgrade_binary};
 
 const ALL: [usize; 4] = [0, 1, 2, 3];
-const GRACE: u64 = 20;
+const GRACE: u64 = 80;
 const SYNC_FROM_GENESIS_AFTER: u64 = 500;
 
 fn finalized(s: &Value) -> u64 {
@@ -46,7 +46,10 @@ fn liveness(net: &Localnet, i: usize) -> Result<Vec<(String, u64, bool)>> {
 fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_syncs() -> Result<()>
 {
     let upgraded = upgrade_binary();
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::tempdir()?;
+    // VEXIDUS_KEEP_TEST_DIR=1 keeps the network's files (keys, data, logs) for a post-mortem.
+    dir.disable_cleanup(std::env::var_os("VEXIDUS_KEEP_TEST_DIR").is_some());
+    println!("network files in {}", dir.path().display());
     let net = Localnet::start(
         &dir.path().join("net"),
         &[
@@ -78,7 +81,7 @@ fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_sy
     // A runtime upgrade, by the upgrade authority (validator 0).
     let wasm = dir.path().join("runtime-v2.wasm");
     std::fs::write(&wasm, runtimes::V2_EXAMPLE)?;
-    let runtime_height = height(&net.nodes[0].status().context("status")?) + 15;
+    let runtime_height = height(&net.nodes[0].status().context("status")?) + 20;
     let receipt = cli_json(
         &rpc0,
         &[
