@@ -651,6 +651,8 @@ pub async fn run(
         }
     };
     let outcome: anyhow::Result<Option<UpgradeHalt>> = tokio::select! {
+        // The driver's outcome first: a halt must never be reported as anything else.
+        biased;
         _ = shutdown => Ok(None),
         r = &mut driver_result => match r {
             Ok(Ok(halt @ Some(_))) => Ok(halt),

@@ -55,11 +55,14 @@ pub async fn run(
     };
     let mut census = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
+    // The driver going away (a halt for an upgrade, a shutdown) is the node's business, not a
+    // network failure: keep serving until the node stops this task.
+    let mut driver_gone = false;
     loop {
         tokio::select! {
-            message = outbound.recv() => match message {
+            message = outbound.recv(), if !driver_gone => match message {
                 Some(m) => p2p.on_outbound(m).await,
-                None => return,
+                None => driver_gone = true,
             },
             event = network.events.recv() => match event {
                 Some(e) => p2p.on_event(e).await,

@@ -154,6 +154,16 @@ fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_sy
             "node {i} runs the upgraded build"
         );
     }
+    // Each node halted with 42 and was upgraded; none crashed on the way.
+    for (i, n) in net.nodes.iter().enumerate() {
+        let log = std::fs::read_to_string(n.dir.join("node.log"))?;
+        assert!(
+            !log.contains("event=node_failed"),
+            "node {i} failed during the upgrade:\n{}",
+            n.log_tail(40)
+        );
+        assert!(log.contains("event=node_halted"), "node {i} never halted");
+    }
     // During the grace period nobody is skipped or charged a miss, whoever was slow to return.
     let during = liveness(&net, 1)?;
     assert!(
