@@ -86,7 +86,7 @@ enum Command {
         into: PathBuf,
     },
     /// Recomputes the state root from every stored key-value pair and compares it with the
-    /// stored accumulator and the head block.
+    /// stored accumulator and the last irreversible block (the state the database holds).
     CheckState {
         /// Data directory.
         #[arg(long, default_value = "./data")]
@@ -273,7 +273,8 @@ fn replay(data_dir: &Path, into: &Path) -> anyhow::Result<()> {
             hex::encode(target.head().state_root)
         );
     }
-    let head = source.head().height;
+    // The stored chain: the blocks up to the last irreversible one.
+    let head = source.finalized().height;
     let started = std::time::Instant::now();
     for h in 1..=head {
         let block = src_db
@@ -301,7 +302,8 @@ fn check_state(data_dir: &Path) -> anyhow::Result<()> {
     let db = chain.db();
     let stored = db.lthash()?;
     let recomputed = db.recompute_lthash()?;
-    let head = chain.head();
+    // The database holds the state of the last irreversible block.
+    let head = chain.finalized();
     let header_root = db
         .block(&head.hash)?
         .context("head block missing")?
