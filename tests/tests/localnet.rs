@@ -288,10 +288,14 @@ fn a_double_signing_validator_is_jailed_on_every_node_at_one_height_and_unjails_
     let wasm = dir.path().join("short-jail.wasm");
     std::fs::write(&wasm, vexidus_tests::runtimes::V2_SHORT_JAIL)?;
     let authority_key = net.nodes[0].dir.join("validator.key");
+    // Once the validators know each other (transactions go to the leaders by their proofs).
+    net.wait_until(&ALL, Duration::from_secs(60), "finality past 5", |s| {
+        finalized(s) >= 5
+    })?;
     let upgrade_at = net.nodes[0].status().context("status")?["height"]
         .as_u64()
         .unwrap_or(0)
-        + 15;
+        + 20;
     let r = vexidus_tests::cli_json(
         net.nodes[0].rpc.url(),
         &[
