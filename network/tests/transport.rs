@@ -34,6 +34,23 @@ fn addr_of(h: &NetworkHandle) -> libp2p::Multiaddr {
     h.listen_addrs[0].clone().with(Protocol::P2p(h.peer_id))
 }
 
+/// A block (the transport does not check it; the node does).
+fn block(height: u64) -> Block {
+    Block {
+        header: Header {
+            parent_hash: [1; 32],
+            height,
+            timestamp_ms: 5,
+            proposer: PublicKey::default(),
+            state_root: [2; 32],
+            transactions_root: [3; 32],
+            receipts_root: [4; 32],
+        },
+        transactions: vec![],
+        signature: Signature::default(),
+    }
+}
+
 fn vote(height: u64) -> Gossip {
     Gossip::Vote(SignedVote::sign(
         VoteBody {
@@ -116,19 +133,7 @@ async fn gossip_sync_and_bans_over_quic_on_loopback() {
     ));
 
     // B syncs a block from A.
-    let block = Block {
-        header: Header {
-            parent_hash: [1; 32],
-            height: 1,
-            timestamp_ms: 5,
-            proposer: PublicKey::default(),
-            state_root: [2; 32],
-            transactions_root: [3; 32],
-            receipts_root: [4; 32],
-        },
-        transactions: vec![],
-        signature: Signature::default(),
-    };
+    let block = block(1);
     let answered = block.clone();
     let a_peer = a.peer_id;
     let request = tokio::spawn(async move {
@@ -301,21 +306,7 @@ async fn the_allowlist_admits_blocks_only_from_proven_validators() {
     let validator = start(config(vec![addr_of(&a)])).await.expect("validator");
     let stranger = start(config(vec![addr_of(&a)])).await.expect("stranger");
     a.allow(validator.peer_id).await;
-    let block = |height: u64| {
-        Gossip::Block(Block {
-            header: Header {
-                parent_hash: [1; 32],
-                height,
-                timestamp_ms: 5,
-                proposer: PublicKey::default(),
-                state_root: [2; 32],
-                transactions_root: [3; 32],
-                receipts_root: [4; 32],
-            },
-            transactions: vec![],
-            signature: Signature::default(),
-        })
-    };
+    let block = |height: u64| Gossip::Block(block(height));
     let e = deliver_on(
         BLOCKS_TOPIC,
         &stranger,
