@@ -211,24 +211,11 @@ impl NodeState {
         if !voted.insert(plan.name.clone()) {
             return;
         }
-        let chain = self.read_chain();
-        let nonce = match chain.query(Query::Account(me)) {
-            Ok(QueryResponse::Account(a)) => a.nonce,
-            _ => return,
+        let vote = vexidus_runtime_api::Operation::VoteUpgrade {
+            name: plan.name.clone(),
+            approve: true,
         };
-        let mut pool = self.lock_pool();
-        let tx = vexidus_runtime_api::Transaction {
-            chain_id: chain.chain_id().into(),
-            sender: key.public(),
-            nonce: nonce + pool.pending_of(&me),
-            max_gas: 40_000,
-            valid_until: chain.head().height + 100,
-            operations: vec![vexidus_runtime_api::Operation::VoteUpgrade {
-                name: plan.name.clone(),
-                approve: true,
-            }],
-        };
-        match pool.admit_decoded(&chain, key.sign_transaction(tx)) {
+        match self.submit_own(key, 40_000, vec![vote]) {
             Ok(_) => tracing::info!(plan = %plan.name, "auto-vote: approving"),
             Err(e) => tracing::warn!(plan = %plan.name, "auto-vote failed: {e}"),
         }
@@ -439,22 +426,38 @@ impl NodeState {
         key: &Keypair,
         evidence: vexidus_runtime_api::vote::DoubleSignEvidence,
     ) -> Result<Hash, TxError> {
+        let report = vexidus_runtime_api::Operation::ReportDoubleSign {
+            evidence: Box::new(evidence),
+        };
+        self.submit_own(key, 100_000, vec![report])
+    }
+
+    /// Signs `operations` with the node's own `key` (the next free nonce, counting what the
+    /// pool holds) and pools the transaction.
+    fn submit_own(
+        &self,
+        key: &Keypair,
+        max_gas: u64,
+        operations: Vec<vexidus_runtime_api::Operation>,
+    ) -> Result<Hash, TxError> {
         let chain = self.read_chain();
         let me = key.public().address();
-        let nonce = match chain.query(Query::Account(me)) {
-            Ok(QueryResponse::Account(a)) => a.nonce,
-            _ => 0,
+        let nonce = match chain.query(Query::Account(me))? {
+            QueryResponse::Account(a) => a.nonce,
+            other => {
+                return Err(TxError::Node(ChainError::Runtime(format!(
+                    "unexpected answer to an account query: {other:?}"
+                ))));
+            }
         };
         let mut pool = self.lock_pool();
         let tx = vexidus_runtime_api::Transaction {
             chain_id: chain.chain_id().into(),
             sender: key.public(),
             nonce: nonce + pool.pending_of(&me),
-            max_gas: 100_000,
+            max_gas,
             valid_until: chain.head().height + 100,
-            operations: vec![vexidus_runtime_api::Operation::ReportDoubleSign {
-                evidence: Box::new(evidence),
-            }],
+            operations,
         };
         pool.admit_decoded(&chain, key.sign_transaction(tx))
     }

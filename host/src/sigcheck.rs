@@ -65,9 +65,6 @@ pub fn chunk_size(n: usize) -> usize {
 /// Whether each transaction's signature verifies, in order: exactly
 /// `txs.iter().map(signing::verify_transaction)`, computed in batches on all cores.
 pub fn verify_all(txs: &[SignedTransaction]) -> Vec<bool> {
-    if txs.is_empty() {
-        return Vec::new();
-    }
     let prepared: Vec<Prepared> = txs.par_iter().map(prepare).collect();
     prepared
         .par_chunks(chunk_size(txs.len()))
