@@ -295,8 +295,8 @@ impl Chain {
             executor.fuel.genesis,
         )?;
         built.map_err(ChainError::Genesis)?;
-        let changes = overlay.into_changes();
-        let lthash = db.updated_lthash(&LtHash::default(), &changes)?;
+        let mut changes = overlay.into_changes();
+        let lthash = db.updated_lthash(&LtHash::default(), &mut changes)?;
         let header = Header {
             parent_hash: [0; 32],
             height: 0,
@@ -651,8 +651,8 @@ impl Chain {
             candidates,
             Mode::Produce,
         )?;
-        let changes = overlay.into_changes();
-        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &changes)?;
+        let mut changes = overlay.into_changes();
+        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &mut changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
         let header = Header {
             parent_hash: *parent,
@@ -769,8 +769,8 @@ impl Chain {
             block.transactions.clone(),
             Mode::Import,
         )?;
-        let changes = overlay.into_changes();
-        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &changes)?;
+        let mut changes = overlay.into_changes();
+        let lthash = crate::storage::updated_lthash(&base.lthash, &layered, &mut changes)?;
         if lthash.root() != block.header.state_root {
             return Err(invalid(format!(
                 "state root mismatch: block says {}, execution gives {}",

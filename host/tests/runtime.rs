@@ -104,6 +104,74 @@ fn fee_goes_to_the_proposer_when_someone_else_sends() {
 }
 
 #[test]
+fn a_blocks_fees_are_paid_out_once_at_its_end_and_leave_no_records() {
+    let mut h = Harness::dev();
+    let proposer = Harness::dev_key().public().address();
+    let treasury = h.treasury();
+    let (proposer_before, treasury_before) =
+        (h.account(&proposer).balance, h.account(&treasury).balance);
+    let senders: Vec<_> = ["bob", "charlie", "dave"]
+        .iter()
+        .map(|n| Harness::account_key(n))
+        .collect();
+    for (i, key) in senders.iter().enumerate() {
+        for n in 0..2u64 {
+            let mut tx = h
+                .sign(
+                    key,
+                    vec![Operation::Transfer {
+                        to: fresh_address(&format!("sink-{i}-{n}")),
+                        amount: 1,
+                    }],
+                )
+                .transaction;
+            tx.nonce = n;
+            h.submit(key.sign_transaction(tx)).expect("admitted");
+        }
+    }
+    let block = h.produce_block().expect("block");
+    assert_eq!(block.receipts.len(), 6);
+    let fees: Vec<(u128, u128)> = block
+        .receipts
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter_map(|e| match e {
+            Event::FeePaid {
+                to_proposer,
+                to_treasury,
+                ..
+            } => Some((*to_proposer, *to_treasury)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fees,
+        vec![(TRANSFER_FEE * 80 / 100, TRANSFER_FEE * 20 / 100); 6]
+    );
+    assert_eq!(
+        h.account(&proposer).balance,
+        proposer_before + 6 * (TRANSFER_FEE * 80 / 100)
+    );
+    assert_eq!(
+        h.account(&treasury).balance,
+        treasury_before + 6 * (TRANSFER_FEE * 20 / 100)
+    );
+    // The per-transaction records were written and removed within the block: nothing of them
+    // reaches the database, and the stored root is the root of what is stored.
+    let db = h.chain().db();
+    let leftovers = db
+        .state_pairs()
+        .map(|kv| kv.expect("readable").0)
+        .filter(|k| k.starts_with(b"fees/"))
+        .count();
+    assert_eq!(leftovers, 0);
+    assert_eq!(
+        db.recompute_lthash().expect("recompute").root(),
+        block.block.header.state_root
+    );
+}
+
+#[test]
 fn unused_gas_is_refunded() {
     let mut h = Harness::dev();
     let bob = Harness::account_key("bob");

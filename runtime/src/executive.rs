@@ -93,8 +93,26 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
     })
 }
 
-/// Runs after the block's transactions.
-pub fn end_block(_env: &mut impl Env, _ctx: BlockContext) -> Result<EndBlockOutcome, String> {
+/// Runs after the block's transactions: pays the block's fees out (see [`apply_transaction`]).
+pub fn end_block(env: &mut impl Env, ctx: BlockContext) -> Result<EndBlockOutcome, String> {
+    let (mut to_proposer, mut to_treasury) = (0u128, 0u128);
+    let mut cursor = storage::FEE_PREFIX.to_vec();
+    while let Some(key) = env.next_key(&cursor) {
+        if !key.starts_with(storage::FEE_PREFIX) {
+            break;
+        }
+        if let Some((p, t)) = storage::read::<(u128, u128)>(env, &key) {
+            to_proposer = to_proposer.saturating_add(p);
+            to_treasury = to_treasury.saturating_add(t);
+        }
+        env.remove(&key);
+        cursor = key;
+    }
+    // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
+    let proposer = address_of(env, &ctx.proposer);
+    let treasury = treasury(env);
+    let _ = dispatch::credit(env, &proposer, to_proposer);
+    let _ = dispatch::credit(env, &treasury, to_treasury);
     Ok(EndBlockOutcome::default())
 }
 
@@ -171,6 +189,14 @@ pub fn validate_transaction(
 
 /// Applies one transaction: escrow the largest fee, run the operations all-or-nothing, then
 /// refund unused gas, split the fee and bump the nonce.
+///
+/// The fee's two shares are not credited here: they are recorded under the transaction's own
+/// key (`fees/` ‖ sender ‖ nonce) and [`end_block`] pays them to the proposer and the treasury
+/// in one credit each. Crediting them here would make every transaction of a block write the
+/// same two accounts, so no two transactions could ever execute in parallel (Block-STM in the
+/// host); this way a transfer touches only its sender's and its recipient's accounts. The
+/// `FeePaid` event and the receipt are unchanged; the proposer's and the treasury's balances
+/// rise at the end of the block instead of transaction by transaction.
 pub fn apply_transaction(
     env: &mut impl Env,
     args: ApplyArgs,
@@ -214,14 +240,17 @@ pub fn apply_transaction(
 
     let fee = (gas_used as u128) * gas_price;
     let refund = escrow - fee; // gas_used <= intrinsic gas <= max_gas
-    let proposer = address_of(env, &args.proposer);
     let to_proposer = fee * proposer_fee_percent(env) / 100;
     let to_treasury = fee - to_proposer;
-    let treasury = treasury(env);
-    // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
+    // Cannot overflow: the refund returns escrowed supply, and total supply fits in u128.
     let _ = dispatch::credit(env, &sender, refund);
-    let _ = dispatch::credit(env, &proposer, to_proposer);
-    let _ = dispatch::credit(env, &treasury, to_treasury);
+    if fee > 0 {
+        storage::write(
+            env,
+            &storage::fee_key(&sender, tx.nonce),
+            &(to_proposer, to_treasury),
+        );
+    }
     events.push(Event::FeePaid {
         payer: sender,
         fee,

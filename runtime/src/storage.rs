@@ -13,6 +13,7 @@
 //! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
 //! | `jail/n/` ‖ address | SCALE `u32`, double-sign offences (see [`crate::jail`]) |
 //! | `jail/e/` ‖ address ‖ height BE ‖ kind | empty: an offence already punished |
+//! | `fees/` ‖ sender ‖ nonce BE | SCALE `(u128, u128)`: a transaction's fee shares (proposer, treasury), paid out and removed by `end_block` of the same block |
 
 use crate::env::Env;
 use alloc::vec::Vec;
@@ -34,6 +35,14 @@ pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
 pub const VALIDATOR_PREFIX: &[u8] = b"val/";
 /// Prefix of delegations.
 pub const DELEGATION_PREFIX: &[u8] = b"dlg/";
+
+/// Prefix of the fee shares waiting for `end_block`.
+pub const FEE_PREFIX: &[u8] = b"fees/";
+
+/// Where the fee shares of `sender`'s transaction with `nonce` wait for `end_block`.
+pub fn fee_key(sender: &Address, nonce: u64) -> Vec<u8> {
+    key(FEE_PREFIX, &[&sender.0, &nonce.to_be_bytes()])
+}
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();

@@ -81,7 +81,7 @@ pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 /// Read access to the committed state, as overlays and the executor need it.
-pub trait StateBackend {
+pub trait StateBackend: Sync {
     /// Reads a value.
     fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String>;
     /// The next key strictly after `key`.
@@ -265,7 +265,7 @@ impl Db {
     }
 
     /// The accumulator after applying `changes` to the stored state.
-    pub fn updated_lthash(&self, base: &LtHash, changes: &Changes) -> Result<LtHash> {
+    pub fn updated_lthash(&self, base: &LtHash, changes: &mut Changes) -> Result<LtHash> {
         updated_lthash(base, self, changes)
     }
 
@@ -416,16 +416,21 @@ impl StateBackend for Db {
     }
 }
 
-/// The accumulator after applying `changes` to the state `backend` reads.
+/// The accumulator after applying `changes` to the state `backend` reads. Changes that change
+/// nothing (a key written and deleted again within the block, like the runtime's per-transaction
+/// fee records, or a value rewritten unchanged) are dropped from `changes`, so they never reach
+/// the database as writes or tombstones.
 pub fn updated_lthash(
     base: &LtHash,
     backend: &dyn StateBackend,
-    changes: &Changes,
+    changes: &mut Changes,
 ) -> Result<LtHash> {
     let mut acc = base.clone();
-    for (k, new) in changes {
+    let mut unchanged = Vec::new();
+    for (k, new) in changes.iter() {
         let old = backend.get(k).map_err(StorageError::Corrupt)?;
         if old.as_deref() == new.as_deref() {
+            unchanged.push(k.clone());
             continue;
         }
         if let Some(old) = old {
@@ -434,6 +439,9 @@ pub fn updated_lthash(
         if let Some(new) = new {
             acc.insert(k, new);
         }
+    }
+    for k in unchanged {
+        changes.remove(&k);
     }
     Ok(acc)
 }
