@@ -13,6 +13,7 @@
 
 use crate::executor::Externalities;
 use crate::executor::{ExecError, Executor, Prototype};
+use crate::stm::TxOutcome;
 use crate::storage::lthash::LtHash;
 use crate::storage::overlay::{Changes, StateOverlay};
 use crate::storage::{BlockCommit, Db, HeadInfo, Layered, StateBackend, StorageError};
@@ -134,6 +135,11 @@ pub struct Chain {
     implemented_upgrades: Vec<String>,
     shadow: Option<Arc<Prototype>>,
     last_shadow: Option<ShadowReport>,
+    /// Workers for a block's transactions: 1 executes them one after another, more runs
+    /// Block-STM (`stm`); the outcome is the same either way.
+    execution_threads: usize,
+    /// What Block-STM did in the last block it executed (tests and benchmarks read it).
+    last_stm_stats: std::sync::Mutex<Option<crate::stm::Stats>>,
 }
 
 /// What running one block with a pending runtime on a throwaway copy of state showed.
@@ -223,6 +229,8 @@ impl Chain {
             implemented_upgrades,
             shadow: None,
             last_shadow: None,
+            execution_threads: crate::stm::default_threads(),
+            last_stm_stats: Default::default(),
         };
         chain.reexecute_pending()?;
         Ok(chain)
@@ -1026,6 +1034,21 @@ impl Chain {
         Ok(executed)
     }
 
+    /// How many workers execute a block's transactions (1: one after another; more: Block-STM).
+    /// Blocks come out the same either way; this only changes how fast.
+    pub fn set_execution_threads(&mut self, threads: usize) {
+        self.execution_threads = threads.max(1);
+    }
+
+    /// What Block-STM did in the last block it executed, taken (None if no block ran on it
+    /// since the last call).
+    pub fn take_stm_stats(&self) -> Option<crate::stm::Stats> {
+        self.last_stm_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// Sets (or clears) the pending runtime that shadow-runs every block.
     pub fn set_shadow(&mut self, runtime: Option<Arc<Prototype>>) {
         if runtime.as_ref().map(|r| r.code_hash) != self.shadow.as_ref().map(|r| r.code_hash) {
@@ -1060,48 +1083,55 @@ impl Chain {
         events.extend(begin.events);
         overlay.commit_transaction();
 
-        let mut included = Vec::with_capacity(candidates.len());
-        let mut receipts = Vec::with_capacity(candidates.len());
-        let mut rejected = Vec::new();
-        for (i, tx) in candidates.into_iter().enumerate() {
-            let args = ApplyArgs {
+        let calls: Vec<ApplyArgs> = candidates
+            .into_iter()
+            .map(|transaction| ApplyArgs {
                 height: ctx.height,
                 proposer: ctx.proposer,
-                transaction: tx,
-            };
-            let outcome: std::result::Result<
-                std::result::Result<Receipt, InvalidTransaction>,
-                ExecError,
-            > = self.executor.call(
+                transaction,
+            })
+            .collect();
+        let outcomes = if self.execution_threads > 1 && calls.len() > 1 {
+            let (outcomes, stats) = crate::stm::execute(
+                &self.executor,
                 runtime,
-                abi::APPLY_TRANSACTION,
-                &args,
                 overlay,
+                &calls,
                 fuel.transaction,
-            );
-            let reason = match outcome {
-                Ok(Ok(receipt)) => {
-                    overlay.commit_transaction();
+                self.execution_threads,
+            )?;
+            // The workers' fuel, on this thread's meter as sequential calls would have put it.
+            Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
+            if mode != Mode::Shadow {
+                *self
+                    .last_stm_stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(stats);
+            }
+            outcomes
+        } else {
+            self.apply_sequentially(runtime, overlay, &calls, mode)?
+        };
+        let mut included = Vec::with_capacity(calls.len());
+        let mut receipts = Vec::with_capacity(calls.len());
+        let mut rejected = Vec::new();
+        for (i, (args, outcome)) in calls.into_iter().zip(outcomes).enumerate() {
+            match outcome.result {
+                Ok(receipt) => {
+                    overlay.commit_changes(outcome.writes);
                     included.push(args.transaction);
                     receipts.push(receipt);
-                    continue;
                 }
-                Ok(Err(invalid)) => invalid.to_string(),
-                // Local failures (a storage read, no free instance slot) say nothing about the
-                // transaction; refusing it for them would make block validity depend on the node.
-                Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => {
-                    return Err(e.into());
+                Err(reason) if mode == Mode::Import => {
+                    return Err(ChainError::InvalidBlock {
+                        height: ctx.height,
+                        reason: format!("transaction {i}: {reason}"),
+                    });
                 }
-                Err(e) => e.to_string(),
-            };
-            overlay.discard_transaction();
-            if mode == Mode::Import {
-                return Err(ChainError::InvalidBlock {
-                    height: ctx.height,
-                    reason: format!("transaction {i}: {reason}"),
-                });
+                Err(reason) => {
+                    rejected.push((signing::transaction_hash(&args.transaction), reason))
+                }
             }
-            rejected.push((signing::transaction_hash(&args.transaction), reason));
         }
 
         let end: std::result::Result<EndBlockOutcome, String> =
@@ -1115,6 +1145,51 @@ impl Chain {
             rejected,
             events,
         })
+    }
+}
+
+impl Chain {
+    /// Executes a block's transactions one after another, each on the transaction layer of
+    /// `overlay`: an included one's writes are committed to the block's layer at once (its
+    /// outcome carries none), a refused one's are discarded. Import stops at the first refused
+    /// transaction.
+    fn apply_sequentially(
+        &self,
+        runtime: &Prototype,
+        overlay: &mut StateOverlay<'_>,
+        calls: &[ApplyArgs],
+        mode: Mode,
+    ) -> Result<Vec<TxOutcome>> {
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for args in calls {
+            let (outcome, fuel) = Executor::metered(|| {
+                self.executor.call(
+                    runtime,
+                    abi::APPLY_TRANSACTION,
+                    args,
+                    overlay,
+                    self.executor.fuel.transaction,
+                )
+            });
+            // Local failures (a storage read, no free instance slot) say nothing about the
+            // transaction; refusing it for them would make block validity depend on the node.
+            let result = crate::stm::classify(outcome)?;
+            let refused = result.is_err();
+            if refused {
+                overlay.discard_transaction();
+            } else {
+                overlay.commit_transaction();
+            }
+            outcomes.push(TxOutcome {
+                result,
+                writes: Changes::new(),
+                fuel,
+            });
+            if refused && mode == Mode::Import {
+                break;
+            }
+        }
+        Ok(outcomes)
     }
 }
 

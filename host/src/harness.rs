@@ -116,6 +116,17 @@ impl Harness {
         &self.chain
     }
 
+    /// The chain underneath, to produce or import blocks directly.
+    pub fn chain_mut(&mut self) -> &mut Chain {
+        &mut self.chain
+    }
+
+    /// How many workers execute each block's transactions (1: one after another; more:
+    /// Block-STM). The node uses one per core.
+    pub fn set_execution_threads(&mut self, threads: usize) {
+        self.chain.set_execution_threads(threads);
+    }
+
     /// Current height.
     pub fn height(&self) -> u64 {
         self.chain.head().height

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod readiness;
 pub mod rpc;
 pub mod sigcheck;
+pub mod stm;
 pub mod storage;
 
 /// Binary-upgrade names implemented by every build of this version of the node.

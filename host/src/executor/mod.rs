@@ -386,6 +386,12 @@ impl Executor {
         (r, used)
     }
 
+    /// Adds fuel used on other threads (parallel execution's workers) to this thread's meter,
+    /// so [`Self::metered`] reports what the same calls would have used here.
+    pub(crate) fn charge_meter(fuel: u64) {
+        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel)));
+    }
+
     /// Whether a compiled module for `code_hash` is in memory.
     pub fn is_compiled(&self, code_hash: &Hash) -> bool {
         self.lock_cache().contains_key(code_hash)

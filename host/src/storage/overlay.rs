@@ -32,6 +32,12 @@ impl<'a> StateOverlay<'a> {
         self.block.extend(tx);
     }
 
+    /// Folds a transaction's changes made elsewhere (parallel execution) into the block's.
+    pub fn commit_changes(&mut self, changes: Changes) {
+        self.commit_transaction();
+        self.block.extend(changes);
+    }
+
     /// Drops the pending transaction's changes.
     pub fn discard_transaction(&mut self) {
         self.tx.clear();
@@ -51,25 +57,18 @@ impl<'a> StateOverlay<'a> {
     fn change(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
         self.tx.get(key).or_else(|| self.block.get(key))
     }
-}
 
-impl Externalities for StateOverlay<'_> {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    /// Reads a value (shared access: parallel execution reads the block's state from many
+    /// threads at once).
+    pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         match self.change(key) {
             Some(v) => Ok(v.clone()),
             None => self.backend.get(key),
         }
     }
 
-    fn set(&mut self, key: &[u8], value: &[u8]) {
-        self.tx.insert(key.to_vec(), Some(value.to_vec()));
-    }
-
-    fn remove(&mut self, key: &[u8]) {
-        self.tx.insert(key.to_vec(), None);
-    }
-
-    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    /// The next key strictly after `key` (shared access).
+    pub fn read_next_key(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let mut cursor = key.to_vec();
         let from_backend = loop {
             match self.backend.next_key(&cursor)? {
@@ -92,6 +91,24 @@ impl Externalities for StateOverlay<'_> {
             .into_iter()
             .flatten()
             .min())
+    }
+}
+
+impl Externalities for StateOverlay<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.read(key)
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.tx.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.tx.insert(key.to_vec(), None);
+    }
+
+    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.read_next_key(key)
     }
 }
 

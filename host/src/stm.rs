@@ -1,0 +1,694 @@
+//! Block-STM: a block's transactions executed in parallel, with exactly the outcome of executing
+//! them one after another in block order.
+//!
+//! This is the algorithm of Gelashvili et al., "Block-STM: Scaling Blockchain Execution by
+//! Turning Ordering Curse to a Performance Blessing" (PPoPP 2023), as aptos-core's
+//! `block-executor` implements it, over the wasm executor:
+//!
+//! - **Multi-version memory** ([`MvMemory`]): for every key, the value each transaction's latest
+//!   incarnation wrote, by transaction index. A transaction reads the write of the highest lower
+//!   index, or the block's state before the transactions ([`StateOverlay`] after `begin_block`).
+//!   When an incarnation is aborted its writes become *estimates*: a later transaction that reads
+//!   one waits for it instead of reading a value that is about to change.
+//! - **Read sets and validation**: each incarnation records where every read came from (which
+//!   transaction and incarnation, or the block's state) and the result of every `next_key`.
+//!   Validation reads them again; any difference aborts the incarnation and schedules the
+//!   transaction again with a higher incarnation number.
+//! - **The collaborative scheduler** ([`Scheduler`]): workers take the lowest-index task —
+//!   validating an executed transaction or executing a ready one — from two shared indices; an
+//!   abort lowers the validation index so everything above is validated again. The block is done
+//!   when both indices are past the end, no task is running and no index moved meanwhile; then
+//!   every transaction's last incarnation has been validated against the final writes of all
+//!   transactions below it, which is exactly sequential execution.
+//! - **Commit in block order**: the caller folds the final write sets into the block's overlay in
+//!   index order and builds receipts from the final outcomes ([`execute`] returns them in order).
+//!
+//! What this needs from the runtime: nothing. Any call may read and write any key and iterate
+//! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
+//! so upgrade and governance transactions run on this path too. A transaction the runtime refuses
+//! writes nothing (as in sequential execution, where its overlay is discarded). Each incarnation
+//! runs in a fresh instance with the transaction's own fuel budget, so fuel, events, fees and
+//! receipts are those of the final incarnation — the sequential ones.
+//!
+//! The worker pool is sized to the machine's cores and kept for the life of the process.
+
+use crate::executor::{ExecError, Executor, Externalities, Prototype};
+use crate::storage::overlay::{Changes, StateOverlay};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Mutex, OnceLock, RwLock};
+use vexidus_runtime_api::Receipt;
+use vexidus_runtime_api::abi::{self, ApplyArgs, InvalidTransaction};
+
+/// A transaction's position in the block.
+type TxIndex = usize;
+/// How many times a transaction has been executed before (0 for the first execution).
+type Incarnation = u32;
+
+/// What the final incarnation of one transaction gave.
+#[derive(Debug, Clone)]
+pub struct TxOutcome {
+    /// The receipt, or why the runtime refused the transaction (the same text sequential
+    /// execution gives).
+    pub result: Result<Receipt, String>,
+    /// Its writes (`None` deletes); empty when refused.
+    pub writes: Changes,
+    /// Fuel the call used, counted as [`Executor::metered`] counts it.
+    pub fuel: u64,
+}
+
+/// What one `vex_apply_transaction` call means for the block: a receipt, a refusal (the
+/// transaction is left out, or the block is invalid), or a node-local failure that says nothing
+/// about the transaction (a storage read, no free instance slot) and fails the block's execution.
+pub(crate) fn classify(
+    outcome: Result<Result<Receipt, InvalidTransaction>, ExecError>,
+) -> Result<Result<Receipt, String>, ExecError> {
+    match outcome {
+        Ok(Ok(receipt)) => Ok(Ok(receipt)),
+        Ok(Err(invalid)) => Ok(Err(invalid.to_string())),
+        Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => Err(e),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// What parallel execution of one block did, beyond the sequential work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions in the block.
+    pub transactions: usize,
+    /// Incarnations run (`transactions` when nothing conflicted).
+    pub executions: usize,
+    /// Incarnations aborted by validation.
+    pub aborts: usize,
+    /// Executions stopped at an estimate, to wait for the transaction that wrote it.
+    pub waits: usize,
+}
+
+/// The number of workers: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(default_threads())
+            .thread_name(|i| format!("vexidus-exec-{i}"))
+            .build()
+            .expect("a thread pool of the machine's size builds")
+    })
+}
+
+/// Executes `txs` with Block-STM on up to `threads` workers over `base` (the block's state after
+/// `begin_block`) and returns each transaction's final outcome, in block order.
+pub fn execute(
+    executor: &Executor,
+    runtime: &Prototype,
+    base: &StateOverlay<'_>,
+    txs: &[ApplyArgs],
+    fuel: u64,
+    threads: usize,
+) -> Result<(Vec<TxOutcome>, Stats), ExecError> {
+    let n = txs.len();
+    let shared = Shared {
+        executor,
+        runtime,
+        txs,
+        fuel,
+        mv: MvMemory::new(base, n),
+        scheduler: Scheduler::new(n),
+        outcomes: (0..n).map(|_| Mutex::new(None)).collect(),
+        failure: Mutex::new(None),
+        executions: AtomicUsize::new(0),
+        aborts: AtomicUsize::new(0),
+        waits: AtomicUsize::new(0),
+    };
+    let threads = threads.clamp(1, pool().current_num_threads());
+    pool().scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|_| shared.work());
+        }
+        shared.work();
+    });
+    if let Some(e) = lock(&shared.failure).take() {
+        return Err(e);
+    }
+    let stats = Stats {
+        transactions: n,
+        executions: shared.executions.load(SeqCst),
+        aborts: shared.aborts.load(SeqCst),
+        waits: shared.waits.load(SeqCst),
+    };
+    let outcomes = shared
+        .outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .ok_or_else(|| {
+                    ExecError::Instantiate(format!(
+                        "parallel execution ended without an outcome for transaction {i}"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((outcomes, stats))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Everything the workers share for one block.
+struct Shared<'a> {
+    executor: &'a Executor,
+    runtime: &'a Prototype,
+    txs: &'a [ApplyArgs],
+    fuel: u64,
+    mv: MvMemory<'a>,
+    scheduler: Scheduler,
+    outcomes: Vec<Mutex<Option<TxOutcome>>>,
+    failure: Mutex<Option<ExecError>>,
+    executions: AtomicUsize,
+    aborts: AtomicUsize,
+    waits: AtomicUsize,
+}
+
+enum Task {
+    Execute(TxIndex, Incarnation),
+    Validate(TxIndex, Incarnation),
+}
+
+impl Shared<'_> {
+    fn work(&self) {
+        let mut task = None;
+        while !self.scheduler.done() {
+            task = match task {
+                Some(Task::Execute(i, inc)) => self.execute(i, inc),
+                Some(Task::Validate(i, inc)) => self.validate(i, inc),
+                None => {
+                    let next = self.scheduler.next_task();
+                    if next.is_none() {
+                        std::hint::spin_loop();
+                    }
+                    next
+                }
+            };
+        }
+    }
+
+    fn fail(&self, e: ExecError) {
+        lock(&self.failure).get_or_insert(e);
+        self.scheduler.halt();
+    }
+
+    /// Runs incarnation `inc` of transaction `i`; returns the follow-up task, if any.
+    fn execute(&self, i: TxIndex, inc: Incarnation) -> Option<Task> {
+        loop {
+            let mut view = View {
+                mv: &self.mv,
+                tx: i,
+                reads: Vec::new(),
+                writes: Changes::new(),
+                blocked_on: None,
+            };
+            let (outcome, fuel) = Executor::metered(|| {
+                self.executor.call(
+                    self.runtime,
+                    abi::APPLY_TRANSACTION,
+                    &self.txs[i],
+                    &mut view,
+                    self.fuel,
+                )
+            });
+            self.executions.fetch_add(1, SeqCst);
+            if let Some(blocking) = view.blocked_on {
+                self.waits.fetch_add(1, SeqCst);
+                // It read an estimate: wait for that transaction to be executed again, unless
+                // it already has been (then run again at once).
+                if self.scheduler.add_dependency(i, blocking) {
+                    return None;
+                }
+                continue;
+            }
+            let (result, writes) = match classify(outcome) {
+                Ok(Ok(receipt)) => (Ok(receipt), view.writes),
+                Ok(Err(refused)) => (Err(refused), Changes::new()),
+                Err(e) => {
+                    self.fail(e);
+                    return None;
+                }
+            };
+            let wrote_new_key = self.mv.record(i, inc, view.reads, &writes);
+            *lock(&self.outcomes[i]) = Some(TxOutcome {
+                result,
+                writes,
+                fuel,
+            });
+            return self.scheduler.finish_execution(i, inc, wrote_new_key);
+        }
+    }
+
+    fn validate(&self, i: TxIndex, inc: Incarnation) -> Option<Task> {
+        let valid = match self.mv.validate(i) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(ExecError::Storage {
+                    entry: abi::APPLY_TRANSACTION.into(),
+                    reason: e,
+                });
+                return None;
+            }
+        };
+        let aborted = !valid && self.scheduler.try_validation_abort(i, inc);
+        if aborted {
+            self.aborts.fetch_add(1, SeqCst);
+            self.mv.convert_writes_to_estimates(i);
+        }
+        self.scheduler.finish_validation(i, aborted)
+    }
+}
+
+/// A value some incarnation wrote, or the mark of an aborted incarnation's write.
+#[derive(Clone)]
+enum Cell {
+    Written(Incarnation, Option<Vec<u8>>),
+    Estimate,
+}
+
+/// Where a read found its value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Origin {
+    /// The block's state before its transactions.
+    Base,
+    /// The write of this transaction's incarnation.
+    Version(TxIndex, Incarnation),
+}
+
+/// One read an incarnation made below its own writes.
+enum Read {
+    Get(Vec<u8>, Origin),
+    NextKey(Vec<u8>, Option<Vec<u8>>),
+}
+
+/// The result of a read in the multi-version memory.
+enum Lookup {
+    Found(Origin, Option<Vec<u8>>),
+    /// The value is an estimate of this (aborted) transaction's write.
+    Blocked(TxIndex),
+}
+
+struct MvMemory<'a> {
+    base: &'a StateOverlay<'a>,
+    data: RwLock<BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>>,
+    /// The keys each transaction's last incarnation wrote.
+    last_writes: Vec<Mutex<Vec<Vec<u8>>>>,
+    /// The reads of each transaction's last incarnation.
+    last_reads: Vec<Mutex<Vec<Read>>>,
+}
+
+impl<'a> MvMemory<'a> {
+    fn new(base: &'a StateOverlay<'a>, n: usize) -> Self {
+        Self {
+            base,
+            data: RwLock::new(BTreeMap::new()),
+            last_writes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            last_reads: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    fn data(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn data_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value of `key` as transaction `tx` sees it.
+    fn get(&self, key: &[u8], tx: TxIndex) -> Result<Lookup, String> {
+        if let Some(versions) = self.data().get(key)
+            && let Some((&writer, cell)) = versions.range(..tx).next_back()
+        {
+            return Ok(match cell {
+                Cell::Written(inc, value) => {
+                    Lookup::Found(Origin::Version(writer, *inc), value.clone())
+                }
+                Cell::Estimate => Lookup::Blocked(writer),
+            });
+        }
+        Ok(Lookup::Found(Origin::Base, self.base.read(key)?))
+    }
+
+    /// The first key after `from` that exists as transaction `tx` sees the state, or the
+    /// transaction whose estimate decides it.
+    fn next_key(
+        &self,
+        from: &[u8],
+        tx: TxIndex,
+    ) -> Result<Result<Option<Vec<u8>>, TxIndex>, String> {
+        let data = self.data();
+        let mut written = data
+            .range::<[u8], _>((Bound::Excluded(from), Bound::Unbounded))
+            .filter_map(|(k, versions)| versions.range(..tx).next_back().map(|(w, c)| (k, *w, c)));
+        let mut in_base = self.base.read_next_key(from)?;
+        let mut next_written = written.next();
+        loop {
+            match (&in_base, &next_written) {
+                (None, None) => return Ok(Ok(None)),
+                (Some(b), w) if w.is_none_or(|(k, _, _)| b.as_slice() < k.as_slice()) => {
+                    return Ok(Ok(Some(b.clone())));
+                }
+                (_, Some((k, writer, cell))) => match cell {
+                    Cell::Estimate => return Ok(Err(*writer)),
+                    Cell::Written(_, Some(_)) => return Ok(Ok(Some((*k).clone()))),
+                    Cell::Written(_, None) => {
+                        // Deleted below `tx`: skip it in both sources.
+                        if in_base.as_deref() == Some(k.as_slice()) {
+                            in_base = self.base.read_next_key(k)?;
+                        }
+                        next_written = written.next();
+                    }
+                },
+                (Some(_), None) => unreachable!("handled by the base arm"),
+            }
+        }
+    }
+
+    /// Stores incarnation `inc`'s writes and reads; says whether it wrote a key the previous
+    /// incarnation did not (then transactions above must be validated again).
+    fn record(&self, tx: TxIndex, inc: Incarnation, reads: Vec<Read>, writes: &Changes) -> bool {
+        let keys: Vec<Vec<u8>> = writes.keys().cloned().collect();
+        let previous = std::mem::replace(&mut *lock(&self.last_writes[tx]), keys);
+        let wrote_new_key = writes.keys().any(|k| previous.binary_search(k).is_err());
+        {
+            let mut data = self.data_mut();
+            for (k, v) in writes {
+                data.entry(k.clone())
+                    .or_default()
+                    .insert(tx, Cell::Written(inc, v.clone()));
+            }
+            for k in previous {
+                if !writes.contains_key(&k)
+                    && let Some(versions) = data.get_mut(&k)
+                {
+                    versions.remove(&tx);
+                }
+            }
+        }
+        *lock(&self.last_reads[tx]) = reads;
+        wrote_new_key
+    }
+
+    /// Whether every read of `tx`'s last incarnation would read the same now.
+    fn validate(&self, tx: TxIndex) -> Result<bool, String> {
+        let reads = lock(&self.last_reads[tx]);
+        for read in reads.iter() {
+            let same = match read {
+                Read::Get(key, origin) => {
+                    matches!(self.get(key, tx)?, Lookup::Found(now, _) if now == *origin)
+                }
+                Read::NextKey(from, result) => {
+                    matches!(self.next_key(from, tx)?, Ok(now) if now == *result)
+                }
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn convert_writes_to_estimates(&self, tx: TxIndex) {
+        let keys = lock(&self.last_writes[tx]);
+        let mut data = self.data_mut();
+        for k in keys.iter() {
+            if let Some(cell) = data.get_mut(k).and_then(|v| v.get_mut(&tx)) {
+                *cell = Cell::Estimate;
+            }
+        }
+    }
+}
+
+/// Storage as one incarnation sees it: its own writes over the multi-version memory.
+struct View<'m, 'a> {
+    mv: &'m MvMemory<'a>,
+    tx: TxIndex,
+    reads: Vec<Read>,
+    writes: Changes,
+    blocked_on: Option<TxIndex>,
+}
+
+impl View<'_, '_> {
+    fn blocked(&mut self, writer: TxIndex) -> String {
+        self.blocked_on = Some(writer);
+        format!("transaction {} waits for transaction {writer}", self.tx)
+    }
+
+    /// The next key below this incarnation's own writes, recorded.
+    fn shared_next_key(&mut self, from: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self.mv.next_key(from, self.tx)? {
+            Ok(next) => {
+                self.reads.push(Read::NextKey(from.to_vec(), next.clone()));
+                Ok(next)
+            }
+            Err(writer) => Err(self.blocked(writer)),
+        }
+    }
+}
+
+impl Externalities for View<'_, '_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if let Some(v) = self.writes.get(key) {
+            return Ok(v.clone());
+        }
+        match self.mv.get(key, self.tx)? {
+            Lookup::Found(origin, value) => {
+                self.reads.push(Read::Get(key.to_vec(), origin));
+                Ok(value)
+            }
+            Lookup::Blocked(writer) => Err(self.blocked(writer)),
+        }
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.writes.insert(key.to_vec(), None);
+    }
+
+    fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let mut cursor = key.to_vec();
+        let below = loop {
+            match self.shared_next_key(&cursor)? {
+                Some(k) if matches!(self.writes.get(&k), Some(None)) => cursor = k,
+                other => break other,
+            }
+        };
+        let own = self
+            .writes
+            .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone());
+        Ok([below, own].into_iter().flatten().min())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Status {
+    ReadyToExecute,
+    Executing,
+    Executed,
+    Aborting,
+}
+
+/// The collaborative scheduler of Block-STM (the paper's Algorithm 4 and 5).
+struct Scheduler {
+    n: usize,
+    execution_idx: AtomicUsize,
+    validation_idx: AtomicUsize,
+    /// Bumped whenever an index is lowered, so `check_done` can tell it raced with one.
+    decrease_cnt: AtomicUsize,
+    /// Tasks handed out and not finished.
+    active: AtomicUsize,
+    done: AtomicBool,
+    status: Vec<Mutex<(Incarnation, Status)>>,
+    /// Transactions waiting for each transaction's next execution.
+    dependents: Vec<Mutex<Vec<TxIndex>>>,
+}
+
+impl Scheduler {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            execution_idx: AtomicUsize::new(0),
+            validation_idx: AtomicUsize::new(0),
+            decrease_cnt: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            done: AtomicBool::new(n == 0),
+            status: (0..n)
+                .map(|_| Mutex::new((0, Status::ReadyToExecute)))
+                .collect(),
+            dependents: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.done.load(SeqCst)
+    }
+
+    /// Stops every worker (a node-local failure ends the block's execution).
+    fn halt(&self) {
+        self.done.store(true, SeqCst);
+    }
+
+    fn check_done(&self) {
+        let observed = self.decrease_cnt.load(SeqCst);
+        let exec = self.execution_idx.load(SeqCst);
+        let val = self.validation_idx.load(SeqCst);
+        let active = self.active.load(SeqCst);
+        if exec.min(val) >= self.n && active == 0 && observed == self.decrease_cnt.load(SeqCst) {
+            self.done.store(true, SeqCst);
+        }
+    }
+
+    fn decrease_execution_idx(&self, to: TxIndex) {
+        self.execution_idx.fetch_min(to, SeqCst);
+        self.decrease_cnt.fetch_add(1, SeqCst);
+    }
+
+    fn decrease_validation_idx(&self, to: TxIndex) {
+        self.validation_idx.fetch_min(to, SeqCst);
+        self.decrease_cnt.fetch_add(1, SeqCst);
+    }
+
+    /// Ready → executing; the incarnation to run.
+    fn try_incarnate(&self, i: TxIndex) -> Option<Incarnation> {
+        if i >= self.n {
+            return None;
+        }
+        let mut s = lock(&self.status[i]);
+        if s.1 == Status::ReadyToExecute {
+            s.1 = Status::Executing;
+            Some(s.0)
+        } else {
+            None
+        }
+    }
+
+    fn next_version_to_execute(&self) -> Option<Task> {
+        if self.execution_idx.load(SeqCst) >= self.n {
+            self.check_done();
+            return None;
+        }
+        self.active.fetch_add(1, SeqCst);
+        let i = self.execution_idx.fetch_add(1, SeqCst);
+        match self.try_incarnate(i) {
+            Some(inc) => Some(Task::Execute(i, inc)),
+            None => {
+                self.active.fetch_sub(1, SeqCst);
+                None
+            }
+        }
+    }
+
+    fn next_version_to_validate(&self) -> Option<Task> {
+        if self.validation_idx.load(SeqCst) >= self.n {
+            self.check_done();
+            return None;
+        }
+        self.active.fetch_add(1, SeqCst);
+        let i = self.validation_idx.fetch_add(1, SeqCst);
+        if i < self.n {
+            let (inc, status) = *lock(&self.status[i]);
+            if status == Status::Executed {
+                return Some(Task::Validate(i, inc));
+            }
+        }
+        self.active.fetch_sub(1, SeqCst);
+        None
+    }
+
+    fn next_task(&self) -> Option<Task> {
+        if self.validation_idx.load(SeqCst) < self.execution_idx.load(SeqCst) {
+            self.next_version_to_validate()
+        } else {
+            self.next_version_to_execute()
+        }
+    }
+
+    /// `i` read an estimate of `blocking`: park it until `blocking` is executed again. False
+    /// when `blocking` has been executed meanwhile (then `i` runs again at once).
+    fn add_dependency(&self, i: TxIndex, blocking: TxIndex) -> bool {
+        {
+            let mut deps = lock(&self.dependents[blocking]);
+            if lock(&self.status[blocking]).1 == Status::Executed {
+                return false;
+            }
+            lock(&self.status[i]).1 = Status::Aborting;
+            deps.push(i);
+        }
+        self.active.fetch_sub(1, SeqCst);
+        true
+    }
+
+    /// Aborting(k) → ReadyToExecute(k + 1).
+    fn set_ready(&self, i: TxIndex) {
+        let mut s = lock(&self.status[i]);
+        debug_assert_eq!(s.1, Status::Aborting);
+        *s = (s.0 + 1, Status::ReadyToExecute);
+    }
+
+    fn finish_execution(&self, i: TxIndex, inc: Incarnation, wrote_new_key: bool) -> Option<Task> {
+        lock(&self.status[i]).1 = Status::Executed;
+        let waiting = std::mem::take(&mut *lock(&self.dependents[i]));
+        if let Some(&lowest) = waiting.iter().min() {
+            for &d in &waiting {
+                self.set_ready(d);
+            }
+            self.decrease_execution_idx(lowest);
+        }
+        if self.validation_idx.load(SeqCst) > i {
+            if wrote_new_key {
+                // Everything above may have read around the new key: validate it all again.
+                self.decrease_validation_idx(i);
+            } else {
+                return Some(Task::Validate(i, inc));
+            }
+        }
+        self.active.fetch_sub(1, SeqCst);
+        None
+    }
+
+    /// Executed(inc) → Aborting(inc), unless another validation got there first.
+    fn try_validation_abort(&self, i: TxIndex, inc: Incarnation) -> bool {
+        let mut s = lock(&self.status[i]);
+        if *s == (inc, Status::Executed) {
+            s.1 = Status::Aborting;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn finish_validation(&self, i: TxIndex, aborted: bool) -> Option<Task> {
+        if aborted {
+            self.set_ready(i);
+            self.decrease_validation_idx(i + 1);
+            if self.execution_idx.load(SeqCst) > i
+                && let Some(inc) = self.try_incarnate(i)
+            {
+                return Some(Task::Execute(i, inc));
+            }
+        }
+        self.active.fetch_sub(1, SeqCst);
+        None
+    }
+}
