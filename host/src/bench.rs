@@ -2,33 +2,48 @@
 //! `cargo run --release --bin vexidus-node -- bench signatures`). Each prints its baseline,
 //! measured in the same run, and the ratio against it; `docs/performance.md` keeps the results.
 
+use crate::chain::Chain;
+use crate::executor::Executor;
+use crate::executor::native::NativeEnv;
 use crate::sigcheck;
+use crate::storage::Db;
+use crate::storage::overlay::{Changes, StateOverlay};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vexidus_runtime_api::SignedTransaction;
+use vexidus_runtime_api::abi::ApplyArgs;
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, NANO_PER_VXS};
+use vexidus_runtime_api::{GenesisConfig, Receipt, SignedTransaction};
 
-/// `count` transfers from distinct keys, signed.
+/// The key of benchmark account `i`.
+pub fn bench_key(i: usize) -> Keypair {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    seed[8] = 0xbe;
+    Keypair::from_seed(seed)
+}
+
+/// One transfer of 1 VXS from benchmark account `i` (nonce 0) to `to`, signed.
+pub fn signed_transfer(i: usize, to: Address, chain_id: &str) -> SignedTransaction {
+    let key = bench_key(i);
+    key.sign_transaction(Transaction {
+        chain_id: chain_id.into(),
+        sender: key.public(),
+        nonce: 0,
+        max_gas: 21_000,
+        valid_until: 1_000_000,
+        operations: vec![Operation::Transfer {
+            to,
+            amount: NANO_PER_VXS,
+        }],
+    })
+}
+
+/// `count` transfers from distinct keys to one account, signed.
 pub fn signed_transfers(count: usize, chain_id: &str) -> Vec<SignedTransaction> {
     (0..count)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            seed[8] = 0xbe;
-            let key = Keypair::from_seed(seed);
-            key.sign_transaction(Transaction {
-                chain_id: chain_id.into(),
-                sender: key.public(),
-                nonce: 0,
-                max_gas: 21_000,
-                valid_until: 1_000_000,
-                operations: vec![Operation::Transfer {
-                    to: Address([7; 32]),
-                    amount: NANO_PER_VXS,
-                }],
-            })
-        })
+        .map(|i| signed_transfer(i, Address([7; 32]), chain_id))
         .collect()
 }
 
@@ -114,4 +129,204 @@ pub fn signatures(count: usize, runs: usize) -> anyhow::Result<Vec<Line>> {
             items: count,
         },
     ])
+}
+
+/// How the benchmark block's transfers overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contention {
+    /// Every transfer has its own sender and its own recipient: nothing conflicts.
+    Low,
+    /// Distinct senders all pay one hot account: every transfer conflicts with every other.
+    Full,
+}
+
+/// A chain in a temporary directory whose genesis funds benchmark accounts `0..count`.
+pub struct BenchChain {
+    /// The chain.
+    pub chain: Chain,
+    /// Its database.
+    pub db: Arc<Db>,
+    /// Its genesis.
+    pub genesis: GenesisConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchChain {
+    /// Builds it (genesis runs the real wasm runtime).
+    pub fn new(count: usize) -> anyhow::Result<Self> {
+        let mut genesis = crate::genesis::dev_genesis();
+        genesis
+            .balances
+            .extend((0..count).map(|i| (bench_key(i).public().address(), 10 * NANO_PER_VXS)));
+        let dir = tempfile::tempdir()?;
+        let mut db = Db::open(dir.path())?;
+        db.set_sync_writes(false);
+        let db = Arc::new(db);
+        let executor = Arc::new(Executor::new(Some(db.module_store())));
+        let chain = Chain::open(
+            db.clone(),
+            executor,
+            &genesis,
+            crate::GENESIS_RUNTIME,
+            Vec::new(),
+        )?;
+        Ok(Self {
+            chain,
+            db,
+            genesis,
+            _dir: dir,
+        })
+    }
+}
+
+/// The transfers of the benchmark block.
+pub fn block_transfers(
+    count: usize,
+    contention: Contention,
+    chain_id: &str,
+) -> Vec<SignedTransaction> {
+    (0..count)
+        .map(|i| {
+            let to = match contention {
+                Contention::Low => {
+                    Address(*blake3::hash(format!("bench/to/{i}").as_bytes()).as_bytes())
+                }
+                Contention::Full => Address([7; 32]),
+            };
+            signed_transfer(i, to, chain_id)
+        })
+        .collect()
+}
+
+/// What executing the block's transactions one way gave: receipts (or refusals) and the
+/// block's state changes.
+type Executed = (Vec<Result<Receipt, String>>, Changes);
+
+/// Execution of one block of `count` transfers at the given contention, on the state after
+/// genesis: the wasm runtime one transaction after another (the baseline), the same runtime
+/// compiled natively into the host (one after another), and the wasm runtime on Block-STM with
+/// one worker per core. Then whole-block production (begin and end block with the fee payout,
+/// the state root, the block written to the database) one after another and on Block-STM.
+/// Checks that every way gives the same receipts and state changes.
+pub fn execution(
+    count: usize,
+    runs: usize,
+    contention: Contention,
+) -> anyhow::Result<(Vec<Line>, crate::stm::Stats)> {
+    let mut bench = BenchChain::new(count)?;
+    let chain_id = bench.genesis.chain_id.clone();
+    let txs = block_transfers(count, contention, &chain_id);
+    let proposer = crate::harness::Harness::dev_key();
+    let calls: Vec<ApplyArgs> = txs
+        .iter()
+        .map(|tx| ApplyArgs {
+            height: 1,
+            proposer: proposer.public(),
+            transaction: tx.clone(),
+        })
+        .collect();
+    let executor = bench.chain.executor().clone();
+    let runtime = bench.chain.runtime().clone();
+    let fuel = executor.fuel.transaction;
+    let db: &Db = &bench.db;
+    let threads = crate::stm::default_threads();
+
+    let (wasm_time, wasm) = best_of(runs, || -> anyhow::Result<Executed> {
+        let mut overlay = StateOverlay::new(db);
+        let outcomes = crate::stm::execute_sequentially(
+            &executor,
+            &runtime,
+            &mut overlay,
+            &calls,
+            fuel,
+            false,
+        )?;
+        Ok((
+            outcomes.into_iter().map(|o| o.result).collect(),
+            overlay.into_changes(),
+        ))
+    });
+    let wasm = wasm?;
+    let (native_time, native) = best_of(runs, || -> anyhow::Result<Executed> {
+        let mut overlay = StateOverlay::new(db);
+        let mut results = Vec::with_capacity(calls.len());
+        for call in &calls {
+            let mut env = NativeEnv::new(&mut overlay);
+            let r = vexidus_runtime::executive::apply_transaction(&mut env, call.clone());
+            if let Some(e) = env.storage_error {
+                anyhow::bail!("storage error in the native runtime: {e}");
+            }
+            match r {
+                Ok(receipt) => {
+                    overlay.commit_transaction();
+                    results.push(Ok(receipt));
+                }
+                Err(invalid) => {
+                    overlay.discard_transaction();
+                    results.push(Err(invalid.to_string()));
+                }
+            }
+        }
+        Ok((results, overlay.into_changes()))
+    });
+    let native = native?;
+    let (stm_time, stm) = best_of(runs, || -> anyhow::Result<(Executed, crate::stm::Stats)> {
+        let mut overlay = StateOverlay::new(db);
+        let (outcomes, changes, stats) =
+            crate::stm::execute(&executor, &runtime, &overlay, &calls, fuel, threads)?;
+        overlay.commit_changes(changes);
+        let results = outcomes.into_iter().map(|o| o.result).collect();
+        Ok(((results, overlay.into_changes()), stats))
+    });
+    let (stm, stats) = stm?;
+    anyhow::ensure!(
+        wasm.0.iter().all(|r| r.is_ok()),
+        "a benchmark transfer was refused: {:?}",
+        wasm.0.iter().find(|r| r.is_err())
+    );
+    anyhow::ensure!(
+        native == wasm,
+        "the native runtime's outcome differs from the wasm runtime's"
+    );
+    anyhow::ensure!(
+        stm == wasm,
+        "Block-STM's outcome differs from sequential execution's"
+    );
+
+    let parent = bench.chain.head().hash;
+    let mut produce = |threads: usize| {
+        bench.chain.set_execution_threads(threads);
+        best_of(runs, || {
+            bench
+                .chain
+                .produce_on(&parent, txs.clone(), &proposer, 1_000)
+        })
+    };
+    let (block_seq_time, block_seq) = produce(1);
+    let (block_stm_time, block_stm) = produce(threads);
+    anyhow::ensure!(
+        block_seq?.hash == block_stm?.hash,
+        "the block produced on Block-STM differs from the sequential one"
+    );
+    let line = |name: String, time| Line {
+        name,
+        time,
+        items: count,
+    };
+    Ok((
+        vec![
+            line("wasm runtime, sequential (baseline)".into(), wasm_time),
+            line("native runtime, sequential".into(), native_time),
+            line(
+                format!("wasm runtime, Block-STM, {threads} threads"),
+                stm_time,
+            ),
+            line("whole block produced, sequential".into(), block_seq_time),
+            line(
+                format!("whole block produced, Block-STM, {threads} threads"),
+                block_stm_time,
+            ),
+        ],
+        stats,
+    ))
 }

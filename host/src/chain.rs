@@ -13,7 +13,6 @@
 
 use crate::executor::Externalities;
 use crate::executor::{ExecError, Executor, Prototype};
-use crate::stm::TxOutcome;
 use crate::storage::lthash::LtHash;
 use crate::storage::overlay::{Changes, StateOverlay};
 use crate::storage::{BlockCommit, Db, HeadInfo, Layered, StateBackend, StorageError};
@@ -1091,8 +1090,8 @@ impl Chain {
                 transaction,
             })
             .collect();
-        let outcomes = if self.execution_threads > 1 && calls.len() > 1 {
-            let (outcomes, stats) = crate::stm::execute(
+        let (outcomes, parallel_changes) = if self.execution_threads > 1 && calls.len() > 1 {
+            let (outcomes, changes, stats) = crate::stm::execute(
                 &self.executor,
                 runtime,
                 overlay,
@@ -1108,9 +1107,17 @@ impl Chain {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(stats);
             }
-            outcomes
+            (outcomes, Some(changes))
         } else {
-            self.apply_sequentially(runtime, overlay, &calls, mode)?
+            let outcomes = crate::stm::execute_sequentially(
+                &self.executor,
+                runtime,
+                overlay,
+                &calls,
+                fuel.transaction,
+                mode == Mode::Import,
+            )?;
+            (outcomes, None)
         };
         let mut included = Vec::with_capacity(calls.len());
         let mut receipts = Vec::with_capacity(calls.len());
@@ -1118,7 +1125,6 @@ impl Chain {
         for (i, (args, outcome)) in calls.into_iter().zip(outcomes).enumerate() {
             match outcome.result {
                 Ok(receipt) => {
-                    overlay.commit_changes(outcome.writes);
                     included.push(args.transaction);
                     receipts.push(receipt);
                 }
@@ -1133,6 +1139,11 @@ impl Chain {
                 }
             }
         }
+        // A refused transaction wrote nothing, so the parallel changes are exactly those of
+        // the included ones, in block order.
+        if let Some(changes) = parallel_changes {
+            overlay.commit_changes(changes);
+        }
 
         let end: std::result::Result<EndBlockOutcome, String> =
             self.executor
@@ -1145,51 +1156,6 @@ impl Chain {
             rejected,
             events,
         })
-    }
-}
-
-impl Chain {
-    /// Executes a block's transactions one after another, each on the transaction layer of
-    /// `overlay`: an included one's writes are committed to the block's layer at once (its
-    /// outcome carries none), a refused one's are discarded. Import stops at the first refused
-    /// transaction.
-    fn apply_sequentially(
-        &self,
-        runtime: &Prototype,
-        overlay: &mut StateOverlay<'_>,
-        calls: &[ApplyArgs],
-        mode: Mode,
-    ) -> Result<Vec<TxOutcome>> {
-        let mut outcomes = Vec::with_capacity(calls.len());
-        for args in calls {
-            let (outcome, fuel) = Executor::metered(|| {
-                self.executor.call(
-                    runtime,
-                    abi::APPLY_TRANSACTION,
-                    args,
-                    overlay,
-                    self.executor.fuel.transaction,
-                )
-            });
-            // Local failures (a storage read, no free instance slot) say nothing about the
-            // transaction; refusing it for them would make block validity depend on the node.
-            let result = crate::stm::classify(outcome)?;
-            let refused = result.is_err();
-            if refused {
-                overlay.discard_transaction();
-            } else {
-                overlay.commit_transaction();
-            }
-            outcomes.push(TxOutcome {
-                result,
-                writes: Changes::new(),
-                fuel,
-            });
-            if refused && mode == Mode::Import {
-                break;
-            }
-        }
-        Ok(outcomes)
     }
 }
 

@@ -354,7 +354,24 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
         m.register_method(
             "vex_getBlock",
             |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let id: Value = one_param(&params, "a height or a block hash")?;
+                let mut seq = params.sequence();
+                let id: Value = seq.next().map_err(|e| {
+                    bad_params(format!(
+                        "expected a height or a block hash as the first parameter: {}",
+                        e.message()
+                    ))
+                })?;
+                // Optional second parameter: false lists transaction hashes only (no bodies,
+                // no receipts), for followers of busy chains.
+                let full: bool = seq
+                    .optional_next::<bool>()
+                    .map_err(|e| {
+                        bad_params(format!(
+                            "the optional second parameter is `full` (true or false): {}",
+                            e.message()
+                        ))
+                    })?
+                    .unwrap_or(true);
                 let chain = state.read_chain();
                 let block = match &id {
                     Value::Number(n) => {
@@ -380,6 +397,18 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     return Ok(Value::Null);
                 };
                 let hash = vexidus_runtime_api::signing::header_hash(&block.header);
+                if !full {
+                    let mut v = header_json(&block, &hash);
+                    v["finalized"] = json!(block.header.height <= chain.finalized().height);
+                    v["transactions"] = json!(
+                        block
+                            .transactions
+                            .iter()
+                            .map(|t| hex0x(vexidus_runtime_api::signing::transaction_hash(t)))
+                            .collect::<Vec<_>>()
+                    );
+                    return Ok(v);
+                }
                 // A block by hash may be on a fork: its receipts are those of its own execution.
                 let (receipts, block_events) = match chain.pending_block(&hash) {
                     Some(p) => (p.receipts.clone(), p.events.clone()),

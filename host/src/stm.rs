@@ -41,6 +41,8 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use vexidus_runtime_api::Receipt;
 use vexidus_runtime_api::abi::{self, ApplyArgs, InvalidTransaction};
 
+/// One key's final value (`None`: deleted).
+type Change = (Vec<u8>, Option<Vec<u8>>);
 /// A transaction's position in the block.
 type TxIndex = usize;
 /// How many times a transaction has been executed before (0 for the first execution).
@@ -52,8 +54,6 @@ pub struct TxOutcome {
     /// The receipt, or why the runtime refused the transaction (the same text sequential
     /// execution gives).
     pub result: Result<Receipt, String>,
-    /// Its writes (`None` deletes); empty when refused.
-    pub writes: Changes,
     /// Fuel the call used, counted as [`Executor::metered`] counts it.
     pub fuel: u64,
 }
@@ -79,6 +79,8 @@ pub struct Stats {
     pub transactions: usize,
     /// Incarnations run (`transactions` when nothing conflicted).
     pub executions: usize,
+    /// Validations of an incarnation's reads.
+    pub validations: usize,
     /// Incarnations aborted by validation.
     pub aborts: usize,
     /// Executions stopped at an estimate, to wait for the transaction that wrote it.
@@ -110,7 +112,7 @@ pub fn execute(
     txs: &[ApplyArgs],
     fuel: u64,
     threads: usize,
-) -> Result<(Vec<TxOutcome>, Stats), ExecError> {
+) -> Result<(Vec<TxOutcome>, Changes, Stats), ExecError> {
     let n = txs.len();
     let shared = Shared {
         executor,
@@ -122,15 +124,16 @@ pub fn execute(
         outcomes: (0..n).map(|_| Mutex::new(None)).collect(),
         failure: Mutex::new(None),
         executions: AtomicUsize::new(0),
+        validations: AtomicUsize::new(0),
         aborts: AtomicUsize::new(0),
         waits: AtomicUsize::new(0),
     };
     let threads = threads.clamp(1, pool().current_num_threads());
     pool().scope(|s| {
         for _ in 1..threads {
-            s.spawn(|_| shared.work());
+            s.spawn(|_| shared.work(true));
         }
-        shared.work();
+        shared.work(false);
     });
     if let Some(e) = lock(&shared.failure).take() {
         return Err(e);
@@ -138,6 +141,7 @@ pub fn execute(
     let stats = Stats {
         transactions: n,
         executions: shared.executions.load(SeqCst),
+        validations: shared.validations.load(SeqCst),
         aborts: shared.aborts.load(SeqCst),
         waits: shared.waits.load(SeqCst),
     };
@@ -155,7 +159,70 @@ pub fn execute(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((outcomes, stats))
+    let MvMemory {
+        shards,
+        last_writes,
+        last_reads,
+        ..
+    } = shared.mv;
+    // The block's changes: each key's last writer's value. Shards are sorted, so every merge is
+    // linear; hundreds of thousands of small allocations are freed on a worker meanwhile.
+    let finals: Vec<Vec<Change>> = pool().install(|| {
+        use rayon::prelude::*;
+        shards
+            .into_par_iter()
+            .map(|shard| {
+                shard
+                    .0
+                    .into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .into_iter()
+                    .filter_map(|(k, versions)| match versions.last() {
+                        Some(Cell::Written(_, v)) => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    pool().spawn(move || drop((last_writes, last_reads)));
+    // Sorted runs, one per shard: the stable sort merges them, and a sorted map builds in bulk.
+    let mut all: Vec<Change> = finals.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let changes: Changes = all.into_iter().collect();
+    Ok((outcomes, changes, stats))
+}
+
+/// Executes `txs` one after another on the transaction layer of `overlay`: an included one's
+/// writes are committed to the block's layer at once (its outcome carries none), a refused one's
+/// are discarded. With `stop_at_refusal` (import: the block is invalid) it stops at the first
+/// refused transaction.
+pub fn execute_sequentially(
+    executor: &Executor,
+    runtime: &Prototype,
+    overlay: &mut StateOverlay<'_>,
+    txs: &[ApplyArgs],
+    fuel: u64,
+    stop_at_refusal: bool,
+) -> Result<Vec<TxOutcome>, ExecError> {
+    let mut outcomes = Vec::with_capacity(txs.len());
+    for args in txs {
+        let (outcome, fuel) = Executor::metered(|| {
+            executor.call(runtime, abi::APPLY_TRANSACTION, args, overlay, fuel)
+        });
+        let result = classify(outcome)?;
+        let refused = result.is_err();
+        if refused {
+            overlay.discard_transaction();
+        } else {
+            overlay.commit_transaction();
+        }
+        outcomes.push(TxOutcome { result, fuel });
+        if refused && stop_at_refusal {
+            break;
+        }
+    }
+    Ok(outcomes)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +240,7 @@ struct Shared<'a> {
     outcomes: Vec<Mutex<Option<TxOutcome>>>,
     failure: Mutex<Option<ExecError>>,
     executions: AtomicUsize,
+    validations: AtomicUsize,
     aborts: AtomicUsize,
     waits: AtomicUsize,
 }
@@ -183,9 +251,24 @@ enum Task {
 }
 
 impl Shared<'_> {
-    fn work(&self) {
+    /// Whether the block conflicts so much that speculation costs more than it gains: after
+    /// the first 64 executions, one in three or more was aborted or stopped at an estimate.
+    /// Then extra workers leave and one finishes the block in order, which gives the same
+    /// outcome (Block-STM is correct with any number of workers) without the wasted work.
+    fn too_contended(&self) -> bool {
+        let executions = self.executions.load(SeqCst);
+        let conflicts = self.aborts.load(SeqCst) + self.waits.load(SeqCst);
+        executions >= 64 && conflicts * 3 >= executions
+    }
+
+    /// A worker's loop; a `may_leave` worker stops taking tasks once the block is too
+    /// contended (never while it holds one).
+    fn work(&self, may_leave: bool) {
         let mut task = None;
         while !self.scheduler.done() {
+            if task.is_none() && may_leave && self.too_contended() {
+                return;
+            }
             task = match task {
                 Some(Task::Execute(i, inc)) => self.execute(i, inc),
                 Some(Task::Validate(i, inc)) => self.validate(i, inc),
@@ -242,17 +325,14 @@ impl Shared<'_> {
                     return None;
                 }
             };
-            let wrote_new_key = self.mv.record(i, inc, view.reads, &writes);
-            *lock(&self.outcomes[i]) = Some(TxOutcome {
-                result,
-                writes,
-                fuel,
-            });
+            let wrote_new_key = self.mv.record(i, inc, view.reads, writes);
+            *lock(&self.outcomes[i]) = Some(TxOutcome { result, fuel });
             return self.scheduler.finish_execution(i, inc, wrote_new_key);
         }
     }
 
     fn validate(&self, i: TxIndex, inc: Incarnation) -> Option<Task> {
+        self.validations.fetch_add(1, SeqCst);
         let valid = match self.mv.validate(i) {
             Ok(v) => v,
             Err(e) => {
@@ -301,39 +381,110 @@ enum Lookup {
     Blocked(TxIndex),
 }
 
+/// Versions of one key: the cell each transaction's last incarnation left, sorted by index.
+/// Mostly one or two entries, appended near the end (execution runs roughly in index order).
+#[derive(Default)]
+struct Versions(Vec<(TxIndex, Cell)>);
+
+impl Versions {
+    /// The cell transaction `tx` reads: the highest lower writer's.
+    fn visible(&self, tx: TxIndex) -> Option<(TxIndex, &Cell)> {
+        let below = self.0.partition_point(|(w, _)| *w < tx);
+        below.checked_sub(1).map(|i| (self.0[i].0, &self.0[i].1))
+    }
+
+    fn slot(&mut self, tx: TxIndex) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&tx, |(w, _)| *w)
+    }
+
+    fn insert(&mut self, tx: TxIndex, cell: Cell) {
+        match self.slot(tx) {
+            Ok(i) => self.0[i].1 = cell,
+            Err(i) => self.0.insert(i, (tx, cell)),
+        }
+    }
+
+    fn remove(&mut self, tx: TxIndex) {
+        if let Ok(i) = self.slot(tx) {
+            self.0.remove(i);
+        }
+    }
+
+    fn get_mut(&mut self, tx: TxIndex) -> Option<&mut Cell> {
+        self.slot(tx).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// The last writer's value, when all is done.
+    fn last(mut self) -> Option<Cell> {
+        self.0.pop().map(|(_, c)| c)
+    }
+}
+
+/// Shards of the multi-version map, so workers reading and recording different keys seldom
+/// wait for one another. Each shard is ordered, and `next_key` merges them.
+const SHARDS: usize = 16;
+
+/// One shard, alone on its cache lines (two workers hammering locks that share a line would
+/// serialise on it).
+#[repr(align(128))]
+struct Shard(RwLock<BTreeMap<Vec<u8>, Versions>>);
+
 struct MvMemory<'a> {
     base: &'a StateOverlay<'a>,
-    data: RwLock<BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>>,
+    shards: Vec<Shard>,
     /// The keys each transaction's last incarnation wrote.
     last_writes: Vec<Mutex<Vec<Vec<u8>>>>,
     /// The reads of each transaction's last incarnation.
     last_reads: Vec<Mutex<Vec<Read>>>,
 }
 
+/// What a key holds for one transaction, as `next_key` needs it.
+#[derive(Clone, Copy)]
+enum Presence {
+    Exists,
+    Deleted,
+    Estimate(TxIndex),
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The shard of a key: FNV-1a. Only the balance between shards depends on it (a shard is an
+/// ordered map, so crafted keys can slow nothing down but their own shard's lock).
+fn shard_of(key: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as usize
+}
+
 impl<'a> MvMemory<'a> {
     fn new(base: &'a StateOverlay<'a>, n: usize) -> Self {
         Self {
             base,
-            data: RwLock::new(BTreeMap::new()),
+            shards: (0..SHARDS)
+                .map(|_| Shard(RwLock::new(BTreeMap::new())))
+                .collect(),
             last_writes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             last_reads: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    fn data(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>> {
-        self.data.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn data_mut(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, BTreeMap<TxIndex, Cell>>> {
-        self.data.write().unwrap_or_else(|p| p.into_inner())
+    fn shard(&self, key: &[u8]) -> &RwLock<BTreeMap<Vec<u8>, Versions>> {
+        &self.shards[shard_of(key)].0
     }
 
     /// The value of `key` as transaction `tx` sees it.
     fn get(&self, key: &[u8], tx: TxIndex) -> Result<Lookup, String> {
-        if let Some(versions) = self.data().get(key)
-            && let Some((&writer, cell)) = versions.range(..tx).next_back()
+        if let Some((writer, cell)) = read_lock(self.shard(key))
+            .get(key)
+            .and_then(|v| v.visible(tx))
         {
             return Ok(match cell {
                 Cell::Written(inc, value) => {
@@ -345,6 +496,45 @@ impl<'a> MvMemory<'a> {
         Ok(Lookup::Found(Origin::Base, self.base.read(key)?))
     }
 
+    /// Where transaction `tx` would read `key` from now (no value: validation compares origins,
+    /// and a read of the block's state cannot have changed).
+    fn origin(&self, key: &[u8], tx: TxIndex) -> Result<Origin, TxIndex> {
+        match read_lock(self.shard(key))
+            .get(key)
+            .and_then(|v| v.visible(tx))
+        {
+            Some((writer, Cell::Written(inc, _))) => Ok(Origin::Version(writer, *inc)),
+            Some((writer, Cell::Estimate)) => Err(writer),
+            None => Ok(Origin::Base),
+        }
+    }
+
+    /// The first key after `after` that a transaction below `tx` wrote, and what it holds.
+    fn next_written(&self, after: &[u8], tx: TxIndex) -> Option<(Vec<u8>, Presence)> {
+        let mut best: Option<(Vec<u8>, Presence)> = None;
+        for shard in &self.shards {
+            let shard = read_lock(&shard.0);
+            let found = shard
+                .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
+                .find_map(|(k, versions)| {
+                    versions.visible(tx).map(|(writer, cell)| {
+                        let presence = match cell {
+                            Cell::Written(_, Some(_)) => Presence::Exists,
+                            Cell::Written(_, None) => Presence::Deleted,
+                            Cell::Estimate => Presence::Estimate(writer),
+                        };
+                        (k, presence)
+                    })
+                });
+            if let Some((k, presence)) = found
+                && best.as_ref().is_none_or(|(b, _)| k < b)
+            {
+                best = Some((k.clone(), presence));
+            }
+        }
+        best
+    }
+
     /// The first key after `from` that exists as transaction `tx` sees the state, or the
     /// transaction whose estimate decides it.
     fn next_key(
@@ -352,54 +542,47 @@ impl<'a> MvMemory<'a> {
         from: &[u8],
         tx: TxIndex,
     ) -> Result<Result<Option<Vec<u8>>, TxIndex>, String> {
-        let data = self.data();
-        let mut written = data
-            .range::<[u8], _>((Bound::Excluded(from), Bound::Unbounded))
-            .filter_map(|(k, versions)| versions.range(..tx).next_back().map(|(w, c)| (k, *w, c)));
         let mut in_base = self.base.read_next_key(from)?;
-        let mut next_written = written.next();
+        let mut cursor = from.to_vec();
         loop {
-            match (&in_base, &next_written) {
-                (None, None) => return Ok(Ok(None)),
-                (Some(b), w) if w.is_none_or(|(k, _, _)| b.as_slice() < k.as_slice()) => {
-                    return Ok(Ok(Some(b.clone())));
-                }
-                (_, Some((k, writer, cell))) => match cell {
-                    Cell::Estimate => return Ok(Err(*writer)),
-                    Cell::Written(_, Some(_)) => return Ok(Ok(Some((*k).clone()))),
-                    Cell::Written(_, None) => {
-                        // Deleted below `tx`: skip it in both sources.
-                        if in_base.as_deref() == Some(k.as_slice()) {
-                            in_base = self.base.read_next_key(k)?;
-                        }
-                        next_written = written.next();
+            let Some((k, presence)) = self.next_written(&cursor, tx) else {
+                return Ok(Ok(in_base));
+            };
+            if in_base.as_ref().is_some_and(|b| *b < k) {
+                return Ok(Ok(in_base));
+            }
+            match presence {
+                Presence::Estimate(writer) => return Ok(Err(writer)),
+                Presence::Exists => return Ok(Ok(Some(k))),
+                Presence::Deleted => {
+                    // Deleted below `tx`: skip it in both sources.
+                    if in_base.as_ref() == Some(&k) {
+                        in_base = self.base.read_next_key(&k)?;
                     }
-                },
-                (Some(_), None) => unreachable!("handled by the base arm"),
+                    cursor = k;
+                }
             }
         }
     }
 
     /// Stores incarnation `inc`'s writes and reads; says whether it wrote a key the previous
     /// incarnation did not (then transactions above must be validated again).
-    fn record(&self, tx: TxIndex, inc: Incarnation, reads: Vec<Read>, writes: &Changes) -> bool {
+    fn record(&self, tx: TxIndex, inc: Incarnation, reads: Vec<Read>, writes: Changes) -> bool {
         let keys: Vec<Vec<u8>> = writes.keys().cloned().collect();
         let previous = std::mem::replace(&mut *lock(&self.last_writes[tx]), keys);
         let wrote_new_key = writes.keys().any(|k| previous.binary_search(k).is_err());
-        {
-            let mut data = self.data_mut();
-            for (k, v) in writes {
-                data.entry(k.clone())
-                    .or_default()
-                    .insert(tx, Cell::Written(inc, v.clone()));
+        for k in previous {
+            if !writes.contains_key(&k)
+                && let Some(versions) = write_lock(self.shard(&k)).get_mut(&k)
+            {
+                versions.remove(tx);
             }
-            for k in previous {
-                if !writes.contains_key(&k)
-                    && let Some(versions) = data.get_mut(&k)
-                {
-                    versions.remove(&tx);
-                }
-            }
+        }
+        for (k, v) in writes {
+            write_lock(self.shard(&k))
+                .entry(k)
+                .or_default()
+                .insert(tx, Cell::Written(inc, v));
         }
         *lock(&self.last_reads[tx]) = reads;
         wrote_new_key
@@ -410,9 +593,7 @@ impl<'a> MvMemory<'a> {
         let reads = lock(&self.last_reads[tx]);
         for read in reads.iter() {
             let same = match read {
-                Read::Get(key, origin) => {
-                    matches!(self.get(key, tx)?, Lookup::Found(now, _) if now == *origin)
-                }
+                Read::Get(key, origin) => self.origin(key, tx) == Ok(*origin),
                 Read::NextKey(from, result) => {
                     matches!(self.next_key(from, tx)?, Ok(now) if now == *result)
                 }
@@ -425,10 +606,11 @@ impl<'a> MvMemory<'a> {
     }
 
     fn convert_writes_to_estimates(&self, tx: TxIndex) {
-        let keys = lock(&self.last_writes[tx]);
-        let mut data = self.data_mut();
-        for k in keys.iter() {
-            if let Some(cell) = data.get_mut(k).and_then(|v| v.get_mut(&tx)) {
+        for k in lock(&self.last_writes[tx]).iter() {
+            if let Some(cell) = write_lock(self.shard(k))
+                .get_mut(k)
+                .and_then(|v| v.get_mut(tx))
+            {
                 *cell = Cell::Estimate;
             }
         }

@@ -78,6 +78,18 @@ fn transfer_on_a_dev_chain_then_restart_and_replay() -> Result<()> {
     );
     assert_eq!(included["receipt"]["success"], true);
     assert_eq!(included["receipt"]["fee"].as_u64(), Some(FEE));
+    // The block lists it; `full = false` lists hashes only (what a load generator follows).
+    let client = node.client();
+    let full = client.call("vex_getBlock", serde_json::json!([at]))?;
+    let hashes = client.call("vex_getBlock", serde_json::json!([at, false]))?;
+    assert_eq!(full["hash"], hashes["hash"]);
+    assert_eq!(full["transactions"][0]["hash"], hash.as_str());
+    assert_eq!(hashes["transactions"], serde_json::json!([hash]));
+    let bad = client.call("vex_getBlock", serde_json::json!([at, "no"]));
+    assert!(
+        format!("{:?}", bad.err()).contains("optional second parameter is `full`"),
+        "a non-boolean second parameter is refused with a reason"
+    );
 
     let acct = cli_json(&node.url, &["query", "account", &to])?;
     assert_eq!(acct["balance"].as_u64(), Some(5_000_000_000));

@@ -108,7 +108,20 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Execution of one block of transfers: wasm sequential vs native sequential vs wasm
+    /// Block-STM, at low and full contention, and whole-block production.
+    Execution {
+        /// Transfers in the block.
+        #[arg(long, default_value_t = 10_000)]
+        txs: usize,
+        /// Runs; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -155,12 +168,38 @@ fn main() {
                 )
             })
         }
+        Some(Command::Bench(BenchCmd::Execution { txs, runs })) => bench_execution(txs, runs),
         None => run(cli),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn bench_execution(txs: usize, runs: usize) -> anyhow::Result<()> {
+    use vexidus_host::bench::{Contention, execution, print_table};
+    for (contention, what) in [
+        (
+            Contention::Low,
+            "low contention: distinct senders, distinct recipients",
+        ),
+        (
+            Contention::Full,
+            "full contention: distinct senders, one hot recipient",
+        ),
+    ] {
+        let (lines, stats) = execution(txs, runs, contention)?;
+        print_table(
+            &format!("execution of a {txs}-transfer block, {what}"),
+            &lines,
+        );
+        println!(
+            "  Block-STM: {} executions and {} validations for {} transactions, {} aborted by validation, {} waits on an estimate",
+            stats.executions, stats.validations, stats.transactions, stats.aborts, stats.waits
+        );
+    }
+    Ok(())
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Keypair> {

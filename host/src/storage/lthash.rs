@@ -58,6 +58,21 @@ impl LtHash {
         }
     }
 
+    /// Adds another accumulator's pairs (lane-wise sum: the result is the same whatever way the
+    /// pairs were split between the two).
+    pub fn merge(&mut self, other: &LtHash) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+
+    /// Takes another accumulator's pairs out again (lane-wise difference).
+    pub fn unmerge(&mut self, other: &LtHash) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = a.wrapping_sub(*b);
+        }
+    }
+
     /// The state root: blake3 of the accumulator.
     pub fn root(&self) -> Hash {
         *blake3::hash(&self.to_bytes()).as_bytes()
@@ -106,5 +121,24 @@ mod tests {
         e.insert(b"a", b"bc");
         assert_ne!(d.root(), e.root());
         assert_eq!(LtHash::from_bytes(&a.to_bytes()), Some(a));
+    }
+
+    #[test]
+    fn split_sums_merge_to_the_whole() {
+        let mut whole = LtHash::default();
+        whole.insert(b"old", b"1");
+        let (mut left, mut right, mut gone) =
+            (LtHash::default(), LtHash::default(), LtHash::default());
+        left.insert(b"k1", b"v1");
+        right.insert(b"k2", b"v2");
+        gone.insert(b"old", b"1");
+        right.unmerge(&gone);
+        let mut merged = whole.clone();
+        merged.merge(&left);
+        merged.merge(&right);
+        let mut direct = LtHash::default();
+        direct.insert(b"k2", b"v2");
+        direct.insert(b"k1", b"v1");
+        assert_eq!(merged.root(), direct.root());
     }
 }

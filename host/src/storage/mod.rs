@@ -425,23 +425,39 @@ pub fn updated_lthash(
     backend: &dyn StateBackend,
     changes: &mut Changes,
 ) -> Result<LtHash> {
+    use rayon::prelude::*;
+    // Each change is hashed on its own (a blake3 XOF of 2 KiB per old and new value): chunks of
+    // them run on all cores and their sums add up, in any order, to the same accumulator.
+    let entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = changes.iter().collect();
+    let parts: Vec<(LtHash, Vec<Vec<u8>>)> = entries
+        .par_chunks(256)
+        .map(|chunk| -> Result<(LtHash, Vec<Vec<u8>>)> {
+            let mut removed = LtHash::default();
+            let mut added = LtHash::default();
+            let mut unchanged = Vec::new();
+            for (k, new) in chunk {
+                let old = backend.get(k).map_err(StorageError::Corrupt)?;
+                if old.as_deref() == new.as_deref() {
+                    unchanged.push((*k).clone());
+                    continue;
+                }
+                if let Some(old) = old {
+                    removed.insert(k, &old);
+                }
+                if let Some(new) = new {
+                    added.insert(k, new);
+                }
+            }
+            added.unmerge(&removed);
+            Ok((added, unchanged))
+        })
+        .collect::<Result<_>>()?;
     let mut acc = base.clone();
-    let mut unchanged = Vec::new();
-    for (k, new) in changes.iter() {
-        let old = backend.get(k).map_err(StorageError::Corrupt)?;
-        if old.as_deref() == new.as_deref() {
-            unchanged.push(k.clone());
-            continue;
+    for (delta, unchanged) in parts {
+        acc.merge(&delta);
+        for k in unchanged {
+            changes.remove(&k);
         }
-        if let Some(old) = old {
-            acc.remove(k, &old);
-        }
-        if let Some(new) = new {
-            acc.insert(k, new);
-        }
-    }
-    for k in unchanged {
-        changes.remove(&k);
     }
     Ok(acc)
 }

@@ -32,10 +32,11 @@ impl<'a> StateOverlay<'a> {
         self.block.extend(tx);
     }
 
-    /// Folds a transaction's changes made elsewhere (parallel execution) into the block's.
-    pub fn commit_changes(&mut self, changes: Changes) {
+    /// Folds changes made elsewhere (parallel execution) into the block's, over what is there.
+    pub fn commit_changes(&mut self, mut changes: Changes) {
         self.commit_transaction();
-        self.block.extend(changes);
+        // A linear merge of two sorted maps.
+        self.block.append(&mut changes);
     }
 
     /// Drops the pending transaction's changes.
