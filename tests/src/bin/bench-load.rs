@@ -21,7 +21,7 @@
 //! ```sh
 //! cargo build --release --bins
 //! target/release/bench-load [--accounts 60000] [--seconds 15] [--batch 1000] [--window 40000]
-//!     [--block-time 0.5] [--max-block-txs 20000]
+//!     [--connections 2] [--block-time 0.5] [--max-block-txs 20000]
 //! ```
 
 use anyhow::{Context, Result, bail, ensure};
@@ -40,6 +40,7 @@ use vexidus_tests::Node;
 
 struct Args {
     accounts: usize,
+    connections: usize,
     seconds: f64,
     batch: usize,
     window: usize,
@@ -50,6 +51,7 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         accounts: 60_000,
+        connections: 2,
         seconds: 15.0,
         batch: 1_000,
         window: 40_000,
@@ -61,6 +63,7 @@ fn parse_args() -> Result<Args> {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--accounts" => a.accounts = value()?.parse()?,
+            "--connections" => a.connections = value()?.parse()?,
             "--seconds" => a.seconds = value()?.parse()?,
             "--batch" => a.batch = value()?.parse()?,
             "--window" => a.window = value()?.parse()?,
@@ -231,46 +234,74 @@ fn phase(
     let t0 = Instant::now();
     let t0_ms = now_ms();
     let duration = Duration::from_secs_f64(args.seconds);
-    let (mut sent, mut refused) = (0usize, 0usize);
-    let mut first_refusal = None;
-    while t0.elapsed() < duration && *next < txs.len() {
-        match rate {
-            Some(r) => {
-                let due = t0 + Duration::from_secs_f64(sent as f64 / r);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            None => {
-                while sent - included.load(Ordering::SeqCst)
-                    > args.window.saturating_sub(args.batch)
-                    && t0.elapsed() < duration
-                {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
+    // `--connections` submitters take batches in order from one cursor, each over its own
+    // HTTP connection, so the node's batch verification and admission overlap.
+    let cursor = AtomicUsize::new(*next);
+    let sent = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    let first_refusal: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..args.connections)
+            .map(|_| {
+                let (cursor, sent, refused, first_refusal) =
+                    (&cursor, &sent, &refused, &first_refusal);
+                let (submitted, included) = (&submitted, &included);
+                let client = RpcClient::new(&node.url);
+                scope.spawn(move || -> Result<()> {
+                    while t0.elapsed() < duration {
+                        if let Some(r) = rate {
+                            let due = t0
+                                + Duration::from_secs_f64(sent.load(Ordering::SeqCst) as f64 / r);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        } else {
+                            while sent.load(Ordering::SeqCst) - included.load(Ordering::SeqCst)
+                                > args.window.saturating_sub(args.batch)
+                                && t0.elapsed() < duration
+                            {
+                                std::thread::sleep(Duration::from_millis(2));
+                            }
+                        }
+                        let start = cursor.fetch_add(args.batch, Ordering::SeqCst);
+                        if start >= txs.len() || t0.elapsed() >= duration {
+                            break;
+                        }
+                        let batch = &txs[start..(start + args.batch).min(txs.len())];
+                        sent.fetch_add(batch.len(), Ordering::SeqCst);
+                        let at = now_ms();
+                        {
+                            let mut pending = submitted.lock().expect("lock");
+                            for t in batch {
+                                pending.insert(t.hash.clone(), at);
+                            }
+                        }
+                        let hexes: Vec<&str> = batch.iter().map(|t| t.hex.as_str()).collect();
+                        let results = client.call("vex_submitTransactions", json!([hexes]))?;
+                        for (t, r) in batch.iter().zip(results.as_array().context("results")?) {
+                            if let Some(e) = r.get("error") {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                                first_refusal
+                                    .lock()
+                                    .expect("lock")
+                                    .get_or_insert_with(|| e.to_string());
+                                submitted.lock().expect("lock").remove(&t.hash);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("submitter panicked"))??;
         }
-        let end = (*next + args.batch).min(txs.len());
-        let batch = &txs[*next..end];
-        let at = now_ms();
-        {
-            let mut pending = submitted.lock().expect("lock");
-            for t in batch {
-                pending.insert(t.hash.clone(), at);
-            }
-        }
-        let hexes: Vec<&str> = batch.iter().map(|t| t.hex.as_str()).collect();
-        let results = client.call("vex_submitTransactions", json!([hexes]))?;
-        for (t, r) in batch.iter().zip(results.as_array().context("results")?) {
-            if let Some(e) = r.get("error") {
-                refused += 1;
-                first_refusal.get_or_insert_with(|| e.to_string());
-                submitted.lock().expect("lock").remove(&t.hash);
-            }
-        }
-        sent += batch.len();
-        *next = end;
-    }
+        Ok(())
+    })?;
+    *next = cursor.load(Ordering::SeqCst).min(txs.len());
+    let refused = refused.into_inner();
+    let first_refusal = first_refusal.into_inner().expect("lock");
     let submit_seconds = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     let (blocks, mut latencies) = follower
@@ -399,8 +430,14 @@ fn main() -> Result<()> {
     )?;
 
     println!(
-        "end to end: {} accounts, {:.1} s blocks (at most {} transfers each), batches of {}, window {}, {:.0} s per phase",
-        args.accounts, args.block_time, args.max_block_txs, args.batch, args.window, args.seconds
+        "end to end: {} accounts, {:.1} s blocks (at most {} transfers each), batches of {} on {} connections, window {}, {:.0} s per phase",
+        args.accounts,
+        args.block_time,
+        args.max_block_txs,
+        args.batch,
+        args.connections,
+        args.window,
+        args.seconds
     );
     println!(
         "  {:<26} {:>14} {:>14} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10}",
