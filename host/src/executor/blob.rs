@@ -76,6 +76,30 @@ pub enum BlobError {
     },
 }
 
+/// [`check`] without a size limit, remembered by code hash: the verdict is a pure function of
+/// the bytes, and the same blob is checked when it is scheduled, when the node compiles it ahead
+/// of its height, and again when the runtime enacts it (a full validation of a large module is
+/// milliseconds the switching block should not spend twice).
+pub fn check_unlimited_cached(code: &[u8]) -> Result<RuntimeVersion, BlobError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Verdicts = Mutex<HashMap<[u8; 32], Result<RuntimeVersion, BlobError>>>;
+    static VERDICTS: OnceLock<Verdicts> = OnceLock::new();
+    let verdicts = VERDICTS.get_or_init(Default::default);
+    let hash = *blake3::hash(code).as_bytes();
+    let lock = || verdicts.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = lock().get(&hash) {
+        return v.clone();
+    }
+    let verdict = check(code, usize::MAX);
+    let mut map = lock();
+    if map.len() >= 64 {
+        map.clear();
+    }
+    map.insert(hash, verdict.clone());
+    verdict
+}
+
 /// Validates `code` and returns the version it declares.
 pub fn check(code: &[u8], max_size: usize) -> Result<RuntimeVersion, BlobError> {
     if code.len() > max_size {

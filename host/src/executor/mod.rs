@@ -252,7 +252,7 @@ impl Executor {
         if let Some(p) = self.lock_cache().get(&code_hash) {
             return Ok(p.clone());
         }
-        let version = blob::check(code, usize::MAX)?;
+        let version = blob::check_unlimited_cached(code)?;
         let module = self.load_or_compile(&code_hash, code)?;
         let pre = self
             .linker
@@ -652,7 +652,7 @@ fn host_functions() -> Linker<HostState> {
                 with_ext(&mut c, |mem, _, _| {
                     let code = &mem[guest_range(mem.len(), cp, cl, "runtime_check_v1 code")?];
                     let verdict: Result<RuntimeVersion, String> =
-                        blob::check(code, usize::MAX).map_err(|e| e.to_string());
+                        blob::check_unlimited_cached(code).map_err(|e| e.to_string());
                     write_result(mem, op, oc, Some(verdict.encode()), "runtime_check_v1 out")
                 })
             },

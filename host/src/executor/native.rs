@@ -58,6 +58,6 @@ impl Env for NativeEnv<'_> {
         super::log_runtime(level, message);
     }
     fn check_runtime(&self, code: &[u8]) -> Result<RuntimeVersion, String> {
-        super::blob::check(code, usize::MAX).map_err(|e| e.to_string())
+        super::blob::check_unlimited_cached(code).map_err(|e| e.to_string())
     }
 }
