@@ -5,7 +5,7 @@
 //! Turning Ordering Curse to a Performance Blessing" (PPoPP 2023), as aptos-core's
 //! `block-executor` implements it, over the wasm executor:
 //!
-//! - **Multi-version memory** ([`MvMemory`]): for every key, the value each transaction's latest
+//! - **Multi-version memory** (`MvMemory`): for every key, the value each transaction's latest
 //!   incarnation wrote, by transaction index. A transaction reads the write of the highest lower
 //!   index, or the block's state before the transactions ([`StateOverlay`] after `begin_block`).
 //!   When an incarnation is aborted its writes become *estimates*: a later transaction that reads
@@ -14,14 +14,20 @@
 //!   transaction and incarnation, or the block's state) and the result of every `next_key`.
 //!   Validation reads them again; any difference aborts the incarnation and schedules the
 //!   transaction again with a higher incarnation number.
-//! - **The collaborative scheduler** ([`Scheduler`]): workers take the lowest-index task —
+//! - **The collaborative scheduler** (`Scheduler`): workers take the lowest-index task —
 //!   validating an executed transaction or executing a ready one — from two shared indices; an
 //!   abort lowers the validation index so everything above is validated again. The block is done
 //!   when both indices are past the end, no task is running and no index moved meanwhile; then
 //!   every transaction's last incarnation has been validated against the final writes of all
 //!   transactions below it, which is exactly sequential execution.
-//! - **Commit in block order**: the caller folds the final write sets into the block's overlay in
-//!   index order and builds receipts from the final outcomes ([`execute`] returns them in order).
+//! - **Commit**: [`execute`] returns each transaction's final outcome in block order and the
+//!   block's changes — each key's last writer's value, which is what committing the final write
+//!   sets in index order gives — merged once into the block's overlay by the caller.
+//! - **Contention**: when a block conflicts so much that speculation is wasted (one execution in
+//!   three aborted or waiting), the extra workers leave and one finishes the block in order.
+//!
+//! The multi-version memory is split in ordered shards, each alone on its cache lines, so the
+//! workers seldom touch the same lock word; `next_key` merges the shards.
 //!
 //! What this needs from the runtime: nothing. Any call may read and write any key and iterate
 //! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
