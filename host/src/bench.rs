@@ -299,9 +299,15 @@ pub fn execution(
     halves?;
     let (stm_time, stm) = best_of(runs, || -> anyhow::Result<(Executed, crate::stm::Stats)> {
         let mut overlay = StateOverlay::new(db);
-        let (outcomes, changes, stats) =
-            crate::stm::execute(&executor, &runtime, &overlay, &calls, fuel, threads)?;
-        overlay.commit_changes(changes);
+        let (outcomes, stats) = crate::stm::execute(
+            &executor,
+            &runtime,
+            &mut overlay,
+            &calls,
+            fuel,
+            threads,
+            false,
+        )?;
         let results = outcomes.into_iter().map(|o| o.result).collect();
         Ok(((results, overlay.into_changes()), stats))
     });

@@ -1090,34 +1090,32 @@ impl Chain {
                 transaction,
             })
             .collect();
-        let (outcomes, parallel_changes) = if self.execution_threads > 1 && calls.len() > 1 {
-            let (outcomes, changes, stats) = crate::stm::execute(
+        let outcomes = if self.execution_threads > 1 && calls.len() > 1 {
+            let (outcomes, stats) = crate::stm::execute(
                 &self.executor,
                 runtime,
                 overlay,
                 &calls,
                 fuel.transaction,
                 self.execution_threads,
+                mode == Mode::Import,
             )?;
-            // The workers' fuel, on this thread's meter as sequential calls would have put it.
-            Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
             if mode != Mode::Shadow {
                 *self
                     .last_stm_stats
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(stats);
             }
-            (outcomes, Some(changes))
+            outcomes
         } else {
-            let outcomes = crate::stm::execute_sequentially(
+            crate::stm::execute_sequentially(
                 &self.executor,
                 runtime,
                 overlay,
                 &calls,
                 fuel.transaction,
                 mode == Mode::Import,
-            )?;
-            (outcomes, None)
+            )?
         };
         let mut included = Vec::with_capacity(calls.len());
         let mut receipts = Vec::with_capacity(calls.len());
@@ -1138,11 +1136,6 @@ impl Chain {
                     rejected.push((signing::transaction_hash(&args.transaction), reason))
                 }
             }
-        }
-        // A refused transaction wrote nothing, so the parallel changes are exactly those of
-        // the included ones, in block order.
-        if let Some(changes) = parallel_changes {
-            overlay.commit_changes(changes);
         }
 
         let end: std::result::Result<EndBlockOutcome, String> =

@@ -91,6 +91,9 @@ pub struct Stats {
     pub aborts: usize,
     /// Executions stopped at an estimate, to wait for the transaction that wrote it.
     pub waits: usize,
+    /// The block conflicted so much from its start that Block-STM gave up early and the block
+    /// ran one transaction after another.
+    pub fell_back: bool,
 }
 
 /// The number of workers: one per core.
@@ -109,16 +112,48 @@ fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// Executes `txs` with Block-STM on up to `threads` workers over `base` (the block's state after
-/// `begin_block`) and returns each transaction's final outcome, in block order.
+/// Executes `txs` with Block-STM on up to `threads` workers over `overlay` (the block's state
+/// after `begin_block`), commits their changes to it and returns each transaction's final
+/// outcome, in block order. The workers' fuel is charged to this thread's meter, as sequential
+/// calls would have charged it.
+///
+/// A block that conflicts from its start (one execution in three aborted or waiting, within the
+/// first eighth of the block) is run one transaction after another instead (the speculation so
+/// far is thrown away); `stop_at_refusal` is for that case (see [`execute_sequentially`]).
 pub fn execute(
+    executor: &Executor,
+    runtime: &Prototype,
+    overlay: &mut StateOverlay<'_>,
+    txs: &[ApplyArgs],
+    fuel: u64,
+    threads: usize,
+    stop_at_refusal: bool,
+) -> Result<(Vec<TxOutcome>, Stats), ExecError> {
+    let (parallel, mut stats) = execute_parallel(executor, runtime, overlay, txs, fuel, threads)?;
+    match parallel {
+        Some((outcomes, changes)) => {
+            Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
+            overlay.commit_changes(changes);
+            Ok((outcomes, stats))
+        }
+        None => {
+            stats.fell_back = true;
+            let outcomes =
+                execute_sequentially(executor, runtime, overlay, txs, fuel, stop_at_refusal)?;
+            Ok((outcomes, stats))
+        }
+    }
+}
+
+/// Block-STM proper: the outcomes and the block's changes, or `None` when it gave up early.
+fn execute_parallel(
     executor: &Executor,
     runtime: &Prototype,
     base: &StateOverlay<'_>,
     txs: &[ApplyArgs],
     fuel: u64,
     threads: usize,
-) -> Result<(Vec<TxOutcome>, Changes, Stats), ExecError> {
+) -> Result<(Option<(Vec<TxOutcome>, Changes)>, Stats), ExecError> {
     let n = txs.len();
     let shared = Shared {
         executor,
@@ -129,6 +164,7 @@ pub fn execute(
         scheduler: Scheduler::new(n),
         outcomes: (0..n).map(|_| Mutex::new(None)).collect(),
         failure: Mutex::new(None),
+        abandoned: AtomicBool::new(false),
         executions: AtomicUsize::new(0),
         validations: AtomicUsize::new(0),
         aborts: AtomicUsize::new(0),
@@ -150,7 +186,11 @@ pub fn execute(
         validations: shared.validations.load(SeqCst),
         aborts: shared.aborts.load(SeqCst),
         waits: shared.waits.load(SeqCst),
+        fell_back: false,
     };
+    if shared.abandoned.load(SeqCst) {
+        return Ok((None, stats));
+    }
     let outcomes = shared
         .outcomes
         .into_iter()
@@ -196,7 +236,7 @@ pub fn execute(
     let mut all: Vec<Change> = finals.into_iter().flatten().collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let changes: Changes = all.into_iter().collect();
-    Ok((outcomes, changes, stats))
+    Ok((Some((outcomes, changes)), stats))
 }
 
 /// Executes `txs` one after another on the transaction layer of `overlay`: an included one's
@@ -245,6 +285,8 @@ struct Shared<'a> {
     scheduler: Scheduler,
     outcomes: Vec<Mutex<Option<TxOutcome>>>,
     failure: Mutex<Option<ExecError>>,
+    /// Gave up early: the block runs one transaction after another instead.
+    abandoned: AtomicBool,
     executions: AtomicUsize,
     validations: AtomicUsize,
     aborts: AtomicUsize,
@@ -267,13 +309,21 @@ impl Shared<'_> {
         executions >= 64 && conflicts * 3 >= executions
     }
 
-    /// A worker's loop; a `may_leave` worker stops taking tasks once the block is too
-    /// contended (never while it holds one).
+    /// A worker's loop. Once the block is too contended (checked between tasks, never while
+    /// holding one): within its first eighth, everyone stops and the block runs sequentially;
+    /// later, a `may_leave` worker leaves and the others finish.
     fn work(&self, may_leave: bool) {
         let mut task = None;
         while !self.scheduler.done() {
-            if task.is_none() && may_leave && self.too_contended() {
-                return;
+            if task.is_none() && self.too_contended() {
+                if self.executions.load(SeqCst) * 8 <= self.txs.len() {
+                    self.abandoned.store(true, SeqCst);
+                    self.scheduler.halt();
+                    return;
+                }
+                if may_leave {
+                    return;
+                }
             }
             task = match task {
                 Some(Task::Execute(i, inc)) => self.execute(i, inc),

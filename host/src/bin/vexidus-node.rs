@@ -195,8 +195,17 @@ fn bench_execution(txs: usize, runs: usize) -> anyhow::Result<()> {
             &lines,
         );
         println!(
-            "  Block-STM: {} executions and {} validations for {} transactions, {} aborted by validation, {} waits on an estimate",
-            stats.executions, stats.validations, stats.transactions, stats.aborts, stats.waits
+            "  Block-STM: {} executions and {} validations for {} transactions, {} aborted by validation, {} waits on an estimate{}",
+            stats.executions,
+            stats.validations,
+            stats.transactions,
+            stats.aborts,
+            stats.waits,
+            if stats.fell_back {
+                "; too contended from the start: the block ran one transaction after another"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
