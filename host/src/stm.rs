@@ -145,6 +145,9 @@ pub fn execute(
     }
 }
 
+/// What Block-STM produced: each transaction's outcome in block order, and the block's changes.
+type Finished = (Vec<TxOutcome>, Changes);
+
 /// Block-STM proper: the outcomes and the block's changes, or `None` when it gave up early.
 fn execute_parallel(
     executor: &Executor,
@@ -153,7 +156,7 @@ fn execute_parallel(
     txs: &[ApplyArgs],
     fuel: u64,
     threads: usize,
-) -> Result<(Option<(Vec<TxOutcome>, Changes)>, Stats), ExecError> {
+) -> Result<(Option<Finished>, Stats), ExecError> {
     let n = txs.len();
     let shared = Shared {
         executor,
