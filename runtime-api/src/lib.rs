@@ -28,6 +28,7 @@ pub mod abi;
 pub mod block;
 pub mod domains;
 pub mod guest;
+pub mod guest_alloc;
 mod guest_overlay;
 pub mod primitives;
 pub mod schedule;

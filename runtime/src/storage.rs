@@ -45,7 +45,8 @@ pub fn fee_key(sender: &Address, nonce: u64) -> Vec<u8> {
 }
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
+    let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.extend_from_slice(prefix);
     for p in parts {
         k.extend_from_slice(p);
     }

@@ -8,7 +8,8 @@ use parity_scale_codec::{Decode, Encode};
 use vexidus_runtime_api::abi::{self, encode_version_section, version_section_len};
 
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: vexidus_runtime_api::guest_alloc::GuestAllocator =
+    vexidus_runtime_api::guest_alloc::GuestAllocator::new();
 
 #[used]
 #[unsafe(link_section = "vexidus_runtime_version")]
