@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use vexidus_runtime_api::abi;
 use vexidus_runtime_api::{Hash, RuntimeVersion};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, ModuleExport,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, ValRaw,
 };
 
 pub use blob::BlobError;
@@ -122,6 +122,61 @@ pub struct Prototype {
     /// The version from its custom section.
     pub version: RuntimeVersion,
     pre: InstancePre<HostState>,
+    exports: Exports,
+}
+
+/// The ABI's exports, resolved and type-checked once per module, so a call neither looks them
+/// up by name nor checks their types again.
+struct Exports {
+    memory: ModuleExport,
+    /// `vex_alloc`: `(i32) -> i32`.
+    alloc: ModuleExport,
+    /// The entry points, by name: each `(i32, i32) -> i64`.
+    entries: Vec<(&'static str, ModuleExport)>,
+}
+
+impl Exports {
+    fn resolve(module: &Module) -> Result<Self, ExecError> {
+        use wasmtime::{ExternType, ValType};
+        let find = |name: &str, params: &[ValType], result: ValType| {
+            let ok = match module.get_export(name) {
+                Some(ExternType::Func(ty)) => {
+                    ty.params().len() == params.len()
+                        && ty.params().zip(params).all(|(a, b)| ValType::eq(&a, b))
+                        && ty.results().len() == 1
+                        && ty.results().all(|r| ValType::eq(&r, &result))
+                }
+                _ => false,
+            };
+            ok.then(|| module.get_export_index(name))
+                .flatten()
+                .ok_or_else(|| {
+                    ExecError::Instantiate(format!("export `{name}` missing or of the wrong type"))
+                })
+        };
+        let memory = module
+            .get_export_index(abi::MEMORY)
+            .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
+        let mut entries = Vec::with_capacity(abi::ENTRY_POINTS.len());
+        for name in abi::ENTRY_POINTS {
+            entries.push((
+                *name,
+                find(name, &[ValType::I32, ValType::I32], ValType::I64)?,
+            ));
+        }
+        Ok(Self {
+            memory,
+            alloc: find(abi::ALLOC, &[ValType::I32], ValType::I32)?,
+            entries,
+        })
+    }
+
+    fn entry(&self, name: &str) -> Option<&ModuleExport> {
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| e)
+    }
 }
 
 impl std::fmt::Debug for Prototype {
@@ -261,6 +316,7 @@ impl Executor {
         let proto = Arc::new(Prototype {
             code_hash,
             version,
+            exports: Exports::resolve(&module)?,
             pre,
         });
         self.lock_cache().insert(code_hash, proto.clone());
@@ -349,40 +405,56 @@ impl Executor {
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(&store, entry, fuel, e))?;
+        let exports = &proto.exports;
         let memory = instance
-            .get_memory(&mut store, abi::MEMORY)
+            .get_module_export(&mut store, &exports.memory)
+            .and_then(|e| e.into_memory())
             .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
         store.data_mut().memory = Some(memory);
 
-        let alloc = instance
-            .get_typed_func::<u32, u32>(&mut store, abi::ALLOC)
-            .map_err(|e| ExecError::Instantiate(e.to_string()))?;
-        let func = instance
-            .get_typed_func::<(u32, u32), u64>(&mut store, entry)
-            .map_err(|e| ExecError::Instantiate(format!("entry point `{entry}`: {e}")))?;
+        let func = |store: &mut Store<HostState>, export: Option<&ModuleExport>| {
+            instance
+                .get_module_export(&mut *store, export?)
+                .and_then(|e| e.into_func())
+        };
+        let alloc = func(&mut store, Some(&exports.alloc))
+            .ok_or_else(|| ExecError::Instantiate(format!("no export `{}`", abi::ALLOC)))?;
+        let func = func(&mut store, exports.entry(entry)).ok_or_else(|| {
+            ExecError::Instantiate(format!("entry point `{entry}`: not exported"))
+        })?;
 
         let len = u32::try_from(input.len())
             .map_err(|_| ExecError::Instantiate("input too large".into()))?;
-        let ptr = alloc
-            .call(&mut store, len)
+        // Calls without `TypedFunc`, whose per-call type lookup takes the engine's type-registry
+        // lock (shared by every worker). Params and results share the slots.
+        let mut slots = [ValRaw::u32(len), ValRaw::u32(0)];
+        // SAFETY: `Exports::resolve` checked that `vex_alloc` is `(i32) -> i32`; `slots` holds
+        // its one parameter and has room for its one result.
+        unsafe { alloc.call_unchecked(&mut store, &mut slots[..1]) }
             .map_err(|e| classify(&store, entry, fuel, e))?;
+        let ptr = slots[0].get_u32();
         memory
             .write(&mut store, ptr as usize, input)
             .map_err(|_| ExecError::BadOutput {
                 entry: entry.into(),
                 reason: "vex_alloc returned memory out of bounds".into(),
             })?;
-        let packed = func
-            .call(&mut store, (ptr, len))
+        let mut slots = [ValRaw::u32(ptr), ValRaw::u32(len)];
+        // SAFETY: `Exports::resolve` checked that every entry point is `(i32, i32) -> i64`;
+        // `slots` holds the two parameters and has room for the result.
+        unsafe { func.call_unchecked(&mut store, &mut slots[..]) }
             .map_err(|e| classify(&store, entry, fuel, e))?;
+        let packed = slots[0].get_u64();
         let (out_ptr, out_len) = abi::unpack(packed);
-        let mut output = vec![0u8; out_len as usize];
-        memory
-            .read(&store, out_ptr as usize, &mut output)
-            .map_err(|_| ExecError::BadOutput {
+        let output = memory
+            .data(&store)
+            .get(out_ptr as usize..)
+            .and_then(|tail| tail.get(..out_len as usize))
+            .ok_or_else(|| ExecError::BadOutput {
                 entry: entry.into(),
                 reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
-            })?;
+            })?
+            .to_vec();
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
         FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel_used)));
         for (level, line) in &store.data().logs {
@@ -561,8 +633,8 @@ fn host_functions() -> Linker<HostState> {
             "storage_get_v1",
             |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
                 with_ext(&mut c, |mem, ext, err| {
-                    let key = mem[guest_range(mem.len(), kp, kl, "storage_get_v1 key")?].to_vec();
-                    let value = ext.get(&key).map_err(|e| storage_failed(err, e))?;
+                    let key = guest_range(mem.len(), kp, kl, "storage_get_v1 key")?;
+                    let value = ext.get(&mem[key]).map_err(|e| storage_failed(err, e))?;
                     write_result(mem, op, oc, value, "storage_get_v1 out")
                 })
             },
@@ -595,9 +667,10 @@ fn host_functions() -> Linker<HostState> {
             "storage_next_key_v1",
             |mut c: Caller<'_>, kp: u32, kl: u32, op: u32, oc: u32| {
                 with_ext(&mut c, |mem, ext, err| {
-                    let key =
-                        mem[guest_range(mem.len(), kp, kl, "storage_next_key_v1 key")?].to_vec();
-                    let next = ext.next_key(&key).map_err(|e| storage_failed(err, e))?;
+                    let key = guest_range(mem.len(), kp, kl, "storage_next_key_v1 key")?;
+                    let next = ext
+                        .next_key(&mem[key])
+                        .map_err(|e| storage_failed(err, e))?;
                     write_result(mem, op, oc, next, "storage_next_key_v1 out")
                 })
             },
