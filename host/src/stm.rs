@@ -354,6 +354,7 @@ impl Shared<'_> {
                 mv: &self.mv,
                 tx: i,
                 reads: Vec::new(),
+                seen: Changes::new(),
                 writes: Changes::new(),
                 blocked_on: None,
             };
@@ -681,6 +682,11 @@ struct View<'m, 'a> {
     mv: &'m MvMemory<'a>,
     tx: TxIndex,
     reads: Vec<Read>,
+    /// The values this incarnation read from the multi-version memory, by key. A key read again
+    /// gives the same value without going back to the shared memory (whose locks and nodes the
+    /// other workers keep writing): the incarnation sees one snapshot per key, and validation
+    /// checks where the first read came from, which decides both.
+    seen: Changes,
     writes: Changes,
     blocked_on: Option<TxIndex>,
 }
@@ -705,12 +711,13 @@ impl View<'_, '_> {
 
 impl Externalities for View<'_, '_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        if let Some(v) = self.writes.get(key) {
+        if let Some(v) = self.writes.get(key).or_else(|| self.seen.get(key)) {
             return Ok(v.clone());
         }
         match self.mv.get(key, self.tx)? {
             Lookup::Found(origin, value) => {
                 self.reads.push(Read::Get(key.to_vec(), origin));
+                self.seen.insert(key.to_vec(), value.clone());
                 Ok(value)
             }
             Lookup::Blocked(writer) => Err(self.blocked(writer)),
