@@ -27,7 +27,10 @@
 //!   three aborted or waiting), the extra workers leave and one finishes the block in order.
 //!
 //! The multi-version memory is split in ordered shards, each alone on its cache lines, so the
-//! workers seldom touch the same lock word; `next_key` merges the shards.
+//! workers seldom touch the same lock word; `next_key` merges the shards. A Bloom filter of the
+//! keys written so far lets most reads (the parameters, the chain id, accounts no one else
+//! touches) skip the shards altogether: taking even a read lock writes the lock's word, and
+//! with two workers reading the same hot keys that word would move between cores on every read.
 //!
 //! What this needs from the runtime: nothing. Any call may read and write any key and iterate
 //! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
@@ -42,7 +45,7 @@ use crate::executor::{ExecError, Executor, Externalities, Prototype};
 use crate::storage::overlay::{Changes, StateOverlay};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, OnceLock, RwLock};
 use vexidus_runtime_api::Receipt;
 use vexidus_runtime_api::abi::{self, ApplyArgs, InvalidTransaction};
@@ -492,6 +495,7 @@ struct Shard(RwLock<BTreeMap<Vec<u8>, Versions>>);
 struct MvMemory<'a> {
     base: &'a StateOverlay<'a>,
     shards: Vec<Shard>,
+    written: WrittenKeys,
     /// The keys each transaction's last incarnation wrote.
     last_writes: Vec<Mutex<Vec<Vec<u8>>>>,
     /// The reads of each transaction's last incarnation.
@@ -514,14 +518,70 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The shard of a key: FNV-1a. Only the balance between shards depends on it (a shard is an
-/// ordered map, so crafted keys can slow nothing down but their own shard's lock).
-fn shard_of(key: &[u8]) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+/// A key's hash, eight bytes at a time: it picks the key's shard and its Bloom filter bits. Only
+/// speed depends on it (a shard is an ordered map and the filter only says "maybe"), so crafted
+/// keys can slow down nothing but their own lookups.
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
     }
-    (h % SHARDS as u64) as usize
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
+}
+
+fn shard_of(hash: u64) -> usize {
+    (hash % SHARDS as u64) as usize
+}
+
+/// A Bloom filter of the keys written to the multi-version memory (two bits per key). A key it
+/// does not hold was written by no incarnation yet, so its read comes from the block's state
+/// without touching a shard. Bits are set before the key is inserted into its shard, and a
+/// reader that missed a concurrent insert is no different from one that read just before it:
+/// the validation, which runs after the writer's execution finished (and so sees its bits),
+/// catches the stale read.
+struct WrittenKeys {
+    words: Vec<AtomicU64>,
+    /// Bits in the filter minus one (a power of two).
+    mask: u64,
+}
+
+impl WrittenKeys {
+    /// A filter for a block of `n` transactions: about 32 bits per written key at three keys a
+    /// transaction (under 1% false positives), at least 64 Kibit.
+    fn new(n: usize) -> Self {
+        let bits = (n.saturating_mul(96))
+            .clamp(1 << 16, 1 << 27)
+            .next_power_of_two();
+        Self {
+            words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: bits as u64 - 1,
+        }
+    }
+
+    fn bits(&self, hash: u64) -> [u64; 2] {
+        [
+            hash & self.mask,
+            hash.rotate_right(32).wrapping_mul(0xff51_afd7_ed55_8ccd) & self.mask,
+        ]
+    }
+
+    fn insert(&self, hash: u64) {
+        for bit in self.bits(hash) {
+            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), SeqCst);
+        }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        self.bits(hash)
+            .iter()
+            .all(|bit| self.words[(bit / 64) as usize].load(SeqCst) & (1 << (bit % 64)) != 0)
+    }
 }
 
 impl<'a> MvMemory<'a> {
@@ -531,20 +591,28 @@ impl<'a> MvMemory<'a> {
             shards: (0..SHARDS)
                 .map(|_| Shard(RwLock::new(BTreeMap::new())))
                 .collect(),
+            written: WrittenKeys::new(n),
             last_writes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             last_reads: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
     fn shard(&self, key: &[u8]) -> &RwLock<BTreeMap<Vec<u8>, Versions>> {
-        &self.shards[shard_of(key)].0
+        &self.shards[shard_of(key_hash(key))].0
+    }
+
+    /// The shard holding `key`'s versions, or `None` when no incarnation has written it.
+    fn shard_if_written(&self, key: &[u8]) -> Option<&RwLock<BTreeMap<Vec<u8>, Versions>>> {
+        let hash = key_hash(key);
+        self.written
+            .may_contain(hash)
+            .then(|| &self.shards[shard_of(hash)].0)
     }
 
     /// The value of `key` as transaction `tx` sees it.
     fn get(&self, key: &[u8], tx: TxIndex) -> Result<Lookup, String> {
-        if let Some((writer, cell)) = read_lock(self.shard(key))
-            .get(key)
-            .and_then(|v| v.visible(tx))
+        if let Some(shard) = self.shard_if_written(key)
+            && let Some((writer, cell)) = read_lock(shard).get(key).and_then(|v| v.visible(tx))
         {
             return Ok(match cell {
                 Cell::Written(inc, value) => {
@@ -559,10 +627,10 @@ impl<'a> MvMemory<'a> {
     /// Where transaction `tx` would read `key` from now (no value: validation compares origins,
     /// and a read of the block's state cannot have changed).
     fn origin(&self, key: &[u8], tx: TxIndex) -> Result<Origin, TxIndex> {
-        match read_lock(self.shard(key))
-            .get(key)
-            .and_then(|v| v.visible(tx))
-        {
+        let Some(shard) = self.shard_if_written(key) else {
+            return Ok(Origin::Base);
+        };
+        match read_lock(shard).get(key).and_then(|v| v.visible(tx)) {
             Some((writer, Cell::Written(inc, _))) => Ok(Origin::Version(writer, *inc)),
             Some((writer, Cell::Estimate)) => Err(writer),
             None => Ok(Origin::Base),
@@ -639,7 +707,9 @@ impl<'a> MvMemory<'a> {
             }
         }
         for (k, v) in writes {
-            write_lock(self.shard(&k))
+            let hash = key_hash(&k);
+            self.written.insert(hash);
+            write_lock(&self.shards[shard_of(hash)].0)
                 .entry(k)
                 .or_default()
                 .insert(tx, Cell::Written(inc, v));
