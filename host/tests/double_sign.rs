@@ -154,6 +154,21 @@ fn a_double_vote_jails_escalates_and_unjails_after_the_term() {
     );
     assert_eq!(jailed_until(&h, &b), 0);
 
+    // A late report of the same burst (an offence before the block that jailed it): recorded,
+    // but neither a new term nor a second offence.
+    let r = report(&mut h, double_vote(&bob, &chain, 2));
+    assert!(r.success, "{:?}", r.error);
+    assert!(
+        !r.events.iter().any(|e| matches!(e, Event::Jailed { .. })),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(jailed_until(&h, &b), 0);
+    refused(
+        &report(&mut h, double_vote(&bob, &chain, 2)),
+        "already reported",
+    );
+
     // A second offence: 24 hours = 144 blocks.
     let offence = h.height() - 1;
     let r = report(&mut h, double_vote(&bob, &chain, offence));

@@ -2,9 +2,10 @@
 //! blocks at one height is jailed for 1 hour, then 24 hours, 7 days and 30 days on repeat
 //! offences, counted in blocks of the chain's block time. No stake is slashed. Each offence
 //! (offender, height, kind) is punished once, and offences reported while the offender is
-//! serving a term are recorded without lengthening it: double-signing comes in bursts (a faulty
-//! validator signs twice at every height of its slot until the first report jails it), and a
-//! burst counts as one offence.
+//! serving a term, or committed before the block that last jailed it, are recorded without
+//! lengthening a term or counting again: double-signing comes in bursts (a faulty validator signs
+//! twice at every height of its slot until the first report jails it), and a burst counts as one
+//! offence however late its other reports arrive.
 
 use crate::dispatch::{Context, DispatchError};
 use crate::env::Env;
@@ -27,6 +28,9 @@ pub const JAIL_TERMS_SECS: [u64; 4] = [10, 240, 1_680, 7_200];
 pub const OFFENCES_PREFIX: &[u8] = b"jail/n/";
 /// Prefix of punished offences: `jail/e/` ‖ address ‖ height (BE) ‖ kind → `()`.
 pub const PUNISHED_PREFIX: &[u8] = b"jail/e/";
+/// Prefix of the height of the block that last jailed a validator: `jail/j/` ‖ address → SCALE
+/// `u64`.
+pub const JAILED_AT_PREFIX: &[u8] = b"jail/j/";
 
 fn offences_key(who: &Address) -> Vec<u8> {
     [OFFENCES_PREFIX, &who.0[..]].concat()
@@ -40,6 +44,15 @@ fn punished_key(who: &Address, height: u64, kind: u8) -> Vec<u8> {
         &[kind][..],
     ]
     .concat()
+}
+
+fn jailed_at_key(who: &Address) -> Vec<u8> {
+    [JAILED_AT_PREFIX, &who.0[..]].concat()
+}
+
+/// The height of the block that last jailed `who` for double-signing, if any did.
+pub fn last_jailed_at(env: &mut impl Env, who: &Address) -> Option<u64> {
+    read(env, &jailed_at_key(who))
 }
 
 /// Offences recorded against a validator.
@@ -134,11 +147,15 @@ pub fn report(
         return Err(DispatchError::EvidenceAlreadyUsed);
     }
     env.set(&punished, &[]);
-    if v.is_jailed_at(ctx.height) {
+    // Serving a term, or a late report of the burst that was punished: recorded, not counted.
+    if v.is_jailed_at(ctx.height)
+        || last_jailed_at(env, &offender).is_some_and(|jailed_at| height <= jailed_at)
+    {
         return Ok(());
     }
     let n = offences(env, &offender) + 1;
     write(env, &offences_key(&offender), &n);
+    write(env, &jailed_at_key(&offender), &ctx.height);
     let block_time: u64 = read(env, storage::BLOCK_TIME).unwrap_or(1000);
     let until = ctx.height + term_blocks(n, block_time);
     v.jailed_until = v.jailed_until.max(until);

@@ -13,6 +13,7 @@
 //! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
 //! | `jail/n/` ‖ address | SCALE `u32`, double-sign offences (see [`crate::jail`]) |
 //! | `jail/e/` ‖ address ‖ height BE ‖ kind | empty: an offence already punished |
+//! | `jail/j/` ‖ address | SCALE `u64`: height of the block that last jailed it (see [`crate::jail`]) |
 //! | `fees/` ‖ sender ‖ nonce BE | SCALE `(u128, u128)`: a transaction's fee shares (proposer, treasury), paid out and removed by `end_block` of the same block |
 
 use crate::env::Env;
