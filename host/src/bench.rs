@@ -47,20 +47,35 @@ pub fn signed_transfers(count: usize, chain_id: &str) -> Vec<SignedTransaction> 
         .collect()
 }
 
-/// The best (shortest) of `runs` timings of `f`.
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = None;
-    let mut out = None;
-    for _ in 0..runs.max(1) {
+/// The best (shortest) time of the runs of one way of doing something.
+#[derive(Default)]
+struct Best(Option<Duration>);
+
+impl Best {
+    /// Runs `f`, keeping its time if it is the best so far.
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let r = f();
         let t = started.elapsed();
-        if best.is_none_or(|b| t < b) {
-            best = Some(t);
+        if self.0.is_none_or(|b| t < b) {
+            self.0 = Some(t);
         }
-        out = Some(r);
+        r
     }
-    (best.unwrap_or_default(), out.expect("ran at least once"))
+
+    fn get(&self) -> Duration {
+        self.0.unwrap_or_default()
+    }
+}
+
+/// The best (shortest) of `runs` timings of `f`, and what its last run returned.
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Best::default();
+    let mut out = best.time(&mut f);
+    for _ in 1..runs {
+        out = best.time(&mut f);
+    }
+    (best.get(), out)
 }
 
 /// One line of a benchmark table.
@@ -231,7 +246,7 @@ pub fn execution(
     let db: &Db = &bench.db;
     let threads = crate::stm::default_threads();
 
-    let (wasm_time, wasm) = best_of(runs, || -> anyhow::Result<Executed> {
+    let run_wasm = || -> anyhow::Result<Executed> {
         let mut overlay = StateOverlay::new(db);
         let outcomes = crate::stm::execute_sequentially(
             &executor,
@@ -245,9 +260,8 @@ pub fn execution(
             outcomes.into_iter().map(|o| o.result).collect(),
             overlay.into_changes(),
         ))
-    });
-    let wasm = wasm?;
-    let (native_time, native) = best_of(runs, || -> anyhow::Result<Executed> {
+    };
+    let run_native = || -> anyhow::Result<Executed> {
         let mut overlay = StateOverlay::new(db);
         let mut results = Vec::with_capacity(calls.len());
         for call in &calls {
@@ -268,12 +282,11 @@ pub fn execution(
             }
         }
         Ok((results, overlay.into_changes()))
-    });
-    let native = native?;
+    };
     // The ceiling two cores allow without Block-STM: the block's two halves, each one after
     // another on its own thread and its own overlay (no shared state, nothing validated; the
     // halves' outcomes are not the block's, so only the time is used).
-    let (halves_time, halves) = best_of(runs, || -> anyhow::Result<()> {
+    let run_halves = || -> anyhow::Result<()> {
         let (a, b) = calls.split_at(calls.len() / 2);
         std::thread::scope(|scope| {
             let run = |half: &[ApplyArgs]| {
@@ -295,9 +308,8 @@ pub fn execution(
                 .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??;
             Ok(mine?)
         })
-    });
-    halves?;
-    let (stm_time, stm) = best_of(runs, || -> anyhow::Result<(Executed, crate::stm::Stats)> {
+    };
+    let run_stm = || -> anyhow::Result<(Executed, crate::stm::Stats)> {
         let mut overlay = StateOverlay::new(db);
         let (outcomes, stats) = crate::stm::execute(
             &executor,
@@ -310,8 +322,25 @@ pub fn execution(
         )?;
         let results = outcomes.into_iter().map(|o| o.result).collect();
         Ok(((results, overlay.into_changes()), stats))
-    });
-    let (stm, stats) = stm?;
+    };
+    // The ways take turns, one run each per round, and each keeps its best time: a burst of
+    // noise on a shared machine (seconds long on a VM) then slows all of them alike instead of
+    // one way's consecutive runs, and the ratios compare like with like.
+    let [
+        mut wasm_time,
+        mut native_time,
+        mut halves_time,
+        mut stm_time,
+    ] = std::array::from_fn(|_| Best::default());
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let wasm = wasm_time.time(run_wasm)?;
+        let native = native_time.time(run_native)?;
+        halves_time.time(run_halves)?;
+        let stm = stm_time.time(run_stm)?;
+        last = Some((wasm, native, stm));
+    }
+    let (wasm, native, (stm, stats)) = last.expect("ran at least once");
     anyhow::ensure!(
         wasm.0.iter().all(|r| r.is_ok()),
         "a benchmark transfer was refused: {:?}",
@@ -348,15 +377,18 @@ pub fn execution(
     };
     Ok((
         vec![
-            line("wasm runtime, sequential (baseline)".into(), wasm_time),
-            line("native runtime, sequential".into(), native_time),
+            line(
+                "wasm runtime, sequential (baseline)".into(),
+                wasm_time.get(),
+            ),
+            line("native runtime, sequential".into(), native_time.get()),
             line(
                 format!("wasm runtime, Block-STM, {threads} threads"),
-                stm_time,
+                stm_time.get(),
             ),
             line(
                 "wasm runtime, two halves on 2 threads (ceiling)".into(),
-                halves_time,
+                halves_time.get(),
             ),
             line("whole block produced, sequential".into(), block_seq_time),
             line(
