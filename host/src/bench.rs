@@ -332,6 +332,13 @@ pub fn execution(
         mut halves_time,
         mut stm_time,
     ] = std::array::from_fn(|_| Best::default());
+    // One round first, not timed: a fresh process's first blocks are slower (Block-STM's first
+    // block took 90-130 ms against 65-75 later; the allocator's heaps and the instance pool's
+    // slots are cold), which the best of a few rounds would otherwise mostly but not always hide.
+    run_wasm()?;
+    run_native()?;
+    run_halves()?;
+    run_stm()?;
     let mut last = None;
     for _ in 0..runs.max(1) {
         let wasm = wasm_time.time(run_wasm)?;

@@ -114,7 +114,7 @@ enum BenchCmd {
         /// Transfers in the block.
         #[arg(long, default_value_t = 10_000)]
         txs: usize,
-        /// Runs; the best is reported.
+        /// Timed rounds (after one untimed warm-up round); each way's best is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
