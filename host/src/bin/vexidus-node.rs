@@ -129,7 +129,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// kernel zeroes each one: ~4,000 page faults per 10,000-transfer block on Block-STM, against
 /// ~400 with a one-second delay and almost none with ten seconds (docs/performance.md). Ten
 /// seconds is longer than any block interval, so a busy node keeps its working set and an idle
-/// one still gives it back. An operator's own `MIMALLOC_PURGE_DELAY` is left alone.
+/// one still gives it back. An operator's own `MIMALLOC_PURGE_DELAY` is left alone (unless it
+/// is exactly mimalloc's default, 10).
 fn keep_freed_memory_between_blocks() {
     // `mi_option_purge_delay` in the `mi_option_t` enum of mimalloc 3 (libmimalloc-sys 0.1.49,
     // pinned by Cargo.lock; the crate has no constant for it). Its default is 10.
