@@ -28,9 +28,9 @@ pub const JAIL_TERMS_SECS: [u64; 4] = [10, 240, 1_680, 7_200];
 pub const OFFENCES_PREFIX: &[u8] = b"jail/n/";
 /// Prefix of punished offences: `jail/e/` ‖ address ‖ height (BE) ‖ kind → `()`.
 pub const PUNISHED_PREFIX: &[u8] = b"jail/e/";
-/// Prefix of the height of the block that last jailed a validator: `jail/j/` ‖ address → SCALE
-/// `u64`.
-pub const JAILED_AT_PREFIX: &[u8] = b"jail/j/";
+/// Prefix of the last height of the last term a validator was jailed for double-signing:
+/// `jail/j/` ‖ address → SCALE `u64`.
+pub const TERM_END_PREFIX: &[u8] = b"jail/j/";
 
 fn offences_key(who: &Address) -> Vec<u8> {
     [OFFENCES_PREFIX, &who.0[..]].concat()
@@ -46,13 +46,13 @@ fn punished_key(who: &Address, height: u64, kind: u8) -> Vec<u8> {
     .concat()
 }
 
-fn jailed_at_key(who: &Address) -> Vec<u8> {
-    [JAILED_AT_PREFIX, &who.0[..]].concat()
+fn term_end_key(who: &Address) -> Vec<u8> {
+    [TERM_END_PREFIX, &who.0[..]].concat()
 }
 
-/// The height of the block that last jailed `who` for double-signing, if any did.
-pub fn last_jailed_at(env: &mut impl Env, who: &Address) -> Option<u64> {
-    read(env, &jailed_at_key(who))
+/// The end of the last term `who` was jailed for double-signing, if it ever was.
+pub fn last_term_end(env: &mut impl Env, who: &Address) -> Option<u64> {
+    read(env, &term_end_key(who))
 }
 
 /// Offences recorded against a validator.
@@ -147,18 +147,20 @@ pub fn report(
         return Err(DispatchError::EvidenceAlreadyUsed);
     }
     env.set(&punished, &[]);
-    // Serving a term, or a late report of the burst that was punished: recorded, not counted.
-    if v.is_jailed_at(ctx.height)
-        || last_jailed_at(env, &offender).is_some_and(|jailed_at| height <= jailed_at)
+    // Serving a term, or an offence committed before the last term ended (the burst that was
+    // punished, reported late: a faulty node goes on signing twins for a few heights after the
+    // block that jails it, until it sees that block): recorded, not counted. A repeat offence is
+    // one committed after the term.
+    if v.is_jailed_at(ctx.height) || last_term_end(env, &offender).is_some_and(|end| height <= end)
     {
         return Ok(());
     }
     let n = offences(env, &offender) + 1;
     write(env, &offences_key(&offender), &n);
-    write(env, &jailed_at_key(&offender), &ctx.height);
     let block_time: u64 = read(env, storage::BLOCK_TIME).unwrap_or(1000);
     let until = ctx.height + term_blocks(n, block_time);
     v.jailed_until = v.jailed_until.max(until);
+    write(env, &term_end_key(&offender), &v.jailed_until);
     storage::set_validator(env, &v);
     ctx.events.push(Event::Jailed {
         validator: offender,
