@@ -84,6 +84,18 @@ fn refused(r: &Receipt, expected: &str) {
     assert!(err.contains(expected), "{err}");
 }
 
+/// Reports `evidence` against `who` (free, not jailed): the report is included, but jails no one.
+fn recorded_without_a_term(h: &mut Harness, evidence: DoubleSignEvidence, who: &Address) {
+    let r = report(h, evidence);
+    assert!(r.success, "{:?}", r.error);
+    assert!(
+        !r.events.iter().any(|e| matches!(e, Event::Jailed { .. })),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(jailed_until(h, who), 0);
+}
+
 fn jailed_until(h: &Harness, who: &Address) -> u64 {
     h.validators()
         .into_iter()
@@ -156,28 +168,14 @@ fn a_double_vote_jails_escalates_and_unjails_after_the_term() {
 
     // A late report of the same burst (an offence before the block that jailed it): recorded,
     // but neither a new term nor a second offence.
-    let r = report(&mut h, double_vote(&bob, &chain, 2));
-    assert!(r.success, "{:?}", r.error);
-    assert!(
-        !r.events.iter().any(|e| matches!(e, Event::Jailed { .. })),
-        "{:?}",
-        r.events
-    );
-    assert_eq!(jailed_until(&h, &b), 0);
+    recorded_without_a_term(&mut h, double_vote(&bob, &chain, 2), &b);
     refused(
         &report(&mut h, double_vote(&bob, &chain, 2)),
         "already reported",
     );
     // So is one of twins it signed after the block that jailed it, before the term ended (a
     // faulty node signs on until it sees that block; its reports can land after the term).
-    let r = report(&mut h, double_vote(&bob, &chain, height + 2));
-    assert!(r.success, "{:?}", r.error);
-    assert!(
-        !r.events.iter().any(|e| matches!(e, Event::Jailed { .. })),
-        "{:?}",
-        r.events
-    );
-    assert_eq!(jailed_until(&h, &b), 0);
+    recorded_without_a_term(&mut h, double_vote(&bob, &chain, height + 2), &b);
 
     // A second offence, after the term: 24 hours = 144 blocks.
     let offence = h.height() - 1;
