@@ -42,6 +42,9 @@ pub fn build_runtime(root: &Path, target_dir: &Path, features: &str) -> Result<P
     rustflags.push(format!(
         "-Clink-arg=--initial-memory={INITIAL_MEMORY_BYTES}"
     ));
+    // The toolchain's stack pointer is the runtime's one mutable global. Exported, the host can
+    // set it back after a call and run the next call in the same instance (executor/warm.rs).
+    rustflags.push("-Clink-arg=--export=__stack_pointer".into());
 
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)

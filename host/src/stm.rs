@@ -36,7 +36,7 @@
 //! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
 //! so upgrade and governance transactions run on this path too. A transaction the runtime refuses
 //! writes nothing (as in sequential execution, where its overlay is discarded). Each incarnation
-//! runs in a fresh instance with the transaction's own fuel budget, so fuel, events, fees and
+//! starts from a fresh instance's state with the transaction's own fuel budget, so fuel, events, fees and
 //! receipts are those of the final incarnation — the sequential ones.
 //!
 //! The worker pool is sized to the machine's cores and kept for the life of the process.

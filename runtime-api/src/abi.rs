@@ -6,8 +6,9 @@
 //! `(i32 ptr, i32 len) -> i64`. The argument is the SCALE encoding of the entry point's input
 //! type, placed by the host in guest memory obtained from [`ALLOC`]. The result is the SCALE
 //! encoding of the output type, returned as a packed pointer/length (see [`pack`]): the low 32
-//! bits are the pointer, the high 32 bits the length. Every call runs in a fresh instance, so the
-//! guest never needs to free anything.
+//! bits are the pointer, the high 32 bits the length. Every call starts from the state of a fresh
+//! instance (the host may reuse an instance, restored between calls), so the guest never needs to
+//! free anything and nothing carries from one call to the next.
 //!
 //! | export | input | output |
 //! | --- | --- | --- |

@@ -1,8 +1,8 @@
 //! The runtime's memory allocator: power-of-two size classes, one free list each, carved from
 //! the heap by a bump pointer.
 //!
-//! Every runtime call runs in a fresh instance, so a call's heap starts empty and is thrown away
-//! with the instance: what matters is the cost of each allocation and how few pages a call
+//! Every runtime call starts from the state of a fresh instance, so a call's heap starts empty
+//! and is thrown away (or the instance restored) after it: what matters is the cost of each allocation and how few pages a call
 //! touches, not fragmentation over a long life. A general-purpose allocator (dlmalloc) spent a
 //! third of a transfer's wasm time in `malloc`/`free`; here an allocation is a free-list pop or a
 //! bump, a free is a push, and a `realloc` within the same class, or of the block carved last (a

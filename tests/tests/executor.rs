@@ -205,3 +205,161 @@ fn the_real_runtime_passes_the_checks() {
         Err(BlobError::TooLarge { limit: 1024, .. })
     ));
 }
+
+/// A `vex_query` body that reports what the instance looks like when the call starts, then
+/// changes all of it: the exported global `$g` (7 at instantiation), a byte of the data segment
+/// at 2048 (1), two zero bytes on other pages and the memory's size, written as the result at
+/// 4096; then sets `$g` to 99 and overwrites those bytes. It traps at the end if the input's
+/// first byte is not 0, leaving its changes behind.
+const REPORT_THEN_SCRIBBLE: &str = r#"
+    (i32.store (i32.const 4096) (global.get $g))
+    (i32.store8 (i32.const 4100) (i32.load8_u (i32.const 2048)))
+    (i32.store8 (i32.const 4101) (i32.load8_u (i32.const 3000)))
+    (i32.store8 (i32.const 4102) (i32.load8_u (i32.const 40000)))
+    (i32.store8 (i32.const 4103) (memory.size))
+    (global.set $g (i32.const 99))
+    (i32.store8 (i32.const 2048) (i32.const 255))
+    (i32.store8 (i32.const 3000) (i32.const 238))
+    (i32.store8 (i32.const 40000) (i32.const 17))
+    (if (i32.load8_u (local.get 0)) (then unreachable))
+    (i64.or (i64.shl (i64.const 8) (i64.const 32)) (i64.const 4096))"#;
+
+/// What [`REPORT_THEN_SCRIBBLE`] reports in a fresh instance.
+const FRESH_REPORT: [u8; 8] = [7, 0, 0, 0, 1, 0, 0, 1];
+
+fn module(fields: &str, memory: &str, query_body: &str) -> Vec<u8> {
+    with_section(
+        runtime_wat(fields, memory, query_body, None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    )
+}
+
+fn query_raw(
+    ex: &Executor,
+    proto: &vexidus_host::executor::Prototype,
+    input: &[u8],
+) -> Result<Vec<u8>, ExecError> {
+    ex.call_raw(
+        proto,
+        abi::QUERY,
+        input,
+        &mut MemoryExt::default(),
+        10_000_000,
+    )
+    .map(|o| o.output)
+}
+
+#[test]
+fn a_reused_instance_starts_every_call_as_a_fresh_one() {
+    let ex = Executor::new(None);
+    let code = module(
+        r#"(global $g (export "g") (mut i32) (i32.const 7))"#,
+        r#"(memory 1) (data (i32.const 2048) "\01")"#,
+        REPORT_THEN_SCRIBBLE,
+    );
+    let proto = ex.prototype(&code).expect("compiles");
+    assert_eq!(proto.instance_reuse(), Ok(0));
+    for _ in 0..3 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
+    }
+    assert_eq!(
+        proto.instance_reuse(),
+        Ok(2),
+        "the second and third calls reused"
+    );
+    // A call that traps after scribbling: its instance is dropped, not restored.
+    assert!(matches!(
+        query_raw(&ex, &proto, &[1]),
+        Err(ExecError::Trap { .. })
+    ));
+    assert_eq!(proto.instance_reuse(), Ok(3));
+    for _ in 0..2 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
+    }
+    assert_eq!(
+        proto.instance_reuse(),
+        Ok(4),
+        "a new instance, then it again"
+    );
+}
+
+#[test]
+fn a_module_whose_state_the_host_cannot_restore_gets_a_new_instance_per_call() {
+    let ex = Executor::new(None);
+    // A mutable global the host cannot reach.
+    let hidden = module(
+        "(global $g (mut i32) (i32.const 7))",
+        r#"(memory 1) (data (i32.const 2048) "\01")"#,
+        REPORT_THEN_SCRIBBLE,
+    );
+    let proto = ex.prototype(&hidden).expect("compiles");
+    let why = proto.instance_reuse().expect_err("not reused");
+    assert!(why.contains("mutable global 0 is not exported"), "{why}");
+    for _ in 0..3 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
+    }
+    // A table the code changes.
+    let table = module(
+        "(table 1 funcref) (func $f) (elem declare func $f)",
+        "(memory 1)",
+        "(table.set 0 (i32.const 0) (ref.func $f)) (i64.const 0)",
+    );
+    let proto = ex.prototype(&table).expect("compiles");
+    let why = proto.instance_reuse().expect_err("not reused");
+    assert!(why.contains("table.set"), "{why}");
+    // A start function.
+    let start = module("(func $s) (start $s)", "(memory 1)", "(i64.const 0)");
+    let proto = ex.prototype(&start).expect("compiles");
+    let why = proto.instance_reuse().expect_err("not reused");
+    assert!(why.contains("start function"), "{why}");
+}
+
+#[test]
+fn a_call_that_grows_memory_or_writes_much_of_it_leaves_its_instance_behind() {
+    let ex = Executor::new(None);
+    let grows = module(
+        "",
+        "(memory 1)",
+        "(i32.store8 (i32.const 4096) (memory.size))
+         (drop (memory.grow (i32.const 1)))
+         (i32.store8 (i32.const 70000) (i32.const 5))
+         (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 4096))",
+    );
+    let proto = ex.prototype(&grows).expect("compiles");
+    for _ in 0..3 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), [1]);
+    }
+    assert_eq!(
+        proto.instance_reuse(),
+        Ok(0),
+        "a grown memory is not restored"
+    );
+
+    // 128 KiB written: more than is worth copying back after every later call.
+    let dirty = module(
+        "",
+        "(memory 4)",
+        "(i32.store8 (i32.const 4096) (i32.load8_u (i32.const 100000)))
+         (memory.fill (i32.const 65536) (i32.const 170) (i32.const 131072))
+         (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 4096))",
+    );
+    let proto = ex.prototype(&dirty).expect("compiles");
+    for _ in 0..3 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), [0]);
+    }
+    assert_eq!(proto.instance_reuse(), Ok(0), "a dirty instance is dropped");
+    assert_still_works(&ex);
+}
+
+#[test]
+fn the_real_runtime_runs_in_reused_instances() {
+    let ex = Executor::new(None);
+    let proto = ex
+        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .expect("the real runtime compiles");
+    assert_eq!(proto.instance_reuse(), Ok(0));
+    assert_still_works(&ex);
+    assert_still_works(&ex);
+    assert_eq!(proto.instance_reuse(), Ok(1));
+}

@@ -5,12 +5,15 @@
 //! the caller supplies, so the same executor runs against RocksDB, a block overlay, an in-memory
 //! map or a throwaway copy without knowing which.
 //!
-//! Every call runs in a fresh instance (pooling allocator + copy-on-write memory images make
-//! that cheap), under a deterministic fuel limit, a fixed stack and a memory limit. A trap, an
-//! exhausted fuel budget or a memory bomb ends the call with an [`ExecError`]; the node goes on.
+//! Every call starts from the state of a fresh instance, under a deterministic fuel limit, a
+//! fixed stack and a memory limit. Where a module allows it (see [`warm`]) an instance serves
+//! many calls and is restored after each; otherwise each call gets a new instance (pooling
+//! allocator + copy-on-write memory images). A trap, an exhausted fuel budget or a memory bomb
+//! ends the call with an [`ExecError`]; the node goes on.
 
 pub mod blob;
 pub mod native;
+pub mod warm;
 
 use parity_scale_codec::{Decode, Encode};
 use std::collections::HashMap;
@@ -18,8 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use vexidus_runtime_api::abi;
 use vexidus_runtime_api::{Hash, RuntimeVersion};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, ModuleExport,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, ValRaw,
+    Config, Engine, Func, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    ModuleExport, PoolingAllocationConfig, Store, StoreLimits, Trap, ValRaw,
 };
 
 pub use blob::BlobError;
@@ -123,6 +126,19 @@ pub struct Prototype {
     pub version: RuntimeVersion,
     pre: InstancePre<HostState>,
     exports: Exports,
+    /// Warm instances, or why this module's instances cannot be reused.
+    warm: Result<warm::Pool, String>,
+}
+
+impl Prototype {
+    /// How many calls ran in an instance an earlier call had used, or why instances of this
+    /// module are not reused (each call then gets a new one).
+    pub fn instance_reuse(&self) -> Result<u64, &str> {
+        match &self.warm {
+            Ok(pool) => Ok(pool.reuses()),
+            Err(why) => Err(why),
+        }
+    }
 }
 
 /// The ABI's exports, resolved and type-checked once per module, so a call neither looks them
@@ -171,11 +187,9 @@ impl Exports {
         })
     }
 
-    fn entry(&self, name: &str) -> Option<&ModuleExport> {
-        self.entries
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, e)| e)
+    /// The position of entry point `name` in `entries`.
+    fn entry(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|(n, _)| *n == name)
     }
 }
 
@@ -313,11 +327,18 @@ impl Executor {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| ExecError::Instantiate(format!("{e:#}")))?;
+        let warm = warm::Plan::for_module(code).and_then(|plan| {
+            warm::Pool::new(plan).ok_or_else(|| "the PAGEMAP_SCAN ioctl is unavailable".into())
+        });
+        if let Err(why) = &warm {
+            tracing::info!(code_hash = %hex::encode(code_hash), "a new instance for every call: {why}");
+        }
         let proto = Arc::new(Prototype {
             code_hash,
             version,
             exports: Exports::resolve(&module)?,
             pre,
+            warm,
         });
         self.lock_cache().insert(code_hash, proto.clone());
         Ok(proto)
@@ -377,30 +398,43 @@ impl Executor {
         ext: &mut dyn Externalities,
         fuel: u64,
     ) -> Result<CallOutcome, ExecError> {
+        let index = proto.exports.entry(entry).ok_or_else(|| {
+            ExecError::Instantiate(format!("entry point `{entry}`: not exported"))
+        })?;
         // SAFETY: erases the borrow's lifetime so the pointer can sit in the `'static` store
-        // data. The store is created here and dropped at the end of this function, and no host
-        // function can run after that, so the pointer is never used beyond the borrow.
+        // data. It is cleared before a warm instance is put back, and a fresh instance's store
+        // is dropped at the end of this function; no host function runs after either, so the
+        // pointer is never used beyond the borrow.
         let ext_ptr: *mut (dyn Externalities + 'static) = unsafe {
             std::mem::transmute::<*mut (dyn Externalities + '_), *mut (dyn Externalities + 'static)>(
                 ext,
             )
         };
-        let state = HostState {
-            ext: Some(ext_ptr),
-            memory: None,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(MEMORY_LIMIT_BYTES)
-                .trap_on_grow_failure(true)
-                .build(),
-            logs: Vec::new(),
-            storage_error: None,
-        };
-        let mut store = Store::new(engine(), state);
+        if let Ok(pool) = &proto.warm
+            // Should instantiation fail, the fresh path below reports why.
+            && let Ok(mut warm) = pool.take(&proto.pre, &proto.exports)
+        {
+            warm.store.data_mut().ext = Some(ext_ptr);
+            warm.store
+                .set_fuel(fuel)
+                .map_err(|e| ExecError::Instantiate(e.to_string()))?;
+            let call = Call {
+                memory: warm.memory,
+                alloc: warm.alloc,
+                func: warm.entries[index],
+                entry,
+            };
+            // A failed call drops its instance: whatever it left half done is not restored.
+            let outcome = call.run(&mut warm.store, input, fuel)?;
+            pool.put_back(warm);
+            return Ok(outcome);
+        }
+
+        let mut store = Store::new(engine(), HostState::new(Some(ext_ptr)));
         store.limiter(|s| &mut s.limits);
         store
             .set_fuel(fuel)
             .map_err(|e| ExecError::Instantiate(e.to_string()))?;
-
         let instance = proto
             .pre
             .instantiate(&mut store)
@@ -411,56 +445,19 @@ impl Executor {
             .and_then(|e| e.into_memory())
             .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
         store.data_mut().memory = Some(memory);
-
-        let func = |store: &mut Store<HostState>, export: Option<&ModuleExport>| {
+        let func = |store: &mut Store<HostState>, export: &ModuleExport| {
             instance
-                .get_module_export(&mut *store, export?)
+                .get_module_export(&mut *store, export)
                 .and_then(|e| e.into_func())
+                .ok_or_else(|| ExecError::Instantiate("an ABI export is not a function".into()))
         };
-        let alloc = func(&mut store, Some(&exports.alloc))
-            .ok_or_else(|| ExecError::Instantiate(format!("no export `{}`", abi::ALLOC)))?;
-        let func = func(&mut store, exports.entry(entry)).ok_or_else(|| {
-            ExecError::Instantiate(format!("entry point `{entry}`: not exported"))
-        })?;
-
-        let len = u32::try_from(input.len())
-            .map_err(|_| ExecError::Instantiate("input too large".into()))?;
-        // Calls without `TypedFunc`, whose per-call type lookup takes the engine's type-registry
-        // lock (shared by every worker). Params and results share the slots.
-        let mut slots = [ValRaw::u32(len), ValRaw::u32(0)];
-        // SAFETY: `Exports::resolve` checked that `vex_alloc` is `(i32) -> i32`; `slots` holds
-        // its one parameter and has room for its one result.
-        unsafe { alloc.call_unchecked(&mut store, &mut slots[..1]) }
-            .map_err(|e| classify(&store, entry, fuel, e))?;
-        let ptr = slots[0].get_u32();
-        memory
-            .write(&mut store, ptr as usize, input)
-            .map_err(|_| ExecError::BadOutput {
-                entry: entry.into(),
-                reason: "vex_alloc returned memory out of bounds".into(),
-            })?;
-        let mut slots = [ValRaw::u32(ptr), ValRaw::u32(len)];
-        // SAFETY: `Exports::resolve` checked that every entry point is `(i32, i32) -> i64`;
-        // `slots` holds the two parameters and has room for the result.
-        unsafe { func.call_unchecked(&mut store, &mut slots[..]) }
-            .map_err(|e| classify(&store, entry, fuel, e))?;
-        let packed = slots[0].get_u64();
-        let (out_ptr, out_len) = abi::unpack(packed);
-        let output = memory
-            .data(&store)
-            .get(out_ptr as usize..)
-            .and_then(|tail| tail.get(..out_len as usize))
-            .ok_or_else(|| ExecError::BadOutput {
-                entry: entry.into(),
-                reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
-            })?
-            .to_vec();
-        let fuel_used = fuel - store.get_fuel().unwrap_or(0);
-        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel_used)));
-        for (level, line) in &store.data().logs {
-            log_runtime(*level, line);
-        }
-        Ok(CallOutcome { output, fuel_used })
+        let call = Call {
+            memory,
+            alloc: func(&mut store, &exports.alloc)?,
+            func: func(&mut store, &exports.entries[index].1)?,
+            entry,
+        };
+        call.run(&mut store, input, fuel)
     }
 
     /// Runs `f` and returns what it returned with the fuel every call it made on this thread
@@ -498,6 +495,70 @@ impl Executor {
             entry: entry.into(),
             reason: format!("does not decode: {e}"),
         })
+    }
+}
+
+/// One call of an entry point on an instance: the input written through `vex_alloc`, the
+/// entry point run, its result read out of guest memory.
+struct Call<'a> {
+    memory: Memory,
+    alloc: Func,
+    func: Func,
+    entry: &'a str,
+}
+
+impl Call<'_> {
+    /// Runs the call on `store`, whose fuel is set to `fuel` (less what instantiating used).
+    fn run(
+        self,
+        store: &mut Store<HostState>,
+        input: &[u8],
+        fuel: u64,
+    ) -> Result<CallOutcome, ExecError> {
+        let Call {
+            memory,
+            alloc,
+            func,
+            entry,
+        } = self;
+        let len = u32::try_from(input.len())
+            .map_err(|_| ExecError::Instantiate("input too large".into()))?;
+        // Calls without `TypedFunc`, whose per-call type lookup takes the engine's type-registry
+        // lock (shared by every worker). Params and results share the slots.
+        let mut slots = [ValRaw::u32(len), ValRaw::u32(0)];
+        // SAFETY: `Exports::resolve` checked that `vex_alloc` is `(i32) -> i32`; `slots` holds
+        // its one parameter and has room for its one result.
+        unsafe { alloc.call_unchecked(&mut *store, &mut slots[..1]) }
+            .map_err(|e| classify(store, entry, fuel, e))?;
+        let ptr = slots[0].get_u32();
+        memory
+            .write(&mut *store, ptr as usize, input)
+            .map_err(|_| ExecError::BadOutput {
+                entry: entry.into(),
+                reason: "vex_alloc returned memory out of bounds".into(),
+            })?;
+        let mut slots = [ValRaw::u32(ptr), ValRaw::u32(len)];
+        // SAFETY: `Exports::resolve` checked that every entry point is `(i32, i32) -> i64`;
+        // `slots` holds the two parameters and has room for the result.
+        unsafe { func.call_unchecked(&mut *store, &mut slots[..]) }
+            .map_err(|e| classify(store, entry, fuel, e))?;
+        let packed = slots[0].get_u64();
+        let (out_ptr, out_len) = abi::unpack(packed);
+        let output = memory
+            .data(&*store)
+            .get(out_ptr as usize..)
+            .and_then(|tail| tail.get(..out_len as usize))
+            .ok_or_else(|| ExecError::BadOutput {
+                entry: entry.into(),
+                reason: format!("result {out_ptr:#x}+{out_len} is outside guest memory"),
+            })?
+            .to_vec();
+        let fuel_used = fuel - store.get_fuel().unwrap_or(0);
+        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel_used)));
+        for (level, line) in &store.data().logs {
+            log_runtime(*level, line);
+        }
+        Ok(CallOutcome { output, fuel_used })
     }
 }
 
