@@ -259,29 +259,22 @@ fn a_reused_instance_starts_every_call_as_a_fresh_one() {
         REPORT_THEN_SCRIBBLE,
     );
     let proto = ex.prototype(&code).expect("compiles");
-    assert_eq!(proto.instance_reuse(), Ok(0));
-    for _ in 0..3 {
-        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
-    }
-    assert_eq!(
-        proto.instance_reuse(),
-        Ok(2),
-        "the second and third calls reused"
-    );
+    // `calls` calls, each seeing a fresh instance; then `reuses` calls so far reused one.
+    let fresh_calls = |calls: usize, reuses: u64, why: &str| {
+        for _ in 0..calls {
+            assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
+        }
+        assert_eq!(proto.instance_reuse(), Ok(reuses), "{why}");
+    };
+    fresh_calls(0, 0, "nothing ran yet");
+    fresh_calls(3, 2, "the second and third calls reused the first");
     // A call that traps after scribbling: its instance is dropped, not restored.
     assert!(matches!(
         query_raw(&ex, &proto, &[1]),
         Err(ExecError::Trap { .. })
     ));
     assert_eq!(proto.instance_reuse(), Ok(3));
-    for _ in 0..2 {
-        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), FRESH_REPORT);
-    }
-    assert_eq!(
-        proto.instance_reuse(),
-        Ok(4),
-        "a new instance, then it again"
-    );
+    fresh_calls(2, 4, "a new instance, then it again");
 }
 
 #[test]
