@@ -356,3 +356,34 @@ fn the_real_runtime_runs_in_reused_instances() {
     assert_still_works(&ex);
     assert_eq!(proto.instance_reuse(), Ok(1));
 }
+
+#[test]
+fn idle_instances_of_many_runtimes_never_take_every_instance_slot() {
+    use vexidus_host::executor::warm::MAX_LIVE;
+    let ex = Executor::new(None);
+    // More runtimes, each keeping an idle instance, than the engine has instance slots (256):
+    // every call must still find a slot, warm or fresh.
+    let protos: Vec<_> = (0..300)
+        .map(|i| {
+            let code = with_section(
+                runtime_wat("", "(memory 1)", "(i64.const 0)", None),
+                abi::VERSION_SECTION,
+                &version(i, 1),
+            );
+            ex.prototype(&code).expect("compiles")
+        })
+        .collect();
+    for proto in &protos {
+        for _ in 0..2 {
+            query_raw(&ex, proto, &[0]).expect("the call finds an instance slot");
+        }
+    }
+    let warm = protos
+        .iter()
+        .filter(|p| p.instance_reuse() == Ok(1))
+        .count();
+    assert!(
+        (1..=MAX_LIVE).contains(&warm),
+        "{warm} runtimes reused an instance; at most {MAX_LIVE} may be warm at once"
+    );
+}

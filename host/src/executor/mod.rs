@@ -411,7 +411,8 @@ impl Executor {
             )
         };
         if let Ok(pool) = &proto.warm
-            // Should instantiation fail, the fresh path below reports why.
+            // Should instantiation fail (or `warm::MAX_LIVE` be reached), the fresh path below
+            // runs the call or reports why it cannot.
             && let Ok(mut warm) = pool.take(&proto.pre, &proto.exports)
         {
             warm.store.data_mut().ext = Some(ext_ptr);

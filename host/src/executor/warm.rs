@@ -133,6 +133,35 @@ pub struct Warm {
     /// The entry points, in the order of the prototype's `Exports::entries`.
     pub(super) entries: Vec<Func>,
     globals: Vec<Global>,
+    _live: Live,
+}
+
+/// Most warm instances alive at once in the process, idle or in a call: half of the engine's
+/// instance slots, so calls in fresh instances always find one. Idle instances stay with their
+/// `Prototype`, and the executor keeps every prototype it made (each runtime upgrade adds
+/// one), so without a cap old runtimes' idle instances could take every slot.
+pub const MAX_LIVE: usize = 128;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_LIVE`] warm instances, given back when dropped.
+struct Live;
+
+impl Live {
+    fn take() -> Option<Live> {
+        if LIVE.fetch_add(1, Ordering::Relaxed) < MAX_LIVE {
+            Some(Live)
+        } else {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Warm instances of one module, each in its own store.
@@ -220,6 +249,7 @@ impl Pool {
         pre: &InstancePre<HostState>,
         exports: &super::Exports,
     ) -> Result<Warm, String> {
+        let live = Live::take().ok_or("as many warm instances as allowed are alive")?;
         let mut store = Store::new(super::engine(), HostState::new(None));
         store.limiter(|s| &mut s.limits);
         let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
@@ -258,6 +288,7 @@ impl Pool {
             alloc,
             entries,
             globals,
+            _live: live,
         })
     }
 
