@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use vexidus_runtime_api::abi;
 use vexidus_runtime_api::{Hash, RuntimeVersion};
 use wasmtime::{
-    Config, Engine, Func, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    ModuleExport, PoolingAllocationConfig, Store, StoreLimits, Trap, ValRaw,
+    Config, Engine, Func, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    Module, ModuleExport, PoolingAllocationConfig, Store, StoreLimits, Trap, ValRaw,
 };
 
 pub use blob::BlobError;
@@ -191,6 +191,39 @@ impl Exports {
     fn entry(&self, name: &str) -> Option<usize> {
         self.entries.iter().position(|(n, _)| *n == name)
     }
+
+    /// `instance`'s exported memory, which the host functions of its store then reach.
+    fn bind_memory(
+        &self,
+        instance: &Instance,
+        store: &mut Store<HostState>,
+    ) -> Result<Memory, ExecError> {
+        let memory = instance
+            .get_module_export(&mut *store, &self.memory)
+            .and_then(|e| e.into_memory())
+            .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
+        store.data_mut().memory = Some(memory);
+        Ok(memory)
+    }
+
+    /// The function `export` of `instance`.
+    fn func(
+        instance: &Instance,
+        store: &mut Store<HostState>,
+        export: &ModuleExport,
+    ) -> Result<Func, ExecError> {
+        instance
+            .get_module_export(store, export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| ExecError::Instantiate("an ABI export is not a function".into()))
+    }
+}
+
+/// A store for one instance, with the memory limit in force.
+fn new_store(ext: Option<*mut (dyn Externalities + 'static)>) -> Store<HostState> {
+    let mut store = Store::new(engine(), HostState::new(ext));
+    store.limiter(|s| &mut s.limits);
+    store
 }
 
 impl std::fmt::Debug for Prototype {
@@ -431,8 +464,7 @@ impl Executor {
             return Ok(outcome);
         }
 
-        let mut store = Store::new(engine(), HostState::new(Some(ext_ptr)));
-        store.limiter(|s| &mut s.limits);
+        let mut store = new_store(Some(ext_ptr));
         store
             .set_fuel(fuel)
             .map_err(|e| ExecError::Instantiate(e.to_string()))?;
@@ -441,21 +473,10 @@ impl Executor {
             .instantiate(&mut store)
             .map_err(|e| classify(&store, entry, fuel, e))?;
         let exports = &proto.exports;
-        let memory = instance
-            .get_module_export(&mut store, &exports.memory)
-            .and_then(|e| e.into_memory())
-            .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
-        store.data_mut().memory = Some(memory);
-        let func = |store: &mut Store<HostState>, export: &ModuleExport| {
-            instance
-                .get_module_export(&mut *store, export)
-                .and_then(|e| e.into_func())
-                .ok_or_else(|| ExecError::Instantiate("an ABI export is not a function".into()))
-        };
         let call = Call {
-            memory,
-            alloc: func(&mut store, &exports.alloc)?,
-            func: func(&mut store, &exports.entries[index].1)?,
+            memory: exports.bind_memory(&instance, &mut store)?,
+            alloc: Exports::func(&instance, &mut store, &exports.alloc)?,
+            func: Exports::func(&instance, &mut store, &exports.entries[index].1)?,
             entry,
         };
         call.run(&mut store, input, fuel)

@@ -250,18 +250,13 @@ impl Pool {
         exports: &super::Exports,
     ) -> Result<Warm, String> {
         let live = Live::take().ok_or("as many warm instances as allowed are alive")?;
-        let mut store = Store::new(super::engine(), HostState::new(None));
-        store.limiter(|s| &mut s.limits);
+        let mut store = super::new_store(None);
         let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-        let memory = instance
-            .get_module_export(&mut store, &exports.memory)
-            .and_then(|e| e.into_memory())
-            .ok_or("no exported memory")?;
+        let memory = exports
+            .bind_memory(&instance, &mut store)
+            .map_err(|e| e.to_string())?;
         let func = |store: &mut Store<HostState>, export| {
-            instance
-                .get_module_export(store, export)
-                .and_then(|e| e.into_func())
-                .ok_or("an ABI export is not a function")
+            super::Exports::func(&instance, store, export).map_err(|e| e.to_string())
         };
         let alloc = func(&mut store, &exports.alloc)?;
         let mut entries = Vec::with_capacity(exports.entries.len());
@@ -276,7 +271,6 @@ impl Pool {
                     .ok_or_else(|| format!("global `{name}` is not exported"))?,
             );
         }
-        store.data_mut().memory = Some(memory);
         // Nothing has run in it yet: every instance of the module starts like this one.
         self.snapshot.get_or_init(|| Snapshot {
             memory: memory.data(&store).into(),
