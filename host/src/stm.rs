@@ -26,11 +26,13 @@
 //! - **Contention**: when a block conflicts so much that speculation is wasted (one execution in
 //!   three aborted or waiting), the extra workers leave and one finishes the block in order.
 //!
-//! The multi-version memory is split in ordered shards, each alone on its cache lines, so the
-//! workers seldom touch the same lock word; `next_key` merges the shards. A Bloom filter of the
-//! keys written so far lets most reads (the parameters, the chain id, accounts no one else
-//! touches) skip the shards altogether: taking even a read lock writes the lock's word, and
-//! with two workers reading the same hot keys that word would move between cores on every read.
+//! The multi-version memory has a part per worker, each split in ordered shards alone on their
+//! cache lines: a worker records only into its own part, so the lines it writes stay in its
+//! core's cache, and readers merge the parts (`next_key` merges every shard). Each part's table
+//! of the lowest writer of each key lets most reads (the parameters, the chain id, accounts no
+//! one below touches, a validated transaction's own writes) skip the shards altogether: taking
+//! even a read lock writes the lock's word, and with two workers reading the same hot keys that
+//! word would move between cores on every read.
 //!
 //! What this needs from the runtime: nothing. Any call may read and write any key and iterate
 //! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
@@ -46,7 +48,7 @@ use crate::storage::overlay::{Changes, StateOverlay};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, OnceLock, RwLock};
 use vexidus_runtime_api::Receipt;
 use vexidus_runtime_api::abi::{self, ApplyArgs, InvalidTransaction};
@@ -162,14 +164,14 @@ fn execute_parallel(
     threads: usize,
 ) -> Result<(Option<Finished>, Stats), ExecError> {
     let n = txs.len();
+    let threads = threads.clamp(1, pool().current_num_threads());
     let shared = Shared {
         executor,
         runtime,
         txs,
         fuel,
-        mv: MvMemory::new(base, n),
+        mv: MvMemory::new(base, n, threads),
         scheduler: Scheduler::new(n),
-        outcomes: (0..n).map(|_| Mutex::new(None)).collect(),
         failure: Mutex::new(None),
         abandoned: AtomicBool::new(false),
         executions: AtomicUsize::new(0),
@@ -177,12 +179,12 @@ fn execute_parallel(
         aborts: AtomicUsize::new(0),
         waits: AtomicUsize::new(0),
     };
-    let threads = threads.clamp(1, pool().current_num_threads());
     pool().scope(|s| {
-        for _ in 1..threads {
-            s.spawn(|_| shared.work(true));
+        for worker in 1..threads {
+            let shared = &shared;
+            s.spawn(move |_| shared.work(worker, true));
         }
-        shared.work(false);
+        shared.work(0, false);
     });
     if let Some(e) = lock(&shared.failure).take() {
         return Err(e);
@@ -198,13 +200,18 @@ fn execute_parallel(
     if shared.abandoned.load(SeqCst) {
         return Ok((None, stats));
     }
-    let outcomes = shared
-        .outcomes
-        .into_iter()
+    let MvMemory {
+        parts, mut last, ..
+    } = shared.mv;
+    let outcomes = last
+        .iter_mut()
         .enumerate()
-        .map(|(i, o)| {
-            o.into_inner()
+        .map(|(i, slot)| {
+            slot.0
+                .get_mut()
                 .unwrap_or_else(|p| p.into_inner())
+                .outcome
+                .take()
                 .ok_or_else(|| {
                     ExecError::Instantiate(format!(
                         "parallel execution ended without an outcome for transaction {i}"
@@ -212,54 +219,75 @@ fn execute_parallel(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let MvMemory {
-        shards,
-        last_writes,
-        last_reads,
-        ..
-    } = shared.mv;
-    let changes = final_changes(shards);
-    pool().spawn(move || drop((last_writes, last_reads)));
+    let changes = final_changes(parts.into_iter().map(|p| p.shards).collect());
+    // The reads and written keys are freed off the block's path.
+    pool().spawn(move || drop(last));
     Ok((Some((outcomes, changes)), stats))
 }
 
-/// A final change with its key's first eight bytes (big-endian) beside it: most comparisons
-/// between keys end there, without following the key's pointer (comparing keys that live in
-/// separate allocations is cache-miss bound).
-type Prefixed = (u64, Change);
-
-fn prefixed((key, value): Change) -> Prefixed {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key[..n]);
-    (u64::from_be_bytes(head), (key, value))
+/// A key's last cell in one part, with the key's first eight bytes (big-endian) beside it:
+/// most comparisons between keys end there, without following the key's pointer (comparing
+/// keys that live in separate allocations is cache-miss bound).
+#[derive(Default)]
+struct Final {
+    head: u64,
+    key: Vec<u8>,
+    /// The cell's [`rank`]: of one key's cells in several parts, the highest is the key's.
+    rank: (TxIndex, Incarnation),
+    /// The value the cell holds (`None`: an estimate, which holds none).
+    value: Option<Option<Vec<u8>>>,
 }
 
-/// Key order (the prefix is a big-endian, zero-padded head of the key, so it orders like it).
-fn by_key(a: &Prefixed, b: &Prefixed) -> std::cmp::Ordering {
-    a.0.cmp(&b.0).then_with(|| a.1.0.cmp(&b.1.0))
+impl Final {
+    fn new(key: Vec<u8>, writer: TxIndex, cell: Cell) -> Self {
+        let mut head = [0u8; 8];
+        let n = key.len().min(8);
+        head[..n].copy_from_slice(&key[..n]);
+        Self {
+            head: u64::from_be_bytes(head),
+            rank: rank(writer, &cell),
+            value: match cell {
+                Cell::Written(_, v) => Some(v),
+                Cell::Estimate(_) => None,
+            },
+            key,
+        }
+    }
+
+    fn same_key(&self, other: &Final) -> bool {
+        self.head == other.head && self.key == other.key
+    }
 }
 
-/// The block's changes out of the multi-version memory: each key's last writer's value, in key
-/// order. This runs after the workers finish, so it is on all cores: each shard yields its
-/// final values (sorted: shards are ordered maps); the key space is cut into ranges at prefixes
-/// sampled from the longest shard (hashing spreads every range over all shards alike); each
-/// range gathers its part of every shard and sorts it; the ranges in order build the map in bulk
-/// (the map sorts what it is given, so order only decides speed: sorted, that is one pass).
-fn final_changes(shards: Vec<Shard>) -> Changes {
+/// Key order (the head is a big-endian, zero-padded prefix of the key, so it orders like it).
+fn by_key(a: &Final, b: &Final) -> std::cmp::Ordering {
+    a.head.cmp(&b.head).then_with(|| a.key.cmp(&b.key))
+}
+
+/// The block's changes out of the multi-version memory (every part's shards): each key's last
+/// writer's value, in key order. This runs after the workers finish, so it is on all cores:
+/// each shard yields its keys' last cells (sorted: shards are ordered maps); the key space is
+/// cut into ranges at prefixes sampled from the longest shard (hashing spreads every range over
+/// all shards alike); each range gathers its part of every shard, merges the sorted pieces (a
+/// stable sort finds and merges runs) and keeps, of a key written on several workers (so in
+/// several parts), the best-ranked cell; the ranges in order build the map in bulk (the map
+/// sorts what it is given, so order only decides speed: sorted, that is one pass).
+fn final_changes(parts: Vec<Vec<Shard>>) -> Changes {
     use rayon::prelude::*;
+    let maps: Vec<ShardMap> = parts
+        .into_iter()
+        .flatten()
+        .map(|shard| shard.0.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
     pool().install(|| {
-        let mut runs: Vec<Vec<Prefixed>> = shards
+        let mut runs: Vec<Vec<Final>> = maps
             .into_par_iter()
-            .map(|shard| {
-                shard
-                    .0
-                    .into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .into_iter()
-                    .filter_map(|(k, versions)| match versions.last() {
-                        Some(Cell::Written(_, v)) => Some(prefixed((k, v))),
-                        _ => None,
+            .map(|map| {
+                map.into_iter()
+                    .filter_map(|(key, versions)| {
+                        versions
+                            .last()
+                            .map(|(writer, cell)| Final::new(key, writer, cell))
                     })
                     .collect()
             })
@@ -271,32 +299,43 @@ fn final_changes(shards: Vec<Shard>) -> Changes {
             .max_by_key(|r| r.len())
             .map_or(&[][..], |r| &r[..]);
         let mut cuts: Vec<u64> = (1..ranges)
-            .map(|j| sample[j * sample.len() / ranges].0)
+            .map(|j| sample[j * sample.len() / ranges].head)
             .collect();
         cuts.dedup();
         // Each range's slice of every run, taken apart so the ranges own disjoint parts.
-        let mut parts: Vec<Vec<&mut [Prefixed]>> = (0..=cuts.len()).map(|_| Vec::new()).collect();
+        let mut pieces: Vec<Vec<&mut [Final]>> = (0..=cuts.len()).map(|_| Vec::new()).collect();
         for run in &mut runs {
             let mut rest = &mut run[..];
-            for (part, cut) in parts.iter_mut().zip(&cuts) {
-                let (below, above) = rest.split_at_mut(rest.partition_point(|c| c.0 < *cut));
-                part.push(below);
+            for (range, cut) in pieces.iter_mut().zip(&cuts) {
+                let (below, above) = rest.split_at_mut(rest.partition_point(|c| c.head < *cut));
+                range.push(below);
                 rest = above;
             }
-            if let Some(last) = parts.last_mut() {
+            if let Some(last) = pieces.last_mut() {
                 last.push(rest);
             }
         }
-        let sorted: Vec<Vec<Change>> = parts
+        let sorted: Vec<Vec<Change>> = pieces
             .into_par_iter()
             .map(|slices| {
-                let mut range: Vec<Prefixed> = slices
+                let mut range: Vec<Final> = slices
                     .into_iter()
                     .flat_map(|s| s.iter_mut().map(std::mem::take))
                     .collect();
-                // A key lives in exactly one shard, so there are no equal keys to keep in order.
-                range.sort_unstable_by(by_key);
-                range.into_iter().map(|(_, c)| c).collect()
+                range.sort_by(by_key);
+                let mut changes = Vec::with_capacity(range.len());
+                let mut range = range.into_iter().peekable();
+                while let Some(mut best) = range.next() {
+                    while let Some(other) = range.next_if(|o| o.same_key(&best)) {
+                        if other.rank > best.rank {
+                            best = other;
+                        }
+                    }
+                    if let Some(value) = best.value {
+                        changes.push((best.key, value));
+                    }
+                }
+                changes
             })
             .collect();
         let mut all = Vec::with_capacity(total);
@@ -351,7 +390,6 @@ struct Shared<'a> {
     fuel: u64,
     mv: MvMemory<'a>,
     scheduler: Scheduler,
-    outcomes: Vec<Mutex<Option<TxOutcome>>>,
     failure: Mutex<Option<ExecError>>,
     /// Gave up early: the block runs one transaction after another instead.
     abandoned: AtomicBool,
@@ -380,7 +418,7 @@ impl Shared<'_> {
     /// A worker's loop. Once the block is too contended (checked between tasks, never while
     /// holding one): within its first eighth, everyone stops and the block runs sequentially;
     /// later, a `may_leave` worker leaves and the others finish.
-    fn work(&self, may_leave: bool) {
+    fn work(&self, worker: usize, may_leave: bool) {
         let mut task = None;
         while !self.scheduler.done() {
             if task.is_none() && self.too_contended() {
@@ -394,7 +432,7 @@ impl Shared<'_> {
                 }
             }
             task = match task {
-                Some(Task::Execute(i, inc)) => self.execute(i, inc),
+                Some(Task::Execute(i, inc)) => self.execute(i, inc, worker),
                 Some(Task::Validate(i, inc)) => self.validate(i, inc),
                 None => {
                     let next = self.scheduler.next_task();
@@ -413,13 +451,13 @@ impl Shared<'_> {
     }
 
     /// Runs incarnation `inc` of transaction `i`; returns the follow-up task, if any.
-    fn execute(&self, i: TxIndex, inc: Incarnation) -> Option<Task> {
+    fn execute(&self, i: TxIndex, inc: Incarnation, worker: usize) -> Option<Task> {
         loop {
             let mut view = View {
                 mv: &self.mv,
                 tx: i,
-                reads: Vec::new(),
-                seen: Changes::new(),
+                seen: BTreeMap::new(),
+                next_keys: Vec::new(),
                 writes: Changes::new(),
                 blocked_on: None,
             };
@@ -442,16 +480,17 @@ impl Shared<'_> {
                 }
                 continue;
             }
+            let (reads, writes) = view.into_reads();
             let (result, writes) = match classify(outcome) {
-                Ok(Ok(receipt)) => (Ok(receipt), view.writes),
+                Ok(Ok(receipt)) => (Ok(receipt), writes),
                 Ok(Err(refused)) => (Err(refused), Changes::new()),
                 Err(e) => {
                     self.fail(e);
                     return None;
                 }
             };
-            let wrote_new_key = self.mv.record(i, inc, view.reads, writes);
-            *lock(&self.outcomes[i]) = Some(TxOutcome { result, fuel });
+            let outcome = TxOutcome { result, fuel };
+            let wrote_new_key = self.mv.record(i, inc, worker, reads, writes, outcome);
             return self.scheduler.finish_execution(i, inc, wrote_new_key);
         }
     }
@@ -477,11 +516,20 @@ impl Shared<'_> {
     }
 }
 
-/// A value some incarnation wrote, or the mark of an aborted incarnation's write.
+/// A value some incarnation wrote, or the mark of an aborted incarnation's write (with that
+/// incarnation, so that a later incarnation's write wins over it; see [`MvMemory::record`]).
 #[derive(Clone)]
 enum Cell {
     Written(Incarnation, Option<Vec<u8>>),
-    Estimate,
+    Estimate(Incarnation),
+}
+
+impl Cell {
+    fn incarnation(&self) -> Incarnation {
+        match self {
+            Cell::Written(inc, _) | Cell::Estimate(inc) => *inc,
+        }
+    }
 }
 
 /// Where a read found its value.
@@ -506,9 +554,10 @@ enum Lookup {
     Blocked(TxIndex),
 }
 
-/// Versions of one key: the cell each transaction's last incarnation left, sorted by index.
-/// Mostly one entry (a block's keys are mostly written once), kept inline: no allocation to
-/// record it and none to free; appended near the end (execution runs roughly in index order).
+/// Versions of one key in one worker's part: the cell each transaction's last incarnation left
+/// there, sorted by index. Mostly one entry (a block's keys are mostly written once), kept
+/// inline: no allocation to record it and none to free; appended near the end (execution runs
+/// roughly in index order).
 #[derive(Default)]
 struct Versions(SmallVec<[(TxIndex, Cell); 1]>);
 
@@ -540,14 +589,20 @@ impl Versions {
         self.slot(tx).ok().map(|i| &mut self.0[i].1)
     }
 
-    /// The last writer's value, when all is done.
-    fn last(mut self) -> Option<Cell> {
-        self.0.pop().map(|(_, c)| c)
+    /// The last writer and its cell, when all is done.
+    fn last(mut self) -> Option<(TxIndex, Cell)> {
+        self.0.pop()
     }
 }
 
-/// Shards of the multi-version map, so workers reading and recording different keys seldom
-/// wait for one another. Each shard is ordered, and `next_key` merges them.
+/// Which of two cells of one key a reader sees: the higher writer's, and of two cells of one
+/// writer (in two parts, while `record` moves a transaction's writes), the later incarnation's.
+fn rank(writer: TxIndex, cell: &Cell) -> (TxIndex, Incarnation) {
+    (writer, cell.incarnation())
+}
+
+/// Shards of one worker's part, so a worker's reads and its own writes seldom wait for one
+/// another. Each shard is ordered, and `next_key` merges them.
 const SHARDS: usize = 16;
 
 /// One shard, alone on its cache lines (two workers hammering locks that share a line would
@@ -555,15 +610,46 @@ const SHARDS: usize = 16;
 #[repr(align(128))]
 struct Shard(RwLock<BTreeMap<Vec<u8>, Versions>>);
 
+type ShardMap = BTreeMap<Vec<u8>, Versions>;
+
+/// What one worker's executions recorded: their versions, in shards, and the lowest writer of
+/// each key among them.
+///
+/// Each worker writes only its own part, so the shards' lock words and tree nodes stay in its
+/// core's cache: with one shared set of shards, both workers inserted into the same trees and
+/// each insert missed on lines the other core had just written (perf: recording the writes
+/// took about 1.4 µs a transaction, most of it waiting for those lines). Readers look into
+/// every part whose lowest writers say it may hold a write below them, which in a block that
+/// seldom conflicts is almost never another worker's.
+struct Part {
+    shards: Vec<Shard>,
+    lowest_writers: LowestWriters,
+}
+
 struct MvMemory<'a> {
     base: &'a StateOverlay<'a>,
-    shards: Vec<Shard>,
-    written: WrittenKeys,
-    /// The keys each transaction's last incarnation wrote.
-    last_writes: Vec<Mutex<Vec<Vec<u8>>>>,
-    /// The reads of each transaction's last incarnation.
-    last_reads: Vec<Mutex<Vec<Read>>>,
+    parts: Vec<Part>,
+    /// What each transaction's last incarnation left.
+    last: Vec<LastSlot>,
 }
+
+/// What a transaction's last incarnation left: the part it recorded into, the keys it wrote,
+/// its reads and its outcome.
+#[derive(Default)]
+struct Last {
+    part: usize,
+    writes: Vec<Vec<u8>>,
+    reads: Vec<Read>,
+    outcome: Option<TxOutcome>,
+}
+
+/// One transaction's [`Last`], under one lock, alone on its cache line: neighbouring
+/// transactions run on different workers, and with separate arrays of locks packed two or three
+/// to a line (writes, reads, outcomes) each record took three locks whose lines the other core
+/// had just written.
+#[repr(align(64))]
+#[derive(Default)]
+struct LastSlot(Mutex<Last>);
 
 /// What a key holds for one transaction, as `next_key` needs it.
 #[derive(Clone, Copy)]
@@ -581,9 +667,9 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A key's hash, eight bytes at a time: it picks the key's shard and its Bloom filter bits. Only
-/// speed depends on it (a shard is an ordered map and the filter only says "maybe"), so crafted
-/// keys can slow down nothing but their own lookups.
+/// A key's hash, eight bytes at a time: it picks the key's shard and its buckets of lowest
+/// writers. Only speed depends on it (a shard is an ordered map and the buckets only say
+/// "maybe"), so crafted keys can slow down nothing but their own lookups.
 fn key_hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = (key.len() as u64).wrapping_mul(K);
@@ -602,108 +688,144 @@ fn shard_of(hash: u64) -> usize {
     (hash % SHARDS as u64) as usize
 }
 
-/// A Bloom filter of the keys written to the multi-version memory (two bits per key). A key it
-/// does not hold was written by no incarnation yet, so its read comes from the block's state
-/// without touching a shard. Bits are set before the key is inserted into its shard, and a
-/// reader that missed a concurrent insert is no different from one that read just before it:
-/// the validation, which runs after the writer's execution finished (and so sees its bits),
-/// catches the stale read.
-struct WrittenKeys {
-    words: Vec<AtomicU64>,
-    /// Bits in the filter minus one (a power of two).
+/// The lowest transaction that may have written each key into one part: a table of buckets,
+/// each holding the lowest index of a transaction whose write hashed there (two buckets per
+/// key, in one cache line). A key both of whose buckets hold only writers at or above `tx` was
+/// written into this part by no transaction below `tx`, so `tx` does not look for it there:
+/// the parameters and chain id no one writes, an account only higher transactions wrote, and,
+/// when validating a transaction, the keys it wrote itself (a Bloom filter of written keys, the
+/// predecessor, sent those to the shards). Buckets only ever move down (to a lower writer), so
+/// a stale bucket errs on the side of a shard lookup. A bucket is lowered before the key goes
+/// into its shard, and a reader that missed a concurrent update is no different from one that
+/// read just before it: the validation, which runs after the writer's execution finished (and
+/// so sees its buckets), catches the stale read.
+struct LowestWriters {
+    /// `n - writer` of the lowest writer seen (0: none), so a zeroed table is empty and
+    /// lowering a bucket is a `fetch_max`.
+    buckets: Vec<AtomicU32>,
+    /// Buckets minus one (a power of two).
     mask: u64,
+    n: usize,
 }
 
-impl WrittenKeys {
-    /// A filter for a block of `n` transactions: about 32 bits per written key at three keys a
-    /// transaction (under 1% false positives), at least 64 Kibit.
-    fn new(n: usize) -> Self {
-        let bits = (n.saturating_mul(96))
-            .clamp(1 << 16, 1 << 27)
+impl LowestWriters {
+    /// A table for one of `parts` parts of a block of `n` transactions: about four buckets per
+    /// written key at three keys a transaction (a reader near the end of the block looks into a
+    /// shard for about one key in seven needlessly), at least 16 Ki buckets. Small enough to
+    /// stay in the allocator's reused pages: a table of megabytes came fresh from the kernel
+    /// for every block, and zeroing its pages cost more than the lookups it saved.
+    fn new(n: usize, parts: usize) -> Self {
+        let buckets = (n.saturating_mul(12) / parts.max(1))
+            .clamp(1 << 14, 1 << 26)
             .next_power_of_two();
         Self {
-            words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
-            mask: bits as u64 - 1,
+            buckets: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
+            mask: buckets as u64 - 1,
+            n,
         }
     }
 
-    fn bits(&self, hash: u64) -> [u64; 2] {
+    /// The key's two buckets: one from the hash's low bits, the other in the same 64-byte line.
+    fn buckets(&self, hash: u64) -> [&AtomicU32; 2] {
+        let first = hash & self.mask;
+        let mut second = (first & !15) | ((hash >> 40) & 15);
+        if second == first {
+            second ^= 1;
+        }
         [
-            hash & self.mask,
-            hash.rotate_right(32).wrapping_mul(0xff51_afd7_ed55_8ccd) & self.mask,
+            &self.buckets[first as usize],
+            &self.buckets[second as usize],
         ]
     }
 
-    fn insert(&self, hash: u64) {
-        for bit in self.bits(hash) {
-            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), SeqCst);
+    fn insert(&self, hash: u64, writer: TxIndex) {
+        let mark = (self.n - writer) as u32;
+        for b in self.buckets(hash) {
+            // Most keys are new; a bucket that already holds a lower writer needs no write.
+            if b.load(SeqCst) < mark {
+                b.fetch_max(mark, SeqCst);
+            }
         }
     }
 
-    fn may_contain(&self, hash: u64) -> bool {
-        self.bits(hash)
-            .iter()
-            .all(|bit| self.words[(bit / 64) as usize].load(SeqCst) & (1 << (bit % 64)) != 0)
+    /// Whether a transaction below `tx` may have written the key.
+    fn may_have_writer_below(&self, hash: u64, tx: TxIndex) -> bool {
+        let below = (self.n - tx) as u32;
+        self.buckets(hash).iter().all(|b| b.load(SeqCst) > below)
     }
 }
 
 impl<'a> MvMemory<'a> {
-    fn new(base: &'a StateOverlay<'a>, n: usize) -> Self {
+    fn new(base: &'a StateOverlay<'a>, n: usize, parts: usize) -> Self {
         Self {
             base,
-            shards: (0..SHARDS)
-                .map(|_| Shard(RwLock::new(BTreeMap::new())))
+            parts: (0..parts.max(1))
+                .map(|_| Part {
+                    shards: (0..SHARDS)
+                        .map(|_| Shard(RwLock::new(BTreeMap::new())))
+                        .collect(),
+                    lowest_writers: LowestWriters::new(n, parts),
+                })
                 .collect(),
-            written: WrittenKeys::new(n),
-            last_writes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
-            last_reads: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            last: (0..n).map(|_| LastSlot::default()).collect(),
         }
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<BTreeMap<Vec<u8>, Versions>> {
-        &self.shards[shard_of(key_hash(key))].0
+    fn shard(&self, part: usize, key: &[u8]) -> &RwLock<ShardMap> {
+        &self.parts[part].shards[shard_of(key_hash(key))].0
     }
 
-    /// The shard holding `key`'s versions, or `None` when no incarnation has written it.
-    fn shard_if_written(&self, key: &[u8]) -> Option<&RwLock<BTreeMap<Vec<u8>, Versions>>> {
+    /// `f` of the cell of `key` that transaction `tx` reads, with its writer: of every part
+    /// that may hold a write below `tx`, the best-ranked visible cell.
+    fn visible<R>(&self, key: &[u8], tx: TxIndex, f: impl Fn(TxIndex, &Cell) -> R) -> Option<R> {
         let hash = key_hash(key);
-        self.written
-            .may_contain(hash)
-            .then(|| &self.shards[shard_of(hash)].0)
+        let mut best: Option<((TxIndex, Incarnation), R)> = None;
+        for part in &self.parts {
+            if !part.lowest_writers.may_have_writer_below(hash, tx) {
+                continue;
+            }
+            let shard = read_lock(&part.shards[shard_of(hash)].0);
+            if let Some((writer, cell)) = shard.get(key).and_then(|v| v.visible(tx))
+                && best.as_ref().is_none_or(|(r, _)| rank(writer, cell) > *r)
+            {
+                best = Some((rank(writer, cell), f(writer, cell)));
+            }
+        }
+        best.map(|(_, r)| r)
     }
 
     /// The value of `key` as transaction `tx` sees it.
     fn get(&self, key: &[u8], tx: TxIndex) -> Result<Lookup, String> {
-        if let Some(shard) = self.shard_if_written(key)
-            && let Some((writer, cell)) = read_lock(shard).get(key).and_then(|v| v.visible(tx))
-        {
-            return Ok(match cell {
-                Cell::Written(inc, value) => {
-                    Lookup::Found(Origin::Version(writer, *inc), value.clone())
-                }
-                Cell::Estimate => Lookup::Blocked(writer),
-            });
+        let found = self.visible(key, tx, |writer, cell| match cell {
+            Cell::Written(inc, value) => {
+                Lookup::Found(Origin::Version(writer, *inc), value.clone())
+            }
+            Cell::Estimate(_) => Lookup::Blocked(writer),
+        });
+        match found {
+            Some(lookup) => Ok(lookup),
+            None => Ok(Lookup::Found(Origin::Base, self.base.read(key)?)),
         }
-        Ok(Lookup::Found(Origin::Base, self.base.read(key)?))
     }
 
     /// Where transaction `tx` would read `key` from now (no value: validation compares origins,
     /// and a read of the block's state cannot have changed).
     fn origin(&self, key: &[u8], tx: TxIndex) -> Result<Origin, TxIndex> {
-        let Some(shard) = self.shard_if_written(key) else {
-            return Ok(Origin::Base);
-        };
-        match read_lock(shard).get(key).and_then(|v| v.visible(tx)) {
-            Some((writer, Cell::Written(inc, _))) => Ok(Origin::Version(writer, *inc)),
-            Some((writer, Cell::Estimate)) => Err(writer),
+        match self.visible(key, tx, |writer, cell| match cell {
+            Cell::Written(inc, _) => Ok(Origin::Version(writer, *inc)),
+            Cell::Estimate(_) => Err(writer),
+        }) {
+            Some(origin) => origin,
             None => Ok(Origin::Base),
         }
     }
 
     /// The first key after `after` that a transaction below `tx` wrote, and what it holds.
     fn next_written(&self, after: &[u8], tx: TxIndex) -> Option<(Vec<u8>, Presence)> {
-        let mut best: Option<(Vec<u8>, Presence)> = None;
-        for shard in &self.shards {
+        // The first visible key of every shard of every part; a key in several parts is the
+        // first in each of them when it is the first overall, so its best cell is among these.
+        let mut best: Option<(Vec<u8>, (TxIndex, Incarnation), Presence)> = None;
+        for shard in self.parts.iter().flat_map(|p| &p.shards) {
             let shard = read_lock(&shard.0);
             let found = shard
                 .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
@@ -712,18 +834,20 @@ impl<'a> MvMemory<'a> {
                         let presence = match cell {
                             Cell::Written(_, Some(_)) => Presence::Exists,
                             Cell::Written(_, None) => Presence::Deleted,
-                            Cell::Estimate => Presence::Estimate(writer),
+                            Cell::Estimate(_) => Presence::Estimate(writer),
                         };
-                        (k, presence)
+                        (k, rank(writer, cell), presence)
                     })
                 });
-            if let Some((k, presence)) = found
-                && best.as_ref().is_none_or(|(b, _)| k < b)
+            if let Some((k, r, presence)) = found
+                && best
+                    .as_ref()
+                    .is_none_or(|(b, br, _)| k < b || (k == b && r > *br))
             {
-                best = Some((k.clone(), presence));
+                best = Some((k.clone(), r, presence));
             }
         }
-        best
+        best.map(|(k, _, presence)| (k, presence))
     }
 
     /// The first key after `from` that exists as transaction `tx` sees the state, or the
@@ -756,35 +880,55 @@ impl<'a> MvMemory<'a> {
         }
     }
 
-    /// Stores incarnation `inc`'s writes and reads; says whether it wrote a key the previous
-    /// incarnation did not (then transactions above must be validated again).
-    fn record(&self, tx: TxIndex, inc: Incarnation, reads: Vec<Read>, writes: Changes) -> bool {
-        let keys: Vec<Vec<u8>> = writes.keys().cloned().collect();
-        let previous = std::mem::replace(&mut *lock(&self.last_writes[tx]), keys);
+    /// Stores incarnation `inc`'s writes, which worker `part` ran, its reads and its outcome;
+    /// says whether it wrote a key the previous incarnation did not (then transactions above
+    /// must be validated again).
+    ///
+    /// The previous incarnation's cells (estimates, once it was aborted) stay until the new
+    /// ones are in: a reader in between sees the estimate and waits, as it must. When the
+    /// previous incarnation ran on another worker, its cells are in another part; the new ones
+    /// go into this worker's part first and the old ones are removed after, and for the moment
+    /// both are there a reader takes the later incarnation's ([`rank`]).
+    fn record(
+        &self,
+        tx: TxIndex,
+        inc: Incarnation,
+        part: usize,
+        reads: Vec<Read>,
+        writes: Changes,
+        outcome: TxOutcome,
+    ) -> bool {
+        let mut last = lock(&self.last[tx].0);
+        let previous_part = std::mem::replace(&mut last.part, part);
+        let previous = std::mem::replace(&mut last.writes, writes.keys().cloned().collect());
         let wrote_new_key = writes.keys().any(|k| previous.binary_search(k).is_err());
-        for k in previous {
-            if !writes.contains_key(&k)
-                && let Some(versions) = write_lock(self.shard(&k)).get_mut(&k)
-            {
-                versions.remove(tx);
-            }
-        }
+        let stale: Vec<Vec<u8>> = previous
+            .into_iter()
+            .filter(|k| previous_part != part || !writes.contains_key(k))
+            .collect();
+        let own = &self.parts[part];
         for (k, v) in writes {
             let hash = key_hash(&k);
-            self.written.insert(hash);
-            write_lock(&self.shards[shard_of(hash)].0)
+            own.lowest_writers.insert(hash, tx);
+            write_lock(&own.shards[shard_of(hash)].0)
                 .entry(k)
                 .or_default()
                 .insert(tx, Cell::Written(inc, v));
         }
-        *lock(&self.last_reads[tx]) = reads;
+        for k in stale {
+            if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(&k) {
+                versions.remove(tx);
+            }
+        }
+        last.reads = reads;
+        last.outcome = Some(outcome);
         wrote_new_key
     }
 
     /// Whether every read of `tx`'s last incarnation would read the same now.
     fn validate(&self, tx: TxIndex) -> Result<bool, String> {
-        let reads = lock(&self.last_reads[tx]);
-        for read in reads.iter() {
+        let last = lock(&self.last[tx].0);
+        for read in &last.reads {
             let same = match read {
                 Read::Get(key, origin) => self.origin(key, tx) == Ok(*origin),
                 Read::NextKey(from, result) => {
@@ -799,12 +943,13 @@ impl<'a> MvMemory<'a> {
     }
 
     fn convert_writes_to_estimates(&self, tx: TxIndex) {
-        for k in lock(&self.last_writes[tx]).iter() {
-            if let Some(cell) = write_lock(self.shard(k))
+        let last = lock(&self.last[tx].0);
+        for k in &last.writes {
+            if let Some(cell) = write_lock(self.shard(last.part, k))
                 .get_mut(k)
                 .and_then(|v| v.get_mut(tx))
             {
-                *cell = Cell::Estimate;
+                *cell = Cell::Estimate(cell.incarnation());
             }
         }
     }
@@ -814,17 +959,34 @@ impl<'a> MvMemory<'a> {
 struct View<'m, 'a> {
     mv: &'m MvMemory<'a>,
     tx: TxIndex,
-    reads: Vec<Read>,
-    /// The values this incarnation read from the multi-version memory, by key. A key read again
-    /// gives the same value without going back to the shared memory (whose locks and nodes the
-    /// other workers keep writing): the incarnation sees one snapshot per key, and validation
-    /// checks where the first read came from, which decides both.
-    seen: Changes,
+    /// What this incarnation read from the multi-version memory, by key: where it came from and
+    /// the value. A key read again gives the same value without going back to the shared
+    /// memory (whose locks and nodes the other workers keep writing): the incarnation sees one
+    /// snapshot per key, and validation checks where the first read came from, which decides
+    /// both.
+    seen: BTreeMap<Vec<u8>, (Origin, Option<Vec<u8>>)>,
+    /// The results of `next_key` below this incarnation's writes, in order.
+    next_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     writes: Changes,
     blocked_on: Option<TxIndex>,
 }
 
 impl View<'_, '_> {
+    /// The reads to validate (the keys move; the values are not needed).
+    fn into_reads(self) -> (Vec<Read>, Changes) {
+        let reads = self
+            .seen
+            .into_iter()
+            .map(|(key, (origin, _))| Read::Get(key, origin))
+            .chain(
+                self.next_keys
+                    .into_iter()
+                    .map(|(from, next)| Read::NextKey(from, next)),
+            )
+            .collect();
+        (reads, self.writes)
+    }
+
     fn blocked(&mut self, writer: TxIndex) -> String {
         self.blocked_on = Some(writer);
         format!("transaction {} waits for transaction {writer}", self.tx)
@@ -834,7 +996,7 @@ impl View<'_, '_> {
     fn shared_next_key(&mut self, from: &[u8]) -> Result<Option<Vec<u8>>, String> {
         match self.mv.next_key(from, self.tx)? {
             Ok(next) => {
-                self.reads.push(Read::NextKey(from.to_vec(), next.clone()));
+                self.next_keys.push((from.to_vec(), next.clone()));
                 Ok(next)
             }
             Err(writer) => Err(self.blocked(writer)),
@@ -844,13 +1006,16 @@ impl View<'_, '_> {
 
 impl Externalities for View<'_, '_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        if let Some(v) = self.writes.get(key).or_else(|| self.seen.get(key)) {
+        if let Some(v) = self
+            .writes
+            .get(key)
+            .or_else(|| self.seen.get(key).map(|(_, v)| v))
+        {
             return Ok(v.clone());
         }
         match self.mv.get(key, self.tx)? {
             Lookup::Found(origin, value) => {
-                self.reads.push(Read::Get(key.to_vec(), origin));
-                self.seen.insert(key.to_vec(), value.clone());
+                self.seen.insert(key.to_vec(), (origin, value.clone()));
                 Ok(value)
             }
             Lookup::Blocked(writer) => Err(self.blocked(writer)),
@@ -890,6 +1055,15 @@ enum Status {
     Aborting,
 }
 
+/// One transaction's place in the scheduler, alone on its cache line: neighbouring
+/// transactions run on different workers, and with their states packed five to a line every
+/// status change waited for the line to come back from the other core.
+#[repr(align(64))]
+struct TxSchedule {
+    status: Mutex<(Incarnation, Status)>,
+    dependents: Mutex<Vec<TxIndex>>,
+}
+
 /// The collaborative scheduler of Block-STM (the paper's Algorithm 4 and 5).
 struct Scheduler {
     n: usize,
@@ -900,9 +1074,8 @@ struct Scheduler {
     /// Tasks handed out and not finished.
     active: AtomicUsize,
     done: AtomicBool,
-    status: Vec<Mutex<(Incarnation, Status)>>,
-    /// Transactions waiting for each transaction's next execution.
-    dependents: Vec<Mutex<Vec<TxIndex>>>,
+    /// Each transaction's status and the transactions waiting for its next execution.
+    slots: Vec<TxSchedule>,
 }
 
 impl Scheduler {
@@ -914,10 +1087,12 @@ impl Scheduler {
             decrease_cnt: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             done: AtomicBool::new(n == 0),
-            status: (0..n)
-                .map(|_| Mutex::new((0, Status::ReadyToExecute)))
+            slots: (0..n)
+                .map(|_| TxSchedule {
+                    status: Mutex::new((0, Status::ReadyToExecute)),
+                    dependents: Mutex::new(Vec::new()),
+                })
                 .collect(),
-            dependents: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
@@ -955,7 +1130,7 @@ impl Scheduler {
         if i >= self.n {
             return None;
         }
-        let mut s = lock(&self.status[i]);
+        let mut s = lock(&self.slots[i].status);
         if s.1 == Status::ReadyToExecute {
             s.1 = Status::Executing;
             Some(s.0)
@@ -988,7 +1163,7 @@ impl Scheduler {
         self.active.fetch_add(1, SeqCst);
         let i = self.validation_idx.fetch_add(1, SeqCst);
         if i < self.n {
-            let (inc, status) = *lock(&self.status[i]);
+            let (inc, status) = *lock(&self.slots[i].status);
             if status == Status::Executed {
                 return Some(Task::Validate(i, inc));
             }
@@ -1009,11 +1184,11 @@ impl Scheduler {
     /// when `blocking` has been executed meanwhile (then `i` runs again at once).
     fn add_dependency(&self, i: TxIndex, blocking: TxIndex) -> bool {
         {
-            let mut deps = lock(&self.dependents[blocking]);
-            if lock(&self.status[blocking]).1 == Status::Executed {
+            let mut deps = lock(&self.slots[blocking].dependents);
+            if lock(&self.slots[blocking].status).1 == Status::Executed {
                 return false;
             }
-            lock(&self.status[i]).1 = Status::Aborting;
+            lock(&self.slots[i].status).1 = Status::Aborting;
             deps.push(i);
         }
         self.active.fetch_sub(1, SeqCst);
@@ -1022,14 +1197,14 @@ impl Scheduler {
 
     /// Aborting(k) → ReadyToExecute(k + 1).
     fn set_ready(&self, i: TxIndex) {
-        let mut s = lock(&self.status[i]);
+        let mut s = lock(&self.slots[i].status);
         debug_assert_eq!(s.1, Status::Aborting);
         *s = (s.0 + 1, Status::ReadyToExecute);
     }
 
     fn finish_execution(&self, i: TxIndex, inc: Incarnation, wrote_new_key: bool) -> Option<Task> {
-        lock(&self.status[i]).1 = Status::Executed;
-        let waiting = std::mem::take(&mut *lock(&self.dependents[i]));
+        lock(&self.slots[i].status).1 = Status::Executed;
+        let waiting = std::mem::take(&mut *lock(&self.slots[i].dependents));
         if let Some(&lowest) = waiting.iter().min() {
             for &d in &waiting {
                 self.set_ready(d);
@@ -1050,7 +1225,7 @@ impl Scheduler {
 
     /// Executed(inc) → Aborting(inc), unless another validation got there first.
     fn try_validation_abort(&self, i: TxIndex, inc: Incarnation) -> bool {
-        let mut s = lock(&self.status[i]);
+        let mut s = lock(&self.slots[i].status);
         if *s == (inc, Status::Executed) {
             s.1 = Status::Aborting;
             true
@@ -1095,28 +1270,48 @@ mod tests {
 
     #[test]
     fn final_changes_hold_each_keys_last_write_once() {
-        let shards: Vec<Shard> = (0..SHARDS)
-            .map(|_| Shard(RwLock::new(BTreeMap::new())))
+        const PARTS: usize = 3;
+        let parts: Vec<Vec<Shard>> = (0..PARTS)
+            .map(|_| {
+                (0..SHARDS)
+                    .map(|_| Shard(RwLock::new(BTreeMap::new())))
+                    .collect()
+            })
             .collect();
+        let put = |part: usize, k: &[u8], writer: TxIndex, cell: Cell| {
+            write_lock(&parts[part][shard_of(key_hash(k))].0)
+                .entry(k.to_vec())
+                .or_default()
+                .insert(writer, cell);
+        };
         let mut expected = Changes::new();
+        let mut in_two_parts = 0;
         for i in 0..6_000u32 {
             let k = key(i);
-            let mut map = write_lock(&shards[shard_of(key_hash(&k))].0);
-            let versions = map.entry(k.clone()).or_default();
             let value = (i % 7 != 0).then(|| i.to_le_bytes().to_vec());
-            // Later writers of the same key come later; the last one's value is the change.
-            let writer = versions.0.len() as TxIndex * 10_000 + i as TxIndex;
-            versions.insert(writer, Cell::Written(0, value.clone()));
+            // Later writers of a key come later (the key shapes repeat), each on some worker;
+            // the highest writer's value is the change, whichever part holds it.
+            let writer = 2 * i as TxIndex;
+            let part = blake3::hash(&i.to_be_bytes()).as_bytes()[0] as usize % PARTS;
+            if i % 11 == 0 {
+                // Caught between parts (`record` moving a re-executed transaction): the
+                // previous incarnation's estimate in one part, the new write in another.
+                put((part + 1) % PARTS, &k, writer, Cell::Estimate(0));
+                put(part, &k, writer, Cell::Written(1, value.clone()));
+                in_two_parts += 1;
+            } else {
+                put(part, &k, writer, Cell::Written(0, value.clone()));
+            }
             expected.insert(k, value);
         }
-        // A key whose last writer left only an estimate has no final value.
+        // A key whose last writer left only an estimate has no final value, even with an older
+        // write in another part.
         let stray = b"estimate".to_vec();
-        write_lock(&shards[shard_of(key_hash(&stray))].0)
-            .entry(stray)
-            .or_default()
-            .insert(1, Cell::Estimate);
+        put(0, &stray, 1, Cell::Written(0, Some(b"old".to_vec())));
+        put(1, &stray, 3, Cell::Estimate(0));
         assert!(expected.len() > 3_000, "the keys overlap too much");
-        let got = final_changes(shards);
+        assert!(in_two_parts > 500);
+        let got = final_changes(parts);
         assert_eq!(got.len(), expected.len());
         assert!(
             got == expected,
