@@ -178,6 +178,7 @@ fn execute_parallel(
         validations: AtomicUsize::new(0),
         aborts: AtomicUsize::new(0),
         waits: AtomicUsize::new(0),
+        shared_writes: AtomicUsize::new(0),
     };
     pool().scope(|s| {
         for worker in 1..threads {
@@ -397,6 +398,8 @@ struct Shared<'a> {
     validations: AtomicUsize,
     aborts: AtomicUsize,
     waits: AtomicUsize,
+    /// Executions that wrote a key another execution on the same worker had written.
+    shared_writes: AtomicUsize,
 }
 
 enum Task {
@@ -406,13 +409,18 @@ enum Task {
 
 impl Shared<'_> {
     /// Whether the block conflicts so much that speculation costs more than it gains: after
-    /// the first 64 executions, one in three or more was aborted or stopped at an estimate.
+    /// the first 64 executions, one in three or more was aborted or stopped at an estimate, or
+    /// half of them wrote a key an earlier execution on the same worker wrote (a hot account:
+    /// every such transaction depends on the one before it, even when the workers happen to
+    /// take turns so neatly that few of them abort, which with the conflict count alone kept
+    /// some fully contended blocks speculating for a thousand executions or all the way).
     /// Then extra workers leave and one finishes the block in order, which gives the same
     /// outcome (Block-STM is correct with any number of workers) without the wasted work.
     fn too_contended(&self) -> bool {
         let executions = self.executions.load(SeqCst);
         let conflicts = self.aborts.load(SeqCst) + self.waits.load(SeqCst);
-        executions >= 64 && conflicts * 3 >= executions
+        let shared = self.shared_writes.load(SeqCst);
+        executions >= 64 && (conflicts * 3 >= executions || shared * 2 >= executions)
     }
 
     /// A worker's loop. Once the block is too contended (checked between tasks, never while
@@ -490,7 +498,11 @@ impl Shared<'_> {
                 }
             };
             let outcome = TxOutcome { result, fuel };
-            let wrote_new_key = self.mv.record(i, inc, worker, reads, writes, outcome);
+            let (wrote_new_key, shared_key) =
+                self.mv.record(i, inc, worker, reads, writes, outcome);
+            if shared_key {
+                self.shared_writes.fetch_add(1, SeqCst);
+            }
             return self.scheduler.finish_execution(i, inc, wrote_new_key);
         }
     }
@@ -882,7 +894,8 @@ impl<'a> MvMemory<'a> {
 
     /// Stores incarnation `inc`'s writes, which worker `part` ran, its reads and its outcome;
     /// says whether it wrote a key the previous incarnation did not (then transactions above
-    /// must be validated again).
+    /// must be validated again), and whether it wrote a key another transaction this worker ran
+    /// wrote too (see [`Shared::too_contended`]).
     ///
     /// The previous incarnation's cells (estimates, once it was aborted) stay until the new
     /// ones are in: a reader in between sees the estimate and waits, as it must. When the
@@ -897,7 +910,7 @@ impl<'a> MvMemory<'a> {
         reads: Vec<Read>,
         writes: Changes,
         outcome: TxOutcome,
-    ) -> bool {
+    ) -> (bool, bool) {
         let mut last = lock(&self.last[tx].0);
         let previous_part = std::mem::replace(&mut last.part, part);
         let previous = std::mem::replace(&mut last.writes, writes.keys().cloned().collect());
@@ -907,13 +920,14 @@ impl<'a> MvMemory<'a> {
             .filter(|k| previous_part != part || !writes.contains_key(k))
             .collect();
         let own = &self.parts[part];
+        let mut shared_key = false;
         for (k, v) in writes {
             let hash = key_hash(&k);
             own.lowest_writers.insert(hash, tx);
-            write_lock(&own.shards[shard_of(hash)].0)
-                .entry(k)
-                .or_default()
-                .insert(tx, Cell::Written(inc, v));
+            let mut shard = write_lock(&own.shards[shard_of(hash)].0);
+            let versions = shard.entry(k).or_default();
+            versions.insert(tx, Cell::Written(inc, v));
+            shared_key |= versions.0.len() > 1;
         }
         for k in stale {
             if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(&k) {
@@ -922,7 +936,7 @@ impl<'a> MvMemory<'a> {
         }
         last.reads = reads;
         last.outcome = Some(outcome);
-        wrote_new_key
+        (wrote_new_key, shared_key)
     }
 
     /// Whether every read of `tx`'s last incarnation would read the same now.
