@@ -24,7 +24,8 @@
 //!   block's changes — each key's last writer's value, which is what committing the final write
 //!   sets in index order gives — merged once into the block's overlay by the caller.
 //! - **Contention**: when a block conflicts so much that speculation is wasted (one execution in
-//!   three aborted or waiting), the extra workers leave and one finishes the block in order.
+//!   three aborted or waiting, or half writing a hot key), the extra workers leave and one
+//!   finishes the block in order.
 //!
 //! The multi-version memory has a part per worker, each split in ordered shards alone on their
 //! cache lines: a worker records only into its own part, so the lines it writes stay in its
@@ -123,9 +124,9 @@ fn pool() -> &'static rayon::ThreadPool {
 /// outcome, in block order. The workers' fuel is charged to this thread's meter, as sequential
 /// calls would have charged it.
 ///
-/// A block that conflicts from its start (one execution in three aborted or waiting, within the
-/// first eighth of the block) is run one transaction after another instead (the speculation so
-/// far is thrown away); `stop_at_refusal` is for that case (see [`execute_sequentially`]).
+/// A block that conflicts from its start (one execution in three aborted or waiting, or half
+/// writing a hot key, within the first eighth of the block) is run one transaction after
+/// another instead (the speculation so far is thrown away); `stop_at_refusal` is for that case (see [`execute_sequentially`]).
 pub fn execute(
     executor: &Executor,
     runtime: &Prototype,
