@@ -47,7 +47,7 @@
 use crate::executor::{ExecError, Executor, Externalities, Prototype};
 use crate::storage::overlay::{Changes, StateOverlay};
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -205,146 +205,197 @@ fn execute_parallel(
     let MvMemory {
         parts, mut last, ..
     } = shared.mv;
-    let outcomes = last
-        .iter_mut()
-        .enumerate()
-        .map(|(i, slot)| {
-            slot.0
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .outcome
-                .take()
-                .ok_or_else(|| {
-                    ExecError::Instantiate(format!(
-                        "parallel execution ended without an outcome for transaction {i}"
-                    ))
+    let ranges = final_ranges(parts.into_iter().map(|p| p.shards).collect());
+    // The map is built on one thread; the outcomes are gathered on the other meanwhile.
+    let (changes, outcomes) = pool().join(
+        || ranges.into_iter().flatten().collect::<Changes>(),
+        || {
+            last.iter_mut()
+                .enumerate()
+                .map(|(i, slot)| {
+                    slot.0
+                        .get_mut()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .outcome
+                        .take()
+                        .ok_or_else(|| {
+                            ExecError::Instantiate(format!(
+                                "parallel execution ended without an outcome for transaction {i}"
+                            ))
+                        })
                 })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let changes = final_changes(parts.into_iter().map(|p| p.shards).collect());
+                .collect::<Result<Vec<_>, _>>()
+        },
+    );
+    let outcomes = outcomes?;
     // The reads and written keys are freed off the block's path.
     pool().spawn(move || drop(last));
     Ok((Some((outcomes, changes)), stats))
 }
 
-/// A key's last cell in one part, with the key's first eight bytes (big-endian) beside it:
-/// most comparisons between keys end there, without following the key's pointer (comparing
+/// A key's first eight bytes, big-endian and zero-padded: it orders like the key, and most
+/// comparisons between two keys end there, without following the keys' pointers (comparing
 /// keys that live in separate allocations is cache-miss bound).
-#[derive(Default)]
-struct Final {
-    head: u64,
-    key: Vec<u8>,
-    /// The cell's [`rank`]: of one key's cells in several parts, the highest is the key's.
-    rank: (TxIndex, Incarnation),
-    /// The value the cell holds (`None`: an estimate, which holds none).
-    value: Option<Option<Vec<u8>>>,
+fn head(key: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(head)
 }
 
-impl Final {
-    fn new(key: Vec<u8>, writer: TxIndex, cell: Cell) -> Self {
-        let mut head = [0u8; 8];
-        let n = key.len().min(8);
-        head[..n].copy_from_slice(&key[..n]);
-        Self {
-            head: u64::from_be_bytes(head),
-            rank: rank(writer, &cell),
-            value: match cell {
-                Cell::Written(_, v) => Some(v),
-                Cell::Estimate(_) => None,
-            },
-            key,
-        }
-    }
+/// The next key of one piece of a shard, in a range's merge: the heap holds one per piece,
+/// smallest key on top (`BinaryHeap` is a max-heap, so the order is reversed).
+struct Next {
+    head: u64,
+    key: Vec<u8>,
+    piece: usize,
+}
 
-    fn same_key(&self, other: &Final) -> bool {
+impl Ord for Next {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.head, &other.key).cmp(&(self.head, &self.key))
+    }
+}
+
+impl PartialOrd for Next {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Next {
+    fn eq(&self, other: &Self) -> bool {
         self.head == other.head && self.key == other.key
     }
 }
 
-/// Key order (the head is a big-endian, zero-padded prefix of the key, so it orders like it).
-fn by_key(a: &Final, b: &Final) -> std::cmp::Ordering {
-    a.head.cmp(&b.head).then_with(|| a.key.cmp(&b.key))
+impl Eq for Next {}
+
+/// One shard's piece of a key range, being merged: the keys left, and the last cell of the key
+/// it has in the merge's heap.
+struct Source {
+    rest: btree_map::IntoIter<Vec<u8>, Versions>,
+    cell: Option<(TxIndex, Cell)>,
 }
 
-/// The block's changes out of the multi-version memory (every part's shards): each key's last
-/// writer's value, in key order. This runs after the workers finish, so it is on all cores:
-/// each shard yields its keys' last cells (sorted: shards are ordered maps); the key space is
-/// cut into ranges at prefixes sampled from the longest shard (hashing spreads every range over
-/// all shards alike); each range gathers its part of every shard, merges the sorted pieces (a
-/// stable sort finds and merges runs) and keeps, of a key written on several workers (so in
-/// several parts), the best-ranked cell; the ranges in order build the map in bulk (the map
-/// sorts what it is given, so order only decides speed: sorted, that is one pass).
-fn final_changes(parts: Vec<Vec<Shard>>) -> Changes {
+impl Source {
+    /// Moves on to the piece's next key that has a cell (a transaction that ran again without
+    /// writing a key leaves it without one), keeps the cell and gives the key's heap entry.
+    fn advance(&mut self, piece: usize) -> Option<Next> {
+        let (key, cell) = self
+            .rest
+            .find_map(|(key, versions)| Some((key, versions.last()?)))?;
+        self.cell = Some(cell);
+        Some(Next {
+            head: head(&key),
+            key,
+            piece,
+        })
+    }
+}
+
+/// Merges one key range's pieces of every shard (each sorted) into the range's changes: each
+/// key's best-ranked last cell ([`rank`]; a key written on several workers is in several
+/// parts), in key order, without the keys whose best cell is an estimate (which holds no value).
+fn merge_range(pieces: Vec<ShardMap>) -> Vec<Change> {
+    use std::collections::binary_heap::{BinaryHeap, PeekMut};
+    let mut sources: Vec<Source> = pieces
+        .into_iter()
+        .map(|piece| Source {
+            rest: piece.into_iter(),
+            cell: None,
+        })
+        .collect();
+    let mut heap: BinaryHeap<Next> = sources
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(piece, source)| source.advance(piece))
+        .collect();
+    let mut changes = Vec::new();
+    // The key being merged, its best cell so far and that cell's rank.
+    let mut best: Option<(Next, Cell, (TxIndex, Incarnation))> = None;
+    while let Some(mut top) = heap.peek_mut() {
+        let source = &mut sources[top.piece];
+        let (writer, cell) = source
+            .cell
+            .take()
+            .expect("a key in the heap has its cell kept");
+        let entry = match source.advance(top.piece) {
+            Some(next) => std::mem::replace(&mut *top, next),
+            None => PeekMut::pop(top),
+        };
+        let ranked = rank(writer, &cell);
+        match &mut best {
+            Some((key, kept, r)) if *key == entry => {
+                if ranked > *r {
+                    (*kept, *r) = (cell, ranked);
+                }
+            }
+            _ => {
+                if let Some((key, Cell::Written(_, value), _)) = best.replace((entry, cell, ranked))
+                {
+                    changes.push((key.key, value));
+                }
+            }
+        }
+    }
+    if let Some((key, Cell::Written(_, value), _)) = best {
+        changes.push((key.key, value));
+    }
+    changes
+}
+
+/// The block's changes out of the multi-version memory (every part's shards), in key ranges
+/// that follow one another: each key's last writer's value, in key order. This runs after the
+/// workers finish, so it is on all cores: the key space is cut into ranges at keys sampled from
+/// the longest shard (hashing spreads every range over all shards alike), each shard is split
+/// at the cuts (a split costs a walk down the tree), and each range merges its piece of every
+/// shard, keeping of a key written on several workers (so in several parts) the best-ranked
+/// cell. Nothing is sorted: the shards are ordered maps, so the merge only interleaves them.
+fn final_ranges(parts: Vec<Vec<Shard>>) -> Vec<Vec<Change>> {
     use rayon::prelude::*;
     let maps: Vec<ShardMap> = parts
         .into_iter()
         .flatten()
         .map(|shard| shard.0.into_inner().unwrap_or_else(|p| p.into_inner()))
         .collect();
+    let total: usize = maps.iter().map(BTreeMap::len).sum();
+    let ranges = (4 * pool().current_num_threads()).clamp(1, total / 1024 + 1);
+    let cuts: Vec<Vec<u8>> = maps
+        .iter()
+        .max_by_key(|m| m.len())
+        .map_or_else(Vec::new, |m| {
+            let step = m.len() / ranges;
+            m.keys()
+                .skip(step)
+                .step_by(step.max(1))
+                .take(ranges - 1)
+                .cloned()
+                .collect()
+        });
     pool().install(|| {
-        let mut runs: Vec<Vec<Final>> = maps
+        // Each shard in pieces, one per range: `pieces[shard][range]`.
+        let mut pieces: Vec<std::vec::IntoIter<ShardMap>> = maps
             .into_par_iter()
-            .map(|map| {
-                map.into_iter()
-                    .filter_map(|(key, versions)| {
-                        versions
-                            .last()
-                            .map(|(writer, cell)| Final::new(key, writer, cell))
-                    })
+            .map(|mut map| {
+                let mut split: Vec<ShardMap> =
+                    cuts.iter().rev().map(|c| map.split_off(c)).collect();
+                split.push(map);
+                split.reverse();
+                split.into_iter()
+            })
+            .collect();
+        (0..=cuts.len())
+            .map(|_| {
+                pieces
+                    .iter_mut()
+                    .map(|p| p.next().unwrap_or_default())
                     .collect()
             })
-            .collect();
-        let total: usize = runs.iter().map(Vec::len).sum();
-        let ranges = (4 * pool().current_num_threads()).clamp(1, total / 1024 + 1);
-        let sample = runs
-            .iter()
-            .max_by_key(|r| r.len())
-            .map_or(&[][..], |r| &r[..]);
-        let mut cuts: Vec<u64> = (1..ranges)
-            .map(|j| sample[j * sample.len() / ranges].head)
-            .collect();
-        cuts.dedup();
-        // Each range's slice of every run, taken apart so the ranges own disjoint parts.
-        let mut pieces: Vec<Vec<&mut [Final]>> = (0..=cuts.len()).map(|_| Vec::new()).collect();
-        for run in &mut runs {
-            let mut rest = &mut run[..];
-            for (range, cut) in pieces.iter_mut().zip(&cuts) {
-                let (below, above) = rest.split_at_mut(rest.partition_point(|c| c.head < *cut));
-                range.push(below);
-                rest = above;
-            }
-            if let Some(last) = pieces.last_mut() {
-                last.push(rest);
-            }
-        }
-        let sorted: Vec<Vec<Change>> = pieces
+            .collect::<Vec<Vec<ShardMap>>>()
             .into_par_iter()
-            .map(|slices| {
-                let mut range: Vec<Final> = slices
-                    .into_iter()
-                    .flat_map(|s| s.iter_mut().map(std::mem::take))
-                    .collect();
-                range.sort_by(by_key);
-                let mut changes = Vec::with_capacity(range.len());
-                let mut range = range.into_iter().peekable();
-                while let Some(mut best) = range.next() {
-                    while let Some(other) = range.next_if(|o| o.same_key(&best)) {
-                        if other.rank > best.rank {
-                            best = other;
-                        }
-                    }
-                    if let Some(value) = best.value {
-                        changes.push((best.key, value));
-                    }
-                }
-                changes
-            })
-            .collect();
-        let mut all = Vec::with_capacity(total);
-        for range in sorted {
-            all.extend(range);
-        }
-        all.into_iter().collect()
+            .map(merge_range)
+            .collect()
     })
 }
 
@@ -1324,9 +1375,21 @@ mod tests {
         let stray = b"estimate".to_vec();
         put(0, &stray, 1, Cell::Written(0, Some(b"old".to_vec())));
         put(1, &stray, 3, Cell::Estimate(0));
+        // A key whose only writer ran again without writing it: no cells left, no change.
+        let emptied = b"emptied".to_vec();
+        put(2, &emptied, 5, Cell::Written(0, Some(b"gone".to_vec())));
+        write_lock(&parts[2][shard_of(key_hash(&emptied))].0)
+            .get_mut(&emptied)
+            .expect("just put")
+            .remove(5);
         assert!(expected.len() > 3_000, "the keys overlap too much");
         assert!(in_two_parts > 500);
-        let got = final_changes(parts);
+        let flat: Vec<Change> = final_ranges(parts).into_iter().flatten().collect();
+        assert!(
+            flat.windows(2).all(|w| w[0].0 < w[1].0),
+            "the ranges' changes do not follow one another in key order"
+        );
+        let got: Changes = flat.into_iter().collect();
         assert_eq!(got.len(), expected.len());
         assert!(
             got == expected,

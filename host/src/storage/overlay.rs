@@ -35,8 +35,17 @@ impl<'a> StateOverlay<'a> {
     /// Folds changes made elsewhere (parallel execution) into the block's, over what is there.
     pub fn commit_changes(&mut self, mut changes: Changes) {
         self.commit_transaction();
-        // A linear merge of two sorted maps.
-        self.block.append(&mut changes);
+        if self.block.len() <= changes.len() / 16 {
+            // The block's few earlier changes (`begin_block`'s) go under the new ones one by
+            // one: merging would rebuild the whole map, comparing every key, on one thread.
+            let earlier = std::mem::replace(&mut self.block, changes);
+            for (key, value) in earlier {
+                self.block.entry(key).or_insert(value);
+            }
+        } else {
+            // A linear merge of two sorted maps.
+            self.block.append(&mut changes);
+        }
     }
 
     /// Drops the pending transaction's changes.
@@ -128,6 +137,32 @@ mod tests {
                 .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
                 .next()
                 .map(|(k, _)| k.clone()))
+        }
+    }
+
+    #[test]
+    fn committed_changes_go_over_the_blocks_earlier_ones() {
+        let backend = Map(BTreeMap::new());
+        // Few earlier changes (inserted one by one) and as many as the new ones (merged).
+        for earlier in [2u8, 200] {
+            let mut o = StateOverlay::new(&backend);
+            for i in 0..earlier {
+                o.set(&[i], b"earlier");
+            }
+            o.commit_transaction();
+            o.set(&[0], b"pending");
+            o.remove(&[1]);
+            let changes: Changes = (1..=200u8)
+                .map(|i| (vec![i], Some(b"new".to_vec())))
+                .collect();
+            o.commit_changes(changes);
+            let got = o.into_changes();
+            assert_eq!(got.len(), 201);
+            assert_eq!(got[&vec![0]], Some(b"pending".to_vec()));
+            assert!(
+                got.range(vec![1]..)
+                    .all(|(_, v)| v.as_deref() == Some(b"new"))
+            );
         }
     }
 
