@@ -141,6 +141,24 @@ pub struct Chain {
     last_stm_stats: std::sync::Mutex<Option<crate::stm::Stats>>,
 }
 
+/// A block executed on its parent but not kept yet ([`Chain::keep_built`]).
+pub struct Built {
+    executed: ExecutedBlock,
+    tx_hashes: Vec<Hash>,
+    changes: Changes,
+    lthash: LtHash,
+    parent_runtime: Arc<Prototype>,
+    shadow: Option<ShadowReport>,
+}
+
+/// What [`Chain::check_block`] found: a block kept already, or one it executed.
+pub enum Checked {
+    /// Kept already (executed once, not again).
+    Known(Box<ExecutedBlock>),
+    /// Valid and executed, to be kept.
+    Executed(Box<Built>),
+}
+
 /// What running one block with a pending runtime on a throwaway copy of state showed.
 #[derive(Debug, Clone)]
 pub struct ShadowReport {
@@ -606,7 +624,8 @@ impl Chain {
         pre_state: Changes,
     ) -> Result<ExecutedBlock> {
         let parent = self.head.hash;
-        let produced = self.build(&parent, candidates, key, timestamp_ms, pre_state)?;
+        let built = self.build(&parent, candidates, key, timestamp_ms, pre_state)?;
+        let produced = self.keep_built(built)?;
         self.set_head(&produced.hash)?;
         self.finalize(&produced.hash)?;
         Ok(produced)
@@ -621,17 +640,31 @@ impl Chain {
         key: &Keypair,
         timestamp_ms: u64,
     ) -> Result<ExecutedBlock> {
+        let built = self.build_on(parent, candidates, key, timestamp_ms)?;
+        self.keep_built(built)
+    }
+
+    /// [`Self::produce_on`]'s building and executing, which reads the chain only: a node runs
+    /// it under shared access (admission and queries go on meanwhile) and keeps the result with
+    /// [`Self::keep_built`].
+    pub fn build_on(
+        &self,
+        parent: &Hash,
+        candidates: Vec<SignedTransaction>,
+        key: &Keypair,
+        timestamp_ms: u64,
+    ) -> Result<Built> {
         self.build(parent, candidates, key, timestamp_ms, Changes::new())
     }
 
     fn build(
-        &mut self,
+        &self,
         parent: &Hash,
         candidates: Vec<SignedTransaction>,
         key: &Keypair,
         timestamp_ms: u64,
         pre_state: Changes,
-    ) -> Result<ExecutedBlock> {
+    ) -> Result<Built> {
         let base = self.base(parent)?;
         let height = base.height + 1;
         let ctx = self.context(height, *parent, key.public());
@@ -645,12 +678,15 @@ impl Chain {
             }
         }
         overlay.commit_transaction();
-        let Execution {
-            included: txs,
-            receipts,
-            rejected,
-            events,
-        } = self.execute_and_shadow(
+        let (
+            Execution {
+                included: txs,
+                receipts,
+                rejected,
+                events,
+            },
+            shadow,
+        ) = self.execute_and_shadow(
             &base.runtime,
             &layered,
             &mut overlay,
@@ -677,14 +713,20 @@ impl Chain {
             transactions: txs,
             signature,
         };
-        let executed = ExecutedBlock {
-            block,
-            hash,
-            receipts,
-            rejected,
-            events,
-        };
-        self.keep(executed, tx_hashes, changes, lthash, base.runtime)
+        Ok(Built {
+            executed: ExecutedBlock {
+                block,
+                hash,
+                receipts,
+                rejected,
+                events,
+            },
+            tx_hashes,
+            changes,
+            lthash,
+            parent_runtime: base.runtime,
+            shadow,
+        })
     }
 
     /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage) on
@@ -711,6 +753,15 @@ impl Chain {
     /// block or one above it) and keeps it above the last irreversible block. The head does
     /// not move: fork choice is consensus's.
     pub fn execute_block(&mut self, block: Block) -> Result<ExecutedBlock> {
+        match self.check_block(block)? {
+            Checked::Known(executed) => Ok(*executed),
+            Checked::Executed(built) => self.keep_built(*built),
+        }
+    }
+
+    /// [`Self::execute_block`]'s checks and execution, which read the chain only: a node runs
+    /// them under shared access and keeps the result with [`Self::keep_built`].
+    pub fn check_block(&self, block: Block) -> Result<Checked> {
         let height = block.header.height;
         let invalid = |reason: String| ChainError::InvalidBlock { height, reason };
         let hash = signing::header_hash(&block.header);
@@ -721,7 +772,7 @@ impl Chain {
             )));
         }
         if let Some(p) = self.pending.get(&hash) {
-            return Ok(p.executed.clone());
+            return Ok(Checked::Known(Box::new(p.executed.clone())));
         }
         let base = self.base(&block.header.parent_hash)?;
         if height != base.height + 1 {
@@ -766,9 +817,12 @@ impl Chain {
         let db = self.db.clone();
         let layered = Layered::new(&*db, &base.changes);
         let mut overlay = StateOverlay::new(&layered);
-        let Execution {
-            receipts, events, ..
-        } = self.execute_and_shadow(
+        let (
+            Execution {
+                receipts, events, ..
+            },
+            shadow,
+        ) = self.execute_and_shadow(
             &base.runtime,
             &layered,
             &mut overlay,
@@ -788,14 +842,45 @@ impl Chain {
         if receipts_root(&receipts, &events) != block.header.receipts_root {
             return Err(invalid("receipts root mismatch".into()));
         }
-        let executed = ExecutedBlock {
-            block,
-            hash,
-            receipts,
-            rejected: vec![],
-            events,
-        };
-        self.keep(executed, tx_hashes, changes, lthash, base.runtime)
+        Ok(Checked::Executed(Box::new(Built {
+            executed: ExecutedBlock {
+                block,
+                hash,
+                receipts,
+                rejected: vec![],
+                events,
+            },
+            tx_hashes,
+            changes,
+            lthash,
+            parent_runtime: base.runtime,
+            shadow,
+        })))
+    }
+
+    /// Keeps a block [`Self::build_on`] or [`Self::check_block`] executed above the last
+    /// irreversible block (memory and `pending`), with its shadow run's report. The chain may
+    /// have moved since (under shared access nothing stops another block being kept or made
+    /// irreversible): a block already kept is returned as it is, and one whose parent is no
+    /// longer above the last irreversible block is refused.
+    pub fn keep_built(&mut self, built: Built) -> Result<ExecutedBlock> {
+        let Built {
+            executed,
+            tx_hashes,
+            changes,
+            lthash,
+            parent_runtime,
+            shadow,
+        } = built;
+        if let Some(p) = self.pending.get(&executed.hash) {
+            return Ok(p.executed.clone());
+        }
+        let parent = executed.block.header.parent_hash;
+        if parent != self.finalized.hash && !self.pending.contains_key(&parent) {
+            return Err(ChainError::UnknownParent(parent));
+        }
+        self.last_shadow = shadow;
+        self.keep(executed, tx_hashes, changes, lthash, parent_runtime)
     }
 
     /// Keeps an executed block above the last irreversible block (memory and `pending`).
@@ -986,22 +1071,22 @@ impl Chain {
     }
 
     /// Executes with the live runtime and, when a pending runtime is set for shadow runs, runs
-    /// the same block with it on a throwaway overlay and keeps the report.
+    /// the same block with it on a throwaway overlay and gives the report too.
     fn execute_and_shadow(
-        &mut self,
+        &self,
         runtime: &Arc<Prototype>,
         backend: &dyn StateBackend,
         overlay: &mut StateOverlay<'_>,
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<Execution> {
+    ) -> Result<(Execution, Option<ShadowReport>)> {
         let started = std::time::Instant::now();
         let (executed, live_fuel) =
             Executor::metered(|| self.execute(runtime, overlay, ctx, candidates, mode));
         let executed = executed?;
         let live_time = started.elapsed();
-        self.last_shadow = self.shadow.clone().map(|shadow| {
+        let report = self.shadow.clone().map(|shadow| {
             let mut throwaway = StateOverlay::new(backend);
             let started = std::time::Instant::now();
             let (r, shadow_fuel) = Executor::metered(|| {
@@ -1030,7 +1115,7 @@ impl Chain {
                 shadow_time: started.elapsed(),
             }
         });
-        Ok(executed)
+        Ok((executed, report))
     }
 
     /// How many workers execute a block's transactions (1: one after another; more: Block-STM).

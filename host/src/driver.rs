@@ -437,7 +437,13 @@ impl Driver {
             for action in actions {
                 match action {
                     Action::Finalized { hash, height } => {
+                        let started = std::time::Instant::now();
                         self.state.finalize(&hash)?;
+                        tracing::debug!(
+                            height,
+                            ms = started.elapsed().as_millis() as u64,
+                            "finalized"
+                        );
                         finalized = Some((hash, height));
                     }
                     other => self.act(other, &mut queue)?,
@@ -531,6 +537,7 @@ impl Driver {
             return Ok(());
         };
         let now = wall_ms();
+        let started = std::time::Instant::now();
         let produced = match self.state.produce_on(&parent, &key, now, true) {
             Ok(b) => b,
             Err(ChainError::UpgradeHalt(h)) => {
@@ -548,6 +555,7 @@ impl Driver {
             txs = produced.block.transactions.len(),
             rejected = produced.rejected.len(),
             hash = %crate::rpc::hex0x(produced.hash),
+            ms = started.elapsed().as_millis() as u64,
             "produced block"
         );
         self.send(Outbound::Publish(Gossip::Block(produced.block.clone())));

@@ -275,15 +275,31 @@ impl NodeState {
             .filter_map(|t| t.as_ref().ok().cloned())
             .collect();
         let mut verdicts = crate::sigcheck::verify_all(&decoded).into_iter();
+        drop(decoded);
+        let with_verdicts: Vec<_> = txs
+            .into_iter()
+            .map(|t| t.map(|tx| (tx, verdicts.next().unwrap_or(false))))
+            .collect();
         let mut admitted = Vec::new();
         let results: Vec<Result<Hash, TxError>> = {
             let chain = self.read_chain();
+            // The runtime's checks, on all cores and before the pool is locked: the pool is only
+            // held for its own bookkeeping, so block production's `ready` and other batches
+            // wait for little.
+            let checked: Vec<Result<crate::pool::Checked, TxError>> = {
+                use rayon::prelude::*;
+                with_verdicts
+                    .into_par_iter()
+                    .map(|t| t.and_then(|(tx, ok)| crate::pool::check(&chain, tx, ok)))
+                    .collect()
+            };
             let mut pool = self.lock_pool();
-            txs.into_iter()
-                .map(|t| {
-                    let tx = t?;
-                    let ok = verdicts.next();
-                    let r = pool.admit_checked(&chain, tx.clone(), ok);
+            checked
+                .into_iter()
+                .map(|c| {
+                    let c = c?;
+                    let tx = c.transaction().clone();
+                    let r = pool.admit_valid(c);
                     if r.is_ok() {
                         admitted.push(tx);
                     }
@@ -358,10 +374,15 @@ impl NodeState {
             Vec::new()
         };
         let shadow = self.lock_readiness().compiled.clone();
+        self.write_chain().set_shadow(shadow);
+        // Executing needs shared access only, so admission and queries go on meanwhile; only
+        // keeping the block takes the chain for itself.
+        let built = self
+            .read_chain()
+            .build_on(parent, candidates, key, timestamp_ms)?;
         let (produced, report) = {
             let mut chain = self.write_chain();
-            chain.set_shadow(shadow);
-            let produced = chain.produce_on(parent, candidates, key, timestamp_ms)?;
+            let produced = chain.keep_built(built)?;
             (produced, chain.take_shadow_report())
         };
         if let Some(report) = report {
@@ -374,10 +395,15 @@ impl NodeState {
     /// Verifies and executes a block from a peer on its parent's state.
     pub fn execute(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
         let shadow = self.lock_readiness().compiled.clone();
+        self.write_chain().set_shadow(shadow);
+        // As in `produce_on`: checked and executed under shared access, kept under exclusive.
+        let checked = self.read_chain().check_block(block)?;
         let (imported, report) = {
             let mut chain = self.write_chain();
-            chain.set_shadow(shadow);
-            let imported = chain.execute_block(block)?;
+            let imported = match checked {
+                crate::chain::Checked::Known(executed) => *executed,
+                crate::chain::Checked::Executed(built) => chain.keep_built(*built)?,
+            };
             (imported, chain.take_shadow_report())
         };
         if let Some(report) = report {

@@ -7,7 +7,7 @@
 
 use crate::chain::{Chain, ChainError};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use vexidus_runtime_api::abi::InvalidTransaction;
+use vexidus_runtime_api::abi::{InvalidTransaction, ValidTransaction};
 use vexidus_runtime_api::signing;
 use vexidus_runtime_api::transaction::MAX_TRANSACTION_BYTES;
 use vexidus_runtime_api::{Address, Hash, SignedTransaction};
@@ -148,16 +148,9 @@ impl Pool {
         tx: SignedTransaction,
         signature_ok: Option<bool>,
     ) -> Result<Hash, TxError> {
-        if tx.transaction.chain_id != chain.chain_id() {
-            return Err(TxError::WrongChain {
-                expected: chain.chain_id().into(),
-                found: tx.transaction.chain_id.clone(),
-            });
-        }
+        check_chain_id(chain, &tx)?;
         let hash = signing::transaction_hash(&tx);
-        if self.by_hash.contains_key(&hash) {
-            return Err(TxError::AlreadyPending(format!("0x{}", hex::encode(hash))));
-        }
+        self.check_not_pending(&hash)?;
         if !self.verified.contains(&hash) {
             let ok = signature_ok.unwrap_or_else(|| signing::verify_transaction(&tx));
             if !ok {
@@ -166,6 +159,27 @@ impl Pool {
             self.verified.insert(hash);
         }
         let valid = chain.validate_transaction(&tx)?.map_err(TxError::Invalid)?;
+        self.insert_valid(Checked { tx, hash, valid })
+    }
+
+    /// Adds a transaction [`check`] passed (in a batch, before the pool was locked); returns
+    /// its hash.
+    pub fn admit_valid(&mut self, checked: Checked) -> Result<Hash, TxError> {
+        self.check_not_pending(&checked.hash)?;
+        self.verified.insert(checked.hash);
+        self.insert_valid(checked)
+    }
+
+    fn check_not_pending(&self, hash: &Hash) -> Result<(), TxError> {
+        if self.by_hash.contains_key(hash) {
+            return Err(TxError::AlreadyPending(format!("0x{}", hex::encode(hash))));
+        }
+        Ok(())
+    }
+
+    /// Places a valid transaction after its sender's pending ones.
+    fn insert_valid(&mut self, checked: Checked) -> Result<Hash, TxError> {
+        let Checked { tx, hash, valid } = checked;
         let sender = tx.transaction.sender.address();
         let pending = self.by_sender.get(&sender);
         let nonce = tx.transaction.nonce;
@@ -248,6 +262,44 @@ impl Pool {
             }
         }
     }
+}
+
+/// A transaction whose chain id, signature and runtime checks passed against the head state,
+/// ready for the pool's own checks (duplicates, nonce order, capacity).
+pub struct Checked {
+    tx: SignedTransaction,
+    hash: Hash,
+    valid: ValidTransaction,
+}
+
+impl Checked {
+    /// The transaction.
+    pub fn transaction(&self) -> &SignedTransaction {
+        &self.tx
+    }
+}
+
+/// Ingress's checks that need the chain but not the pool (chain id, the signature's verdict from
+/// a batch, the runtime's validation at the head), so a batch runs them in parallel before it
+/// locks the pool; [`Pool::admit_valid`] does the rest.
+pub fn check(chain: &Chain, tx: SignedTransaction, signature_ok: bool) -> Result<Checked, TxError> {
+    check_chain_id(chain, &tx)?;
+    if !signature_ok {
+        return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
+    }
+    let hash = signing::transaction_hash(&tx);
+    let valid = chain.validate_transaction(&tx)?.map_err(TxError::Invalid)?;
+    Ok(Checked { tx, hash, valid })
+}
+
+fn check_chain_id(chain: &Chain, tx: &SignedTransaction) -> Result<(), TxError> {
+    if tx.transaction.chain_id != chain.chain_id() {
+        return Err(TxError::WrongChain {
+            expected: chain.chain_id().into(),
+            found: tx.transaction.chain_id.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Decodes a Borsh-encoded signed transaction under the size cap.

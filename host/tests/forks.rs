@@ -165,3 +165,67 @@ fn forks_execute_on_their_parent_and_finality_keeps_one() {
     );
     assert_eq!(chain.head().hash, b2.hash);
 }
+
+/// A block built or checked under shared access is kept later: if finality meanwhile dropped
+/// its parent's fork it is refused, and one kept meanwhile (the same block imported twice) is
+/// returned as it was kept.
+#[test]
+fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let alice = Harness::dev_key();
+    let payer = Harness::account_key("charlie");
+    let carol = Harness::account_key("carol").public().address();
+    let mut chain = open(dir.path(), &dev_genesis());
+    let g = chain.head().hash;
+    let a1 = chain
+        .produce_on(
+            &g,
+            vec![transfer(&chain, &payer, 0, carol, NANO_PER_VXS)],
+            &alice,
+            1,
+        )
+        .expect("a1");
+    let b1 = chain.produce_on(&g, vec![], &alice, 2).expect("b1");
+
+    // Built on a1 while a1 is above the last irreversible block...
+    let on_a1 = chain
+        .build_on(
+            &a1.hash,
+            vec![transfer(&chain, &payer, 1, carol, NANO_PER_VXS)],
+            &alice,
+            3,
+        )
+        .expect("built on a1");
+    // ...and the same block checked for import twice, before either is kept.
+    let mut elsewhere = open(&dir.path().join("other"), &dev_genesis());
+    elsewhere
+        .execute_block(a1.block.clone())
+        .expect("a1 elsewhere");
+    let a2 = elsewhere
+        .produce_on(
+            &a1.hash,
+            vec![transfer(&elsewhere, &payer, 1, carol, 2 * NANO_PER_VXS)],
+            &alice,
+            4,
+        )
+        .expect("a2 elsewhere");
+    let check = |chain: &Chain| match chain.check_block(a2.block.clone()).expect("a2 checks") {
+        vexidus_host::chain::Checked::Executed(built) => *built,
+        vexidus_host::chain::Checked::Known(_) => panic!("a2 is not kept yet"),
+    };
+    let (first, second) = (check(&chain), check(&chain));
+    let kept = chain.keep_built(first).expect("a2 kept");
+    let again = chain.keep_built(second).expect("a2 kept twice");
+    assert_eq!((kept.hash, again.hash), (a2.hash, a2.hash));
+    assert!(chain.pending_block(&a2.hash).is_some());
+
+    // Finality goes to b1: a1's fork is dropped, so the block built on a1 has no parent left.
+    chain.set_head(&b1.hash).expect("head");
+    chain.finalize(&b1.hash).expect("finalize b1");
+    assert!(chain.pending_block(&a1.hash).is_none());
+    assert!(matches!(
+        chain.keep_built(on_a1),
+        Err(vexidus_host::chain::ChainError::UnknownParent(p)) if p == a1.hash
+    ));
+    assert!(chain.pending_block(&a2.hash).is_none());
+}
