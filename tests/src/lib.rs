@@ -177,6 +177,11 @@ impl Node {
         .map(|_| ())
     }
 
+    /// The node's log file (its stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The last lines of the node's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

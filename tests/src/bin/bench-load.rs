@@ -21,7 +21,7 @@
 //! ```sh
 //! cargo build --release --bins
 //! target/release/bench-load [--accounts 60000] [--seconds 15] [--batch 1000] [--window 40000]
-//!     [--connections 2] [--block-time 0.5] [--max-block-txs 20000]
+//!     [--connections 2] [--block-time 0.5] [--max-block-txs 20000] [--node-log PATH]
 //! ```
 
 use anyhow::{Context, Result, bail, ensure};
@@ -46,6 +46,8 @@ struct Args {
     window: usize,
     block_time: f64,
     max_block_txs: u32,
+    /// Where to copy the node's log when done (the node's data directory is temporary).
+    node_log: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args> {
         window: 40_000,
         block_time: 0.5,
         max_block_txs: 20_000,
+        node_log: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args> {
             "--window" => a.window = value()?.parse()?,
             "--block-time" => a.block_time = value()?.parse()?,
             "--max-block-txs" => a.max_block_txs = value()?.parse()?,
+            "--node-log" => a.node_log = Some(value()?.into()),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -472,5 +476,9 @@ fn main() -> Result<()> {
     }
     let final_status: Value = node.client().call("vex_getStatus", json!([]))?;
     println!("  node at height {}", final_status["height"]);
+    if let Some(to) = &args.node_log {
+        std::fs::copy(node.log_path(), to)
+            .with_context(|| format!("copy the node's log to {}", to.display()))?;
+    }
     Ok(())
 }
