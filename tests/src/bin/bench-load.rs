@@ -267,8 +267,14 @@ fn phase(
                                 std::thread::sleep(Duration::from_millis(2));
                             }
                         }
+                        // The deadline is checked before a batch is taken: a batch taken and
+                        // not sent would leave its senders' nonces out, and the next phase's
+                        // transfers of those senders would be refused as future nonces.
+                        if t0.elapsed() >= duration {
+                            break;
+                        }
                         let start = cursor.fetch_add(args.batch, Ordering::SeqCst);
-                        if start >= txs.len() || t0.elapsed() >= duration {
+                        if start >= txs.len() {
                             break;
                         }
                         let batch = &txs[start..(start + args.batch).min(txs.len())];
