@@ -1223,9 +1223,18 @@ impl Chain {
             }
         }
 
-        let end: std::result::Result<EndBlockOutcome, String> =
-            self.executor
-                .call(runtime, abi::END_BLOCK, ctx, overlay, fuel.block)?;
+        overlay.set_totals_readable(true);
+        let end = self
+            .executor
+            .call::<_, std::result::Result<EndBlockOutcome, String>>(
+                runtime,
+                abi::END_BLOCK,
+                ctx,
+                overlay,
+                fuel.block,
+            );
+        overlay.set_totals_readable(false);
+        let end = end?;
         events.extend(end.map_err(ChainError::Runtime)?.events);
         overlay.commit_transaction();
         Ok(Execution {

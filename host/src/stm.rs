@@ -45,7 +45,7 @@
 //! The worker pool is sized to the machine's cores and kept for the life of the process.
 
 use crate::executor::{ExecError, Executor, Externalities, Prototype};
-use crate::storage::overlay::{Changes, StateOverlay};
+use crate::storage::overlay::{Changes, StateOverlay, Totals, add_total};
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, btree_map};
 use std::ops::Bound;
@@ -138,9 +138,10 @@ pub fn execute(
 ) -> Result<(Vec<TxOutcome>, Stats), ExecError> {
     let (parallel, mut stats) = execute_parallel(executor, runtime, overlay, txs, fuel, threads)?;
     match parallel {
-        Some((outcomes, changes)) => {
+        Some((outcomes, changes, totals)) => {
             Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
             overlay.commit_changes(changes);
+            overlay.commit_totals(totals);
             Ok((outcomes, stats))
         }
         None => {
@@ -152,8 +153,9 @@ pub fn execute(
     }
 }
 
-/// What Block-STM produced: each transaction's outcome in block order, and the block's changes.
-type Finished = (Vec<TxOutcome>, Changes);
+/// What Block-STM produced: each transaction's outcome in block order, the block's changes and
+/// what its transactions added to the block totals.
+type Finished = (Vec<TxOutcome>, Changes, Totals);
 
 /// Block-STM proper: the outcomes and the block's changes, or `None` when it gave up early.
 fn execute_parallel(
@@ -206,31 +208,34 @@ fn execute_parallel(
         parts, mut last, ..
     } = shared.mv;
     let ranges = final_ranges(parts.into_iter().map(|p| p.shards).collect());
-    // The map is built on one thread; the outcomes are gathered on the other meanwhile.
-    let (changes, outcomes) = pool().join(
+    // The map is built on one thread; the outcomes and totals are gathered on the other
+    // meanwhile (the sums do not depend on the order of adding).
+    let (changes, gathered) = pool().join(
         || ranges.into_iter().flatten().collect::<Changes>(),
         || {
-            last.iter_mut()
+            let mut totals = Totals::new();
+            let outcomes = last
+                .iter_mut()
                 .enumerate()
                 .map(|(i, slot)| {
-                    slot.0
-                        .get_mut()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .outcome
-                        .take()
-                        .ok_or_else(|| {
-                            ExecError::Instantiate(format!(
-                                "parallel execution ended without an outcome for transaction {i}"
-                            ))
-                        })
+                    let last = slot.0.get_mut().unwrap_or_else(|p| p.into_inner());
+                    for (name, amount) in &last.totals {
+                        add_total(&mut totals, name, *amount);
+                    }
+                    last.outcome.take().ok_or_else(|| {
+                        ExecError::Instantiate(format!(
+                            "parallel execution ended without an outcome for transaction {i}"
+                        ))
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>();
+            outcomes.map(|outcomes| (outcomes, totals))
         },
     );
-    let outcomes = outcomes?;
+    let (outcomes, totals) = gathered?;
     // The reads and written keys are freed off the block's path.
     pool().spawn(move || drop(last));
-    Ok((Some((outcomes, changes)), stats))
+    Ok((Some((outcomes, changes, totals)), stats))
 }
 
 /// A key's first eight bytes, big-endian and zero-padded: it orders like the key, and most
@@ -519,6 +524,7 @@ impl Shared<'_> {
                 seen: BTreeMap::new(),
                 next_keys: Vec::new(),
                 writes: Changes::new(),
+                totals: Totals::new(),
                 blocked_on: None,
             };
             let (outcome, fuel) = Executor::metered(|| {
@@ -540,18 +546,22 @@ impl Shared<'_> {
                 }
                 continue;
             }
-            let (reads, writes) = view.into_reads();
-            let (result, writes) = match classify(outcome) {
-                Ok(Ok(receipt)) => (Ok(receipt), writes),
-                Ok(Err(refused)) => (Err(refused), Changes::new()),
+            let (reads, writes, totals) = view.into_parts();
+            let (result, writes, totals) = match classify(outcome) {
+                Ok(Ok(receipt)) => (Ok(receipt), writes, totals),
+                Ok(Err(refused)) => (Err(refused), Changes::new(), Totals::new()),
                 Err(e) => {
                     self.fail(e);
                     return None;
                 }
             };
-            let outcome = TxOutcome { result, fuel };
-            let (wrote_new_key, shared_key) =
-                self.mv.record(i, inc, worker, reads, writes, outcome);
+            let ran = Ran {
+                reads,
+                writes,
+                totals,
+                outcome: TxOutcome { result, fuel },
+            };
+            let (wrote_new_key, shared_key) = self.mv.record(i, inc, worker, ran);
             if shared_key {
                 self.shared_writes.fetch_add(1, SeqCst);
             }
@@ -697,13 +707,23 @@ struct MvMemory<'a> {
     last: Vec<LastSlot>,
 }
 
+/// What one incarnation did.
+struct Ran {
+    reads: Vec<Read>,
+    writes: Changes,
+    /// Its additions to the block totals.
+    totals: Totals,
+    outcome: TxOutcome,
+}
+
 /// What a transaction's last incarnation left: the part it recorded into, the keys it wrote,
-/// its reads and its outcome.
+/// its reads, its additions to the block totals and its outcome.
 #[derive(Default)]
 struct Last {
     part: usize,
     writes: Vec<Vec<u8>>,
     reads: Vec<Read>,
+    totals: Totals,
     outcome: Option<TxOutcome>,
 }
 
@@ -944,25 +964,23 @@ impl<'a> MvMemory<'a> {
         }
     }
 
-    /// Stores incarnation `inc`'s writes, which worker `part` ran, its reads and its outcome;
-    /// says whether it wrote a key the previous incarnation did not (then transactions above
-    /// must be validated again), and whether it wrote a key another transaction this worker ran
-    /// wrote too (see [`Shared::too_contended`]).
+    /// Stores what incarnation `inc`, which worker `part` ran, did; says whether it wrote a key
+    /// the previous incarnation did not (then transactions above must be validated again), and
+    /// whether it wrote a key another transaction this worker ran wrote too (see
+    /// [`Shared::too_contended`]).
     ///
     /// The previous incarnation's cells (estimates, once it was aborted) stay until the new
     /// ones are in: a reader in between sees the estimate and waits, as it must. When the
     /// previous incarnation ran on another worker, its cells are in another part; the new ones
     /// go into this worker's part first and the old ones are removed after, and for the moment
     /// both are there a reader takes the later incarnation's ([`rank`]).
-    fn record(
-        &self,
-        tx: TxIndex,
-        inc: Incarnation,
-        part: usize,
-        reads: Vec<Read>,
-        writes: Changes,
-        outcome: TxOutcome,
-    ) -> (bool, bool) {
+    fn record(&self, tx: TxIndex, inc: Incarnation, part: usize, ran: Ran) -> (bool, bool) {
+        let Ran {
+            reads,
+            writes,
+            totals,
+            outcome,
+        } = ran;
         let mut last = lock(&self.last[tx].0);
         let previous_part = std::mem::replace(&mut last.part, part);
         let previous = std::mem::replace(&mut last.writes, writes.keys().cloned().collect());
@@ -987,6 +1005,7 @@ impl<'a> MvMemory<'a> {
             }
         }
         last.reads = reads;
+        last.totals = totals;
         last.outcome = Some(outcome);
         (wrote_new_key, shared_key)
     }
@@ -1034,12 +1053,16 @@ struct View<'m, 'a> {
     /// The results of `next_key` below this incarnation's writes, in order.
     next_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     writes: Changes,
+    /// Additions to the block totals: nothing reads them before the block ends, so they are
+    /// neither read nor validated, only summed at the end.
+    totals: Totals,
     blocked_on: Option<TxIndex>,
 }
 
 impl View<'_, '_> {
-    /// The reads to validate (the keys move; the values are not needed).
-    fn into_reads(self) -> (Vec<Read>, Changes) {
+    /// The reads to validate (the keys move; the values are not needed), the writes and the
+    /// additions to totals.
+    fn into_parts(self) -> (Vec<Read>, Changes, Totals) {
         let reads = self
             .seen
             .into_iter()
@@ -1050,7 +1073,7 @@ impl View<'_, '_> {
                     .map(|(from, next)| Read::NextKey(from, next)),
             )
             .collect();
-        (reads, self.writes)
+        (reads, self.writes, self.totals)
     }
 
     fn blocked(&mut self, writer: TxIndex) -> String {
@@ -1110,6 +1133,15 @@ impl Externalities for View<'_, '_> {
             .find(|(_, v)| v.is_some())
             .map(|(k, _)| k.clone());
         Ok([below, own].into_iter().flatten().min())
+    }
+
+    fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
+        add_total(&mut self.totals, name, amount);
+        Ok(())
+    }
+
+    fn total(&mut self, _: &[u8]) -> Result<u128, String> {
+        Err(crate::executor::TOTALS_IN_END_BLOCK_ONLY.into())
     }
 }
 

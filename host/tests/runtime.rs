@@ -156,8 +156,8 @@ fn a_blocks_fees_are_paid_out_once_at_its_end_and_leave_no_records() {
         h.account(&treasury).balance,
         treasury_before + 6 * (TRANSFER_FEE * 20 / 100)
     );
-    // The per-transaction records were written and removed within the block: nothing of them
-    // reaches the database, and the stored root is the root of what is stored.
+    // The shares were block totals, not state: nothing of them reaches the database, and the
+    // stored root is the root of what is stored.
     let db = h.chain().db();
     let leftovers = db
         .state_pairs()

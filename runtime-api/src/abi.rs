@@ -41,6 +41,22 @@
 //! | `ed25519_verify_v1` | `(msg_ptr, msg_len, sig_ptr, pk_ptr: i32) -> i32` | 1 if the 64-byte signature by the 32-byte key is valid (ZIP-215), else 0 |
 //! | `log_v1` | `(level, ptr, len: i32)` | UTF-8 log line; level 0 error … 4 trace |
 //! | `runtime_check_v1` | `(code_ptr, code_len, out_ptr, out_cap: i32) -> i64` | the host's static checks of a runtime blob (valid wasm with the host's features, version section, supported ABI, known imports, every export); writes SCALE `Result<RuntimeVersion, String>` like `storage_get_v1` |
+//! | `block_total_add_v1` | `(name_ptr, name_len, amount_ptr: i32)` | adds the 16-byte little-endian `u128` at `amount` to the block total `name` (at most [`MAX_TOTAL_NAME`] bytes), saturating |
+//! | `block_total_v1` | `(name_ptr, name_len, out_ptr: i32)` | writes the block total `name` as 16 bytes little-endian; in [`END_BLOCK`] only, anywhere else the call traps |
+//!
+//! ## Block totals
+//!
+//! A block total is a sum that lives for one block and is not state: every name starts the block
+//! at zero, `begin_block`, each included transaction and `end_block` add to it, and `end_block`
+//! reads what they added up to. A refused transaction's additions are dropped with its writes,
+//! but the guest's own write cache ([`Overlay`](crate::guest::Overlay)) holds additions like
+//! writes, so an operation list that fails adds nothing either. They exist for sums that every
+//! transaction adds to and only the end of the block reads — the block's fees, paid to the
+//! proposer at the end: as state, such a sum would be a key every transaction writes, and no two
+//! transactions could execute in parallel. Additions commute (saturating at `u128::MAX`, which
+//! an unsigned sum reaches in any order or not at all), so a host executing transactions in
+//! parallel adds them up in any order; a running sum cannot be read mid-block for the same
+//! reason (it would depend on the order), which is why reading is for `end_block` alone.
 //!
 //! # Version
 //!
@@ -164,7 +180,20 @@ pub const HOST_FUNCTIONS_V1: &[HostFunction] = &[
         params: 4,
         result: Some(WasmType::I64),
     },
+    HostFunction {
+        name: "block_total_add_v1",
+        params: 3,
+        result: None,
+    },
+    HostFunction {
+        name: "block_total_v1",
+        params: 3,
+        result: None,
+    },
 ];
+
+/// The longest name of a block total, in bytes.
+pub const MAX_TOTAL_NAME: usize = 64;
 
 /// Packs a guest pointer and length into the `i64` an entry point returns.
 pub const fn pack(ptr: u32, len: u32) -> u64 {

@@ -26,6 +26,12 @@ pub trait Env {
     /// Runs the host's static checks of a runtime blob (SPEC §5 minus the size and spec
     /// comparisons, which need chain state) and returns the version it declares.
     fn check_runtime(&self, code: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String>;
+    /// Adds `amount` to this block's total `name` (saturating; see
+    /// [the ABI](crate::abi#block-totals)). Not state: it lasts until the end of the block.
+    fn add_to_block_total(&mut self, name: &[u8], amount: u128);
+    /// What this block added to the total `name`. In `end_block` only: anywhere else the
+    /// host stops the call.
+    fn block_total(&mut self, name: &[u8]) -> u128;
 }
 
 /// Reads and decodes a value. A value that does not decode is treated as absent: no correct

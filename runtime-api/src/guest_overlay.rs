@@ -2,7 +2,7 @@
 //!
 //! Operations write into the overlay; [`Overlay::commit`] flushes the writes to the underlying
 //! environment in key order (so the host sees them deterministically), and dropping the overlay
-//! discards them.
+//! discards them. Additions to block totals are held and flushed (or dropped) the same way.
 
 use crate::guest::Env;
 use alloc::{collections::BTreeMap, vec::Vec};
@@ -12,6 +12,7 @@ use core::ops::Bound;
 pub struct Overlay<'a, E: Env> {
     inner: &'a mut E,
     changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    totals: BTreeMap<Vec<u8>, u128>,
 }
 
 impl<'a, E: Env> Overlay<'a, E> {
@@ -20,6 +21,7 @@ impl<'a, E: Env> Overlay<'a, E> {
         Self {
             inner,
             changes: BTreeMap::new(),
+            totals: BTreeMap::new(),
         }
     }
 
@@ -30,6 +32,9 @@ impl<'a, E: Env> Overlay<'a, E> {
                 Some(v) => self.inner.set(&k, &v),
                 None => self.inner.remove(&k),
             }
+        }
+        for (name, amount) in self.totals {
+            self.inner.add_to_block_total(&name, amount);
         }
     }
 }
@@ -85,6 +90,16 @@ impl<E: Env> Env for Overlay<'_, E> {
     fn check_runtime(&self, code: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String> {
         self.inner.check_runtime(code)
     }
+
+    fn add_to_block_total(&mut self, name: &[u8], amount: u128) {
+        let total = self.totals.entry(name.to_vec()).or_default();
+        *total = total.saturating_add(amount);
+    }
+
+    fn block_total(&mut self, name: &[u8]) -> u128 {
+        let pending = self.totals.get(name).copied().unwrap_or(0);
+        self.inner.block_total(name).saturating_add(pending)
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +109,7 @@ mod tests {
     use alloc::vec;
 
     #[derive(Default)]
-    struct MapEnv(BTreeMap<Vec<u8>, Vec<u8>>);
+    struct MapEnv(BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<Vec<u8>, u128>);
     impl Env for MapEnv {
         fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
             self.0.get(key).cloned()
@@ -120,6 +135,12 @@ mod tests {
         fn log(&self, _: u32, _: &str) {}
         fn check_runtime(&self, _: &[u8]) -> Result<crate::RuntimeVersion, alloc::string::String> {
             Err("not in this test".into())
+        }
+        fn add_to_block_total(&mut self, name: &[u8], amount: u128) {
+            *self.1.entry(name.to_vec()).or_default() += amount;
+        }
+        fn block_total(&mut self, name: &[u8]) -> u128 {
+            self.1.get(name).copied().unwrap_or(0)
         }
     }
 
@@ -147,5 +168,26 @@ mod tests {
             env.0.keys().cloned().collect::<Vec<_>>(),
             vec![b"b".to_vec(), b"c".to_vec()]
         );
+    }
+
+    #[test]
+    fn block_totals_are_held_like_writes() {
+        let mut env = MapEnv::default();
+        env.add_to_block_total(b"fees", 5);
+        {
+            let mut o = Overlay::new(&mut env);
+            o.add_to_block_total(b"fees", 7);
+            o.add_to_block_total(b"fees", u128::MAX);
+            assert_eq!(o.block_total(b"fees"), u128::MAX);
+            // dropped: discarded
+        }
+        assert_eq!(env.block_total(b"fees"), 5);
+        let mut o = Overlay::new(&mut env);
+        o.add_to_block_total(b"fees", 7);
+        o.add_to_block_total(b"other", 1);
+        assert_eq!(o.block_total(b"fees"), 12);
+        o.commit();
+        assert_eq!(env.block_total(b"fees"), 12);
+        assert_eq!(env.block_total(b"other"), 1);
     }
 }

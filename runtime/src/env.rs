@@ -23,6 +23,8 @@ mod wasm {
         fn ed25519_verify_v1(msg_ptr: u32, msg_len: u32, sig_ptr: u32, pk_ptr: u32) -> i32;
         fn log_v1(level: u32, ptr: u32, len: u32);
         fn runtime_check_v1(code_ptr: u32, code_len: u32, out_ptr: u32, out_cap: u32) -> i64;
+        fn block_total_add_v1(name_ptr: u32, name_len: u32, amount_ptr: u32);
+        fn block_total_v1(name_ptr: u32, name_len: u32, out_ptr: u32);
     }
 
     /// The host functions of ABI version 1.
@@ -111,6 +113,29 @@ mod wasm {
                 Some(Ok(verdict)) => verdict,
                 _ => Err("the host returned no verdict on the runtime blob".into()),
             }
+        }
+        fn add_to_block_total(&mut self, name: &[u8], amount: u128) {
+            let amount = amount.to_le_bytes();
+            // SAFETY: valid guest memory: `name` for its length, 16 bytes of `amount`.
+            unsafe {
+                block_total_add_v1(
+                    name.as_ptr() as u32,
+                    name.len() as u32,
+                    amount.as_ptr() as u32,
+                )
+            }
+        }
+        fn block_total(&mut self, name: &[u8]) -> u128 {
+            let mut out = [0u8; 16];
+            // SAFETY: `out` is 16 writable bytes; `name` valid for its length.
+            unsafe {
+                block_total_v1(
+                    name.as_ptr() as u32,
+                    name.len() as u32,
+                    out.as_mut_ptr() as u32,
+                )
+            };
+            u128::from_le_bytes(out)
         }
     }
 }

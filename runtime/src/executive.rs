@@ -95,19 +95,8 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
 
 /// Runs after the block's transactions: pays the block's fees out (see [`apply_transaction`]).
 pub fn end_block(env: &mut impl Env, ctx: BlockContext) -> Result<EndBlockOutcome, String> {
-    let (mut to_proposer, mut to_treasury) = (0u128, 0u128);
-    let mut cursor = storage::FEE_PREFIX.to_vec();
-    while let Some(key) = env.next_key(&cursor) {
-        if !key.starts_with(storage::FEE_PREFIX) {
-            break;
-        }
-        if let Some((p, t)) = storage::read::<(u128, u128)>(env, &key) {
-            to_proposer = to_proposer.saturating_add(p);
-            to_treasury = to_treasury.saturating_add(t);
-        }
-        env.remove(&key);
-        cursor = key;
-    }
+    let to_proposer = env.block_total(storage::FEES_TO_PROPOSER);
+    let to_treasury = env.block_total(storage::FEES_TO_TREASURY);
     // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
     let proposer = address_of(env, &ctx.proposer);
     let treasury = treasury(env);
@@ -190,8 +179,8 @@ pub fn validate_transaction(
 /// Applies one transaction: escrow the largest fee, run the operations all-or-nothing, then
 /// refund unused gas, split the fee and bump the nonce.
 ///
-/// The fee's two shares are not credited here: they are recorded under the transaction's own
-/// key (`fees/` ‖ sender ‖ nonce) and [`end_block`] pays them to the proposer and the treasury
+/// The fee's two shares are not credited here: they are added to two block totals (not state;
+/// see `vexidus_runtime_api::abi`) and [`end_block`] pays them to the proposer and the treasury
 /// in one credit each. Crediting them here would make every transaction of a block write the
 /// same two accounts, so no two transactions could ever execute in parallel (Block-STM in the
 /// host); this way a transfer touches only its sender's and its recipient's accounts. The
@@ -245,11 +234,8 @@ pub fn apply_transaction(
     // Cannot overflow: the refund returns escrowed supply, and total supply fits in u128.
     let _ = dispatch::credit(env, &sender, refund);
     if fee > 0 {
-        storage::write(
-            env,
-            &storage::fee_key(&sender, tx.nonce),
-            &(to_proposer, to_treasury),
-        );
+        env.add_to_block_total(storage::FEES_TO_PROPOSER, to_proposer);
+        env.add_to_block_total(storage::FEES_TO_TREASURY, to_treasury);
     }
     events.push(Event::FeePaid {
         payer: sender,

@@ -14,7 +14,9 @@
 //! | `jail/n/` ‖ address | SCALE `u32`, double-sign offences (see [`crate::jail`]) |
 //! | `jail/e/` ‖ address ‖ height BE ‖ kind | empty: an offence already punished |
 //! | `jail/j/` ‖ address | SCALE `u64`: height of the block that last jailed it (see [`crate::jail`]) |
-//! | `fees/` ‖ sender ‖ nonce BE | SCALE `(u128, u128)`: a transaction's fee shares (proposer, treasury), paid out and removed by `end_block` of the same block |
+//!
+//! Not state: the block totals (see `vexidus_runtime_api::abi`) [`FEES_TO_PROPOSER`] and
+//! [`FEES_TO_TREASURY`], the fee shares of the block's transactions, paid out by `end_block`.
 
 use crate::env::Env;
 use alloc::vec::Vec;
@@ -37,13 +39,10 @@ pub const VALIDATOR_PREFIX: &[u8] = b"val/";
 /// Prefix of delegations.
 pub const DELEGATION_PREFIX: &[u8] = b"dlg/";
 
-/// Prefix of the fee shares waiting for `end_block`.
-pub const FEE_PREFIX: &[u8] = b"fees/";
-
-/// Where the fee shares of `sender`'s transaction with `nonce` wait for `end_block`.
-pub fn fee_key(sender: &Address, nonce: u64) -> Vec<u8> {
-    key(FEE_PREFIX, &[&sender.0, &nonce.to_be_bytes()])
-}
+/// Block total: the proposer's shares of the block's fees so far.
+pub const FEES_TO_PROPOSER: &[u8] = b"fees/proposer";
+/// Block total: the treasury's shares of the block's fees so far.
+pub const FEES_TO_TREASURY: &[u8] = b"fees/treasury";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());

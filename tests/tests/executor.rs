@@ -387,3 +387,82 @@ fn idle_instances_of_many_runtimes_never_take_every_instance_slot() {
         "{warm} runtimes reused an instance; at most {MAX_LIVE} may be warm at once"
     );
 }
+
+/// A runtime whose `vex_query` adds `amount` to the block total `name` twice and returns the
+/// total (16 bytes at 4096).
+fn block_total_module(name: &str, amount: u8) -> Vec<u8> {
+    let imports = r#"
+        (import "vexidus" "block_total_add_v1" (func $add (param i32 i32 i32)))
+        (import "vexidus" "block_total_v1" (func $total (param i32 i32 i32)))"#;
+    let memory = format!(
+        r#"(memory 1) (data (i32.const 2048) "{name}") (data (i32.const 3072) "\{amount:02x}")"#
+    );
+    let len = name.len();
+    let body = format!(
+        "(call $add (i32.const 2048) (i32.const {len}) (i32.const 3072))
+         (call $add (i32.const 2048) (i32.const {len}) (i32.const 3072))
+         (call $total (i32.const 2048) (i32.const {len}) (i32.const 4096))
+         (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 4096))"
+    );
+    module(imports, &memory, &body)
+}
+
+struct NoState;
+impl vexidus_host::storage::StateBackend for NoState {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn next_key(&self, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn block_totals_add_up_and_are_read_in_end_block_only() {
+    use vexidus_host::storage::overlay::StateOverlay;
+    let ex = Executor::new(None);
+    let proto = ex
+        .prototype(&block_total_module("fees", 5))
+        .expect("a runtime importing the block-total functions passes the checks");
+    let mut overlay = StateOverlay::new(&NoState);
+    // What an earlier transaction of the block added.
+    vexidus_host::executor::Externalities::add_to_total(&mut overlay, b"fees", 90).expect("adds");
+    overlay.commit_transaction();
+    let run = |overlay: &mut StateOverlay<'_>| {
+        ex.call_raw(&proto, abi::QUERY, &[], overlay, 10_000_000)
+            .map(|o| o.output)
+    };
+    // As end_block: 90 + 5 + 5.
+    overlay.set_totals_readable(true);
+    let out = run(&mut overlay).expect("end_block reads the total");
+    assert_eq!(out, 100u128.to_le_bytes());
+    // As a transaction: the read traps, with the reason.
+    overlay.discard_transaction();
+    overlay.set_totals_readable(false);
+    match run(&mut overlay) {
+        Err(ExecError::Trap { reason, .. }) => assert!(
+            reason.contains(vexidus_host::executor::TOTALS_IN_END_BLOCK_ONLY),
+            "{reason}"
+        ),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    // Outside a block (no totals at all) adding traps too.
+    match call_query(&ex, &block_total_module("fees", 5)) {
+        Err(ExecError::Trap { reason, .. }) => assert!(
+            reason.contains(vexidus_host::executor::NO_BLOCK_TOTALS),
+            "{reason}"
+        ),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    // A name longer than the ABI allows is refused.
+    let long = "n".repeat(abi::MAX_TOTAL_NAME + 1);
+    overlay.set_totals_readable(true);
+    let proto = ex.prototype(&block_total_module(&long, 1)).expect("checks");
+    match ex.call_raw(&proto, abi::QUERY, &[], &mut overlay, 10_000_000) {
+        Err(ExecError::Trap { reason, .. }) => {
+            assert!(reason.contains("at most 64 allowed"), "{reason}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_still_works(&ex);
+}

@@ -37,7 +37,25 @@ pub trait Externalities {
     fn remove(&mut self, key: &[u8]);
     /// The next key strictly after `key`.
     fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// Adds `amount` to the block total `name` (saturating; the ABI's block totals). An error
+    /// (the call traps) where no block is being executed.
+    fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
+        let _ = (name, amount);
+        Err(NO_BLOCK_TOTALS.into())
+    }
+    /// What the block added to the total `name`. An error (the call traps) anywhere but in
+    /// `end_block`.
+    fn total(&mut self, name: &[u8]) -> Result<u128, String> {
+        let _ = name;
+        Err(TOTALS_IN_END_BLOCK_ONLY.into())
+    }
 }
+
+/// Why adding to a block total failed outside a block.
+pub const NO_BLOCK_TOTALS: &str = "block totals exist only while a block is executed";
+/// Why reading a block total failed outside `end_block` (a transaction's view of a running sum
+/// would depend on the order transactions are executed in).
+pub const TOTALS_IN_END_BLOCK_ONLY: &str = "block totals are read in vex_end_block only";
 
 /// Fuel budgets per kind of call. Deterministic: the same call runs out at the same
 /// instruction on every node.
@@ -701,6 +719,18 @@ fn write_result(
     Ok(value.len() as i64)
 }
 
+/// Refuses a block total's name longer than [`abi::MAX_TOTAL_NAME`].
+pub(crate) fn check_total_name(name: &[u8]) -> Result<(), String> {
+    if name.len() > abi::MAX_TOTAL_NAME {
+        return Err(format!(
+            "a block total's name is {} bytes, at most {} allowed",
+            name.len(),
+            abi::MAX_TOTAL_NAME
+        ));
+    }
+    Ok(())
+}
+
 fn storage_failed(slot: &mut Option<String>, e: String) -> wasmtime::Error {
     *slot = Some(e.clone());
     wasmtime::Error::msg(e)
@@ -810,6 +840,35 @@ fn host_functions() -> Linker<HostState> {
                     let verdict: Result<RuntimeVersion, String> =
                         blob::check_unlimited_cached(code).map_err(|e| e.to_string());
                     write_result(mem, op, oc, Some(verdict.encode()), "runtime_check_v1 out")
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "block_total_add_v1",
+            |mut c: Caller<'_>, np: u32, nl: u32, ap: u32| {
+                with_ext(&mut c, |mem, ext, _| {
+                    let name = &mem[guest_range(mem.len(), np, nl, "block_total_add_v1 name")?];
+                    let amount = guest_range(mem.len(), ap, 16, "block_total_add_v1 amount")?;
+                    let amount = u128::from_le_bytes(mem[amount].try_into()?);
+                    check_total_name(name)
+                        .and_then(|()| ext.add_to_total(name, amount))
+                        .map_err(|e| wasmtime::Error::msg(format!("block_total_add_v1: {e}")))
+                })
+            },
+        )?;
+        linker.func_wrap(
+            m,
+            "block_total_v1",
+            |mut c: Caller<'_>, np: u32, nl: u32, op: u32| {
+                with_ext(&mut c, |mem, ext, _| {
+                    let name = &mem[guest_range(mem.len(), np, nl, "block_total_v1 name")?];
+                    let total = check_total_name(name)
+                        .and_then(|()| ext.total(name))
+                        .map_err(|e| wasmtime::Error::msg(format!("block_total_v1: {e}")))?;
+                    let out = guest_range(mem.len(), op, 16, "block_total_v1 out")?;
+                    mem[out].copy_from_slice(&total.to_le_bytes());
+                    Ok(())
                 })
             },
         )?;

@@ -11,8 +11,9 @@ use vexidus_runtime_api::guest::Env;
 /// host functions of ABI version 1.
 pub struct NativeEnv<'a> {
     ext: &'a mut dyn Externalities,
-    /// The first storage error (the runtime's `Env` cannot return one; the wasm executor traps
-    /// on it, a native caller checks this after the call).
+    /// The first storage error, or block-total call the host refused (the runtime's `Env`
+    /// cannot return one; the wasm executor traps on it, a native caller checks this after the
+    /// call).
     pub storage_error: Option<String>,
 }
 
@@ -59,5 +60,17 @@ impl Env for NativeEnv<'_> {
     }
     fn check_runtime(&self, code: &[u8]) -> Result<RuntimeVersion, String> {
         super::blob::check_unlimited_cached(code).map_err(|e| e.to_string())
+    }
+    fn add_to_block_total(&mut self, name: &[u8], amount: u128) {
+        let r = super::check_total_name(name)
+            .and_then(|()| self.ext.add_to_total(name, amount))
+            .map(Some);
+        self.failed(r);
+    }
+    fn block_total(&mut self, name: &[u8]) -> u128 {
+        let r = super::check_total_name(name)
+            .and_then(|()| self.ext.total(name))
+            .map(Some);
+        self.failed(r).unwrap_or(0)
     }
 }

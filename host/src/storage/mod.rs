@@ -445,9 +445,8 @@ impl StateBackend for Db {
 }
 
 /// The accumulator after applying `changes` to the state `backend` reads. Changes that change
-/// nothing (a key written and deleted again within the block, like the runtime's per-transaction
-/// fee records, or a value rewritten unchanged) are dropped from `changes`, so they never reach
-/// the database as writes or tombstones.
+/// nothing (a key written and deleted again within the block, or a value rewritten unchanged)
+/// are dropped from `changes`, so they never reach the database as writes or tombstones.
 pub fn updated_lthash(
     base: &LtHash,
     backend: &dyn StateBackend,

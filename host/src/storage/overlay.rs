@@ -1,5 +1,6 @@
 //! Overlays over the database state: a block's changes, and above them the changes of the
-//! transaction being applied, so a transaction the node refuses leaves nothing behind.
+//! transaction being applied, so a transaction the node refuses leaves nothing behind. The
+//! block's totals (the ABI's sums that are not state) are layered the same way.
 
 use crate::executor::Externalities;
 use crate::storage::StateBackend;
@@ -9,11 +10,28 @@ use std::ops::Bound;
 /// A change set: `None` marks a deletion.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Block totals by name.
+pub type Totals = BTreeMap<Vec<u8>, u128>;
+
 /// Transaction overlay → block overlay → backend.
 pub struct StateOverlay<'a> {
     backend: &'a dyn StateBackend,
     block: Changes,
     tx: Changes,
+    block_totals: Totals,
+    tx_totals: Totals,
+    totals_readable: bool,
+}
+
+/// Adds `amount` to the total `name` in `totals` (saturating: an unsigned sum reaches the
+/// maximum in any order or not at all, so the result does not depend on the order of adding).
+pub fn add_total(totals: &mut Totals, name: &[u8], amount: u128) {
+    match totals.get_mut(name) {
+        Some(total) => *total = total.saturating_add(amount),
+        None => {
+            totals.insert(name.to_vec(), amount);
+        }
+    }
 }
 
 impl<'a> StateOverlay<'a> {
@@ -23,13 +41,31 @@ impl<'a> StateOverlay<'a> {
             backend,
             block: Changes::new(),
             tx: Changes::new(),
+            block_totals: Totals::new(),
+            tx_totals: Totals::new(),
+            totals_readable: false,
         }
     }
 
-    /// Folds the pending transaction's changes into the block's.
+    /// Folds the pending transaction's changes (and additions to totals) into the block's.
     pub fn commit_transaction(&mut self) {
         let tx = std::mem::take(&mut self.tx);
         self.block.extend(tx);
+        for (name, amount) in std::mem::take(&mut self.tx_totals) {
+            add_total(&mut self.block_totals, &name, amount);
+        }
+    }
+
+    /// Adds totals summed elsewhere (parallel execution) to the block's.
+    pub fn commit_totals(&mut self, totals: Totals) {
+        for (name, amount) in totals {
+            add_total(&mut self.block_totals, &name, amount);
+        }
+    }
+
+    /// Lets calls read the block's totals (`end_block`) or stops them again.
+    pub fn set_totals_readable(&mut self, readable: bool) {
+        self.totals_readable = readable;
     }
 
     /// Folds changes made elsewhere (parallel execution) into the block's, over what is there.
@@ -48,9 +84,10 @@ impl<'a> StateOverlay<'a> {
         }
     }
 
-    /// Drops the pending transaction's changes.
+    /// Drops the pending transaction's changes and additions to totals.
     pub fn discard_transaction(&mut self) {
         self.tx.clear();
+        self.tx_totals.clear();
     }
 
     /// The block's changes (the pending transaction must have been committed or discarded).
@@ -120,6 +157,19 @@ impl Externalities for StateOverlay<'_> {
     fn next_key(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         self.read_next_key(key)
     }
+
+    fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
+        add_total(&mut self.tx_totals, name, amount);
+        Ok(())
+    }
+
+    fn total(&mut self, name: &[u8]) -> Result<u128, String> {
+        if !self.totals_readable {
+            return Err(crate::executor::TOTALS_IN_END_BLOCK_ONLY.into());
+        }
+        let of = |t: &Totals| t.get(name).copied().unwrap_or(0);
+        Ok(of(&self.block_totals).saturating_add(of(&self.tx_totals)))
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +214,33 @@ mod tests {
                     .all(|(_, v)| v.as_deref() == Some(b"new"))
             );
         }
+    }
+
+    #[test]
+    fn totals_are_layered_like_changes_and_read_in_end_block_only() {
+        let backend = Map(BTreeMap::new());
+        let mut o = StateOverlay::new(&backend);
+        o.add_to_total(b"fees", 3).expect("adds");
+        o.commit_transaction();
+        o.add_to_total(b"fees", 100).expect("adds");
+        o.discard_transaction();
+        o.add_to_total(b"fees", 4).expect("adds");
+        o.add_to_total(b"other", u128::MAX).expect("adds");
+        o.add_to_total(b"other", 1).expect("adds");
+        assert_eq!(
+            o.total(b"fees"),
+            Err(crate::executor::TOTALS_IN_END_BLOCK_ONLY.into())
+        );
+        o.commit_transaction();
+        o.commit_totals([(b"fees".to_vec(), 10)].into());
+        o.set_totals_readable(true);
+        o.add_to_total(b"fees", 1000).expect("adds");
+        // The pending call's own additions count too.
+        assert_eq!(o.total(b"fees"), Ok(1017));
+        assert_eq!(o.total(b"other"), Ok(u128::MAX));
+        assert_eq!(o.total(b"none"), Ok(0));
+        o.set_totals_readable(false);
+        assert!(o.total(b"fees").is_err());
     }
 
     #[test]
