@@ -112,6 +112,8 @@ pub struct Consensus {
     forkdb: ForkDb,
     head: Hash,
     head_since_ms: u64,
+    /// The block this node was last told to produce: its height and when.
+    producing: Option<(u64, u64)>,
     now_ms: u64,
     safety: SafetyState,
     votes: BTreeMap<(Stage, u64, Hash), BTreeMap<Address, Vote>>,
@@ -144,6 +146,7 @@ impl Consensus {
             forkdb: ForkDb::new(root, liveness),
             head,
             head_since_ms: now_ms,
+            producing: None,
             now_ms,
             safety,
             votes: BTreeMap::new(),
@@ -238,6 +241,7 @@ impl Consensus {
             + failover_delay_ms(position, self.cfg.failover_base_ms);
         if self.now_ms >= due {
             self.safety.produced.insert(height);
+            self.producing = Some((height, self.now_ms));
             out.push(Action::Produce {
                 parent: head.meta.hash,
                 height,
@@ -496,7 +500,18 @@ impl Consensus {
         let best = self.forkdb.best_head();
         if best.meta.hash != self.head {
             self.head = best.meta.hash;
-            self.head_since_ms = self.now_ms;
+            // The next block is due a block time after the head came, or, when the head is the
+            // block this node was producing, after its production started: a leader's blocks
+            // then come every block time (or back to back, if one takes longer), not every
+            // block time plus however long the last one took to produce.
+            self.head_since_ms = match self.producing {
+                Some((height, started))
+                    if best.meta.height == height && Some(best.meta.proposer) == self.cfg.me =>
+                {
+                    started
+                }
+                _ => self.now_ms,
+            };
             out.push(Action::NewHead {
                 hash: best.meta.hash,
                 height: best.meta.height,
