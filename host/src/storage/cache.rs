@@ -18,7 +18,8 @@
 //! hot map; when it is full it becomes the cold one (the old cold map is dropped); a hit in the
 //! cold map moves the entry back into the hot one.
 
-use std::collections::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -29,35 +30,49 @@ const SHARDS: usize = 64;
 /// A value, or `None` for a key the database does not hold.
 type Entry = Option<Vec<u8>>;
 
+/// Entries with their key's hash, computed once per lookup (it also picks the shard).
+type Map = HashTable<(u64, Vec<u8>, Entry)>;
+
 #[derive(Default)]
 struct Shard {
-    hot: HashMap<Vec<u8>, Entry>,
-    cold: HashMap<Vec<u8>, Entry>,
+    hot: Map,
+    cold: Map,
 }
 
 impl Shard {
-    fn get(&mut self, key: &[u8], capacity: usize) -> Option<Entry> {
-        if let Some(v) = self.hot.get(key) {
+    fn get(&mut self, hash: u64, key: &[u8], capacity: usize) -> Option<Entry> {
+        let same = |e: &(u64, Vec<u8>, Entry)| e.0 == hash && e.1 == key;
+        if let Some((_, _, v)) = self.hot.find(hash, same) {
             return Some(v.clone());
         }
-        let (key, value) = self.cold.remove_entry(key)?;
-        self.insert(key, value.clone(), capacity);
+        let (entry, _) = self.cold.find_entry(hash, same).ok()?.remove();
+        let value = entry.2.clone();
+        self.insert(entry, capacity);
         Some(value)
     }
 
-    fn insert(&mut self, key: Vec<u8>, value: Entry, capacity: usize) {
+    fn insert(&mut self, entry: (u64, Vec<u8>, Entry), capacity: usize) {
         if self.hot.len() >= capacity {
             self.cold = std::mem::take(&mut self.hot);
         }
-        self.hot.insert(key, value);
+        let hash = entry.0;
+        let found = self.hot.find_mut(hash, |e| e.0 == hash && e.1 == entry.1);
+        match found {
+            Some(e) => e.2 = entry.2,
+            None => {
+                self.hot.insert_unique(hash, entry, |e| e.0);
+            }
+        }
     }
 
-    /// Replaces the value of a cached key (a key not cached stays uncached).
-    fn update(&mut self, key: &[u8], value: &Entry) {
-        if let Some(v) = self.hot.get_mut(key) {
-            v.clone_from(value);
-        } else if let Some(v) = self.cold.get_mut(key) {
-            v.clone_from(value);
+    /// Replaces the value of a cached key (a key not cached stays uncached), in both maps: a
+    /// key read back into the hot map while an older copy still sits in the cold one has both.
+    fn update(&mut self, hash: u64, key: &[u8], value: &Entry) {
+        let same = |e: &(u64, Vec<u8>, Entry)| e.0 == hash && e.1 == key;
+        for map in [&mut self.hot, &mut self.cold] {
+            if let Some(e) = map.find_mut(hash, same) {
+                e.2.clone_from(value);
+            }
         }
     }
 }
@@ -69,6 +84,7 @@ pub struct StateCache {
     shard_capacity: usize,
     /// Odd while a commit is writing.
     generation: AtomicU64,
+    hasher: DefaultHashBuilder,
 }
 
 impl StateCache {
@@ -78,31 +94,34 @@ impl StateCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_capacity: (entries / SHARDS).max(1),
             generation: AtomicU64::new(0),
+            // Seeded per process: keys are partly chosen by users, and a fixed seed would let
+            // them pick keys that all land in one bucket.
+            hasher: DefaultHashBuilder::default(),
         }
     }
 
-    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
-        // FNV-1a: keys share prefixes (`acct/`), so every byte counts.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.shards[(h >> 32) as usize % SHARDS]
+    /// The key's hash and its shard, locked.
+    fn shard(&self, key: &[u8]) -> (u64, std::sync::MutexGuard<'_, Shard>) {
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shards[(hash >> 58) as usize % SHARDS]
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner());
+        (hash, shard)
     }
 
     /// The value of `key`: cached, or read with `load` (and cached unless a commit began since).
     pub fn get<E>(&self, key: &[u8], load: impl FnOnce() -> Result<Entry, E>) -> Result<Entry, E> {
-        if let Some(v) = self.shard(key).get(key, self.shard_capacity) {
+        let (hash, mut shard) = self.shard(key);
+        if let Some(v) = shard.get(hash, key, self.shard_capacity) {
             return Ok(v);
         }
+        drop(shard);
         let generation = self.generation.load(SeqCst);
         let value = load()?;
         if generation.is_multiple_of(2) {
-            let mut shard = self.shard(key);
+            let (hash, mut shard) = self.shard(key);
             if self.generation.load(SeqCst) == generation {
-                shard.insert(key.to_vec(), value.clone(), self.shard_capacity);
+                shard.insert((hash, key.to_vec(), value.clone()), self.shard_capacity);
             }
         }
         Ok(value)
@@ -126,7 +145,8 @@ impl StateCache {
         let _even = Even(&self.generation);
         let r = write()?;
         for (key, value) in changes {
-            self.shard(key).update(key, value);
+            let (hash, mut shard) = self.shard(key);
+            shard.update(hash, key, value);
         }
         Ok(r)
     }
