@@ -45,7 +45,7 @@
 //! The worker pool is sized to the machine's cores and kept for the life of the process.
 
 use crate::executor::{ExecError, Executor, Externalities, Prototype};
-use crate::storage::overlay::{Changes, StateOverlay, Totals, add_total};
+use crate::storage::overlay::{Additions, Changes, StateOverlay, Totals, add_total};
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, btree_map};
 use std::ops::Bound;
@@ -524,7 +524,7 @@ impl Shared<'_> {
                 seen: BTreeMap::new(),
                 next_keys: Vec::new(),
                 writes: Changes::new(),
-                totals: Totals::new(),
+                totals: Additions::new(),
                 blocked_on: None,
             };
             let (outcome, fuel) = Executor::metered(|| {
@@ -549,7 +549,7 @@ impl Shared<'_> {
             let (reads, writes, totals) = view.into_parts();
             let (result, writes, totals) = match classify(outcome) {
                 Ok(Ok(receipt)) => (Ok(receipt), writes, totals),
-                Ok(Err(refused)) => (Err(refused), Changes::new(), Totals::new()),
+                Ok(Err(refused)) => (Err(refused), Changes::new(), Additions::new()),
                 Err(e) => {
                     self.fail(e);
                     return None;
@@ -712,7 +712,7 @@ struct Ran {
     reads: Vec<Read>,
     writes: Changes,
     /// Its additions to the block totals.
-    totals: Totals,
+    totals: Additions,
     outcome: TxOutcome,
 }
 
@@ -723,7 +723,7 @@ struct Last {
     part: usize,
     writes: Vec<Vec<u8>>,
     reads: Vec<Read>,
-    totals: Totals,
+    totals: Additions,
     outcome: Option<TxOutcome>,
 }
 
@@ -1055,14 +1055,14 @@ struct View<'m, 'a> {
     writes: Changes,
     /// Additions to the block totals: nothing reads them before the block ends, so they are
     /// neither read nor validated, only summed at the end.
-    totals: Totals,
+    totals: Additions,
     blocked_on: Option<TxIndex>,
 }
 
 impl View<'_, '_> {
     /// The reads to validate (the keys move; the values are not needed), the writes and the
     /// additions to totals.
-    fn into_parts(self) -> (Vec<Read>, Changes, Totals) {
+    fn into_parts(self) -> (Vec<Read>, Changes, Additions) {
         let reads = self
             .seen
             .into_iter()
@@ -1136,7 +1136,7 @@ impl Externalities for View<'_, '_> {
     }
 
     fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
-        add_total(&mut self.totals, name, amount);
+        self.totals.push((name.into(), amount));
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 use crate::executor::Externalities;
 use crate::storage::StateBackend;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -13,13 +14,18 @@ pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Block totals by name.
 pub type Totals = BTreeMap<Vec<u8>, u128>;
 
+/// One call's additions to block totals, in order, not yet summed: names that fit stay inline,
+/// so the usual call (two additions, to the fees' two totals) allocates nothing; they are summed
+/// into a [`Totals`] when the call is committed.
+pub type Additions = SmallVec<[(SmallVec<[u8; 24]>, u128); 2]>;
+
 /// Transaction overlay → block overlay → backend.
 pub struct StateOverlay<'a> {
     backend: &'a dyn StateBackend,
     block: Changes,
     tx: Changes,
     block_totals: Totals,
-    tx_totals: Totals,
+    tx_totals: Additions,
     totals_readable: bool,
 }
 
@@ -42,7 +48,7 @@ impl<'a> StateOverlay<'a> {
             block: Changes::new(),
             tx: Changes::new(),
             block_totals: Totals::new(),
-            tx_totals: Totals::new(),
+            tx_totals: Additions::new(),
             totals_readable: false,
         }
     }
@@ -159,7 +165,7 @@ impl Externalities for StateOverlay<'_> {
     }
 
     fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
-        add_total(&mut self.tx_totals, name, amount);
+        self.tx_totals.push((name.into(), amount));
         Ok(())
     }
 
@@ -167,8 +173,12 @@ impl Externalities for StateOverlay<'_> {
         if !self.totals_readable {
             return Err(crate::executor::TOTALS_IN_END_BLOCK_ONLY.into());
         }
-        let of = |t: &Totals| t.get(name).copied().unwrap_or(0);
-        Ok(of(&self.block_totals).saturating_add(of(&self.tx_totals)))
+        let block = self.block_totals.get(name).copied().unwrap_or(0);
+        Ok(self
+            .tx_totals
+            .iter()
+            .filter(|(n, _)| n.as_slice() == name)
+            .fold(block, |sum, (_, amount)| sum.saturating_add(*amount)))
     }
 }
 
