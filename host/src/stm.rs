@@ -1140,9 +1140,7 @@ impl Externalities for View<'_, '_> {
         Ok(())
     }
 
-    fn total(&mut self, _: &[u8]) -> Result<u128, String> {
-        Err(crate::executor::TOTALS_IN_END_BLOCK_ONLY.into())
-    }
+    // `total`: the trait's refusal (a transaction never reads a block total).
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

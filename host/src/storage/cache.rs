@@ -100,26 +100,23 @@ impl StateCache {
         }
     }
 
-    /// The key's hash and its shard, locked.
-    fn shard(&self, key: &[u8]) -> (u64, std::sync::MutexGuard<'_, Shard>) {
-        let hash = self.hasher.hash_one(key);
-        let shard = self.shards[(hash >> 58) as usize % SHARDS]
+    /// The shard of the key with `hash`, locked.
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(hash >> 58) as usize % SHARDS]
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        (hash, shard)
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The value of `key`: cached, or read with `load` (and cached unless a commit began since).
     pub fn get<E>(&self, key: &[u8], load: impl FnOnce() -> Result<Entry, E>) -> Result<Entry, E> {
-        let (hash, mut shard) = self.shard(key);
-        if let Some(v) = shard.get(hash, key, self.shard_capacity) {
+        let hash = self.hasher.hash_one(key);
+        if let Some(v) = self.shard(hash).get(hash, key, self.shard_capacity) {
             return Ok(v);
         }
-        drop(shard);
         let generation = self.generation.load(SeqCst);
         let value = load()?;
         if generation.is_multiple_of(2) {
-            let (hash, mut shard) = self.shard(key);
+            let mut shard = self.shard(hash);
             if self.generation.load(SeqCst) == generation {
                 shard.insert((hash, key.to_vec(), value.clone()), self.shard_capacity);
             }
@@ -145,8 +142,8 @@ impl StateCache {
         let _even = Even(&self.generation);
         let r = write()?;
         for (key, value) in changes {
-            let (hash, mut shard) = self.shard(key);
-            shard.update(hash, key, value);
+            let hash = self.hasher.hash_one(key.as_slice());
+            self.shard(hash).update(hash, key, value);
         }
         Ok(r)
     }
