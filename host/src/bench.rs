@@ -146,6 +146,66 @@ pub fn signatures(count: usize, runs: usize) -> anyhow::Result<Vec<Line>> {
     ])
 }
 
+/// Admission: the pool's check of `checks` incoming transfers against the head state
+/// ([`Chain::validate_transaction`], the runtime's `vex_validate_transaction` over the head) on
+/// a head that is the last irreversible block (the baseline), then with `pending` blocks of
+/// `block_txs` transfers above it, each the next one's parent — a validator whose finality lags
+/// behind the head. Checks that every check passes both times.
+pub fn admission(
+    pending: usize,
+    block_txs: usize,
+    checks: usize,
+    runs: usize,
+) -> anyhow::Result<Vec<Line>> {
+    let mut bench = BenchChain::new(block_txs * pending + checks)?;
+    let key = crate::harness::Harness::dev_key();
+    let chain_id = bench.genesis.chain_id.clone();
+    let incoming: Vec<SignedTransaction> = (block_txs * pending..block_txs * pending + checks)
+        .map(|i| signed_transfer(i, Address([7; 32]), &chain_id))
+        .collect();
+    let check_all = |chain: &Chain| -> anyhow::Result<()> {
+        for tx in &incoming {
+            if let Err(invalid) = chain.validate_transaction(tx)? {
+                anyhow::bail!("an incoming benchmark transfer was refused: {invalid}");
+            }
+        }
+        Ok(())
+    };
+    let (finalized_time, checked) = best_of(runs, || check_all(&bench.chain));
+    checked?;
+    for b in 0..pending {
+        let block: Vec<SignedTransaction> = (b * block_txs..(b + 1) * block_txs)
+            .map(|i| signed_transfer(i, Address([7; 32]), &chain_id))
+            .collect();
+        let parent = bench.chain.head().hash;
+        let kept = bench
+            .chain
+            .produce_on(&parent, block, &key, 1_000 * (b as u64 + 1))?;
+        anyhow::ensure!(
+            kept.receipts.len() == block_txs,
+            "a benchmark block left transfers out"
+        );
+        bench.chain.set_head(&kept.hash)?;
+    }
+    let (pending_time, checked) = best_of(runs, || check_all(&bench.chain));
+    checked?;
+    Ok(vec![
+        Line {
+            name: "head = last irreversible block (baseline)".into(),
+            time: finalized_time,
+            items: checks,
+        },
+        Line {
+            name: format!(
+                "head {pending} block{} of {block_txs} above it",
+                if pending == 1 { "" } else { "s" }
+            ),
+            time: pending_time,
+            items: checks,
+        },
+    ])
+}
+
 /// How the benchmark block's transfers overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contention {

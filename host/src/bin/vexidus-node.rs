@@ -118,6 +118,22 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Admission: the pool's check of incoming transfers against the head state, on a finalized
+    /// head vs a head with full blocks waiting for finality above it.
+    Admission {
+        /// Blocks between the last irreversible block and the head.
+        #[arg(long, default_value_t = 2)]
+        pending: usize,
+        /// Transfers in each of those blocks.
+        #[arg(long, default_value_t = 10_000)]
+        block_txs: usize,
+        /// Incoming transfers checked per run.
+        #[arg(long, default_value_t = 2_000)]
+        checks: usize,
+        /// Runs; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 #[global_allocator]
@@ -245,6 +261,17 @@ fn main() {
             })
         }
         Some(Command::Bench(BenchCmd::Execution { txs, runs })) => bench_execution(txs, runs),
+        Some(Command::Bench(BenchCmd::Admission {
+            pending,
+            block_txs,
+            checks,
+            runs,
+        })) => vexidus_host::bench::admission(pending, block_txs, checks, runs).map(|lines| {
+            vexidus_host::bench::print_table(
+                &format!("admission of {checks} incoming transfers (vex_validate_transaction on the head)"),
+                &lines,
+            )
+        }),
         None => run(cli),
     };
     if let Err(e) = result {
