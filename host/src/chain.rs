@@ -108,11 +108,12 @@ struct Pending {
 }
 
 /// The state after a block, as execution of a child needs it.
-struct Base {
+struct Base<'a> {
     hash: Hash,
     height: u64,
-    /// The changes from the last irreversible block up to and including this one.
-    changes: Changes,
+    /// The changes of each block from this one down to the one above the last irreversible
+    /// block (newest first), borrowed from the pending blocks.
+    layers: Vec<&'a Changes>,
     lthash: LtHash,
     runtime: Arc<Prototype>,
 }
@@ -474,12 +475,12 @@ impl Chain {
     }
 
     /// The state after block `at` (the last irreversible one or one above it).
-    fn base(&self, at: &Hash) -> Result<Base> {
+    fn base(&self, at: &Hash) -> Result<Base<'_>> {
         if *at == self.finalized.hash {
             return Ok(Base {
                 hash: *at,
                 height: self.finalized.height,
-                changes: Changes::new(),
+                layers: Vec::new(),
                 lthash: self.lthash.clone(),
                 runtime: self.runtime.clone(),
             });
@@ -495,14 +496,10 @@ impl Chain {
             path.push(p);
             parent = p.executed.block.header.parent_hash;
         }
-        let mut changes = Changes::new();
-        for p in path.iter().rev() {
-            changes.extend(p.changes.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
         Ok(Base {
             hash: *at,
             height: top.executed.block.header.height,
-            changes,
+            layers: path.iter().map(|p| &p.changes).collect(),
             lthash: top.lthash.clone(),
             runtime: top.runtime.clone(),
         })
@@ -516,7 +513,7 @@ impl Chain {
     /// Asks the runtime a read-only question about the state after block `at`.
     pub fn query_at(&self, at: &Hash, q: Query) -> Result<QueryResponse> {
         let base = self.base(at)?;
-        let layered = Layered::new(&*self.db, &base.changes);
+        let layered = Layered::new(&*self.db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         let r: std::result::Result<QueryResponse, String> = self.executor.call(
             &base.runtime,
@@ -531,7 +528,7 @@ impl Chain {
     /// Reads a raw state key at the head.
     pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let base = self.base(&self.head.hash)?;
-        Layered::new(&*self.db, &base.changes)
+        Layered::new(&*self.db, base.layers)
             .get(key)
             .map_err(storage_err)
     }
@@ -542,7 +539,7 @@ impl Chain {
         tx: &SignedTransaction,
     ) -> Result<std::result::Result<ValidTransaction, InvalidTransaction>> {
         let base = self.base(&self.head.hash)?;
-        let layered = Layered::new(&*self.db, &base.changes);
+        let layered = Layered::new(&*self.db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         let args = ValidateArgs {
             height: self.head.height + 1,
@@ -570,7 +567,7 @@ impl Chain {
     /// to produce halt at the same height as the one that is.
     pub fn halt_due(&self) -> Result<Option<UpgradeHalt>> {
         let base = self.base(&self.head.hash)?;
-        let layered = Layered::new(&*self.db, &base.changes);
+        let layered = Layered::new(&*self.db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         let ctx = self.context(base.height + 1, base.hash, PublicKey::default());
         let runtime = self.migrate_if_pending(&base.runtime, &mut overlay, ctx.height)?;
@@ -669,7 +666,7 @@ impl Chain {
         let height = base.height + 1;
         let ctx = self.context(height, *parent, key.public());
         let db = self.db.clone();
-        let layered = Layered::new(&*db, &base.changes);
+        let layered = Layered::new(&*db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         for (k, v) in &pre_state {
             match v {
@@ -815,7 +812,7 @@ impl Chain {
         }
         let ctx = self.context(height, base.hash, block.header.proposer);
         let db = self.db.clone();
-        let layered = Layered::new(&*db, &base.changes);
+        let layered = Layered::new(&*db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         let (
             Execution {

@@ -500,42 +500,59 @@ pub fn updated_lthash(
     Ok(acc)
 }
 
-/// The state of a block above the last irreversible one: the changes of the blocks between
-/// them, over the database.
+/// The state of a block above the last irreversible one: the changes of each block between
+/// them, newest first, over the database.
+///
+/// The layers are borrowed, not merged: the pool checks every incoming transaction against the
+/// head's state, and with blocks waiting for finality a merged copy per check cloned every
+/// pending block's changes (a full block's are tens of thousands of keys) for each transaction.
 pub struct Layered<'a> {
     db: &'a dyn StateBackend,
-    changes: &'a Changes,
+    layers: Vec<&'a Changes>,
 }
 
 impl<'a> Layered<'a> {
-    /// `changes` over `db`.
-    pub fn new(db: &'a dyn StateBackend, changes: &'a Changes) -> Self {
-        Self { db, changes }
+    /// `layers` (newest first) over `db`.
+    pub fn new(db: &'a dyn StateBackend, layers: Vec<&'a Changes>) -> Self {
+        Self { db, layers }
     }
+}
+
+/// The first key after `key` in `layers` (newest first) over `db`: each layer is a block's
+/// changes over the state below it, so the first key of a layer's view is the smaller of the
+/// first key below that the layer did not delete and the layer's first key it did not delete.
+fn layered_next_key(
+    db: &dyn StateBackend,
+    layers: &[&Changes],
+    key: &[u8],
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let Some((top, below)) = layers.split_first() else {
+        return db.next_key(key);
+    };
+    let mut cursor = key.to_vec();
+    let from_below = loop {
+        match layered_next_key(db, below, &cursor)? {
+            Some(k) if matches!(top.get(&k), Some(None)) => cursor = k,
+            other => break other,
+        }
+    };
+    let from_top = top
+        .range::<[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+        .find(|(_, v)| v.is_some())
+        .map(|(k, _)| k.clone());
+    Ok([from_below, from_top].into_iter().flatten().min())
 }
 
 impl StateBackend for Layered<'_> {
     fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
-        match self.changes.get(key) {
+        match self.layers.iter().find_map(|layer| layer.get(key)) {
             Some(v) => Ok(v.clone()),
             None => self.db.get(key),
         }
     }
 
     fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
-        let mut cursor = key.to_vec();
-        let from_db = loop {
-            match self.db.next_key(&cursor)? {
-                Some(k) if matches!(self.changes.get(&k), Some(None)) => cursor = k,
-                other => break other,
-            }
-        };
-        let from_changes = self
-            .changes
-            .range::<[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-            .find(|(_, v)| v.is_some())
-            .map(|(k, _)| k.clone());
-        Ok([from_db, from_changes].into_iter().flatten().min())
+        layered_next_key(self.db, &self.layers, key)
     }
 }
 
@@ -548,6 +565,89 @@ impl ModuleStore for DbModules {
     fn store(&self, key: &[u8], bytes: &[u8]) {
         if let Err(e) = self.0.db.put_cf(self.0.cf(CF_MODULES), key, bytes) {
             tracing::warn!("cannot cache compiled module: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StateBackend for Map {
+        fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn next_key(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+            Ok(self
+                .0
+                .range::<[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+                .next()
+                .map(|(k, _)| k.clone()))
+        }
+    }
+
+    /// Byte `i` of a fixed pseudo-random stream.
+    fn byte(seed: u32, i: u32) -> u8 {
+        blake3::hash(&[seed.to_le_bytes(), i.to_le_bytes()].concat()).as_bytes()[0]
+    }
+
+    #[test]
+    fn layers_read_as_their_changes_applied_in_order() {
+        for seed in 0..20u32 {
+            // Keys 0..48 as one byte (and a few two-byte keys between them); each layer sets or
+            // deletes about a third of them, deleted keys included (a layer deletes what the one
+            // below set, sets what it deleted, deletes what the database never had).
+            let keys: Vec<Vec<u8>> = (0..48u8).flat_map(|k| [vec![k], vec![k, 7]]).collect();
+            let db = Map(keys
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| byte(seed, *i as u32).is_multiple_of(2))
+                .map(|(_, k)| (k.clone(), b"db".to_vec()))
+                .collect());
+            let layers: Vec<Changes> = (0..4u32)
+                .map(|layer| {
+                    keys.iter()
+                        .enumerate()
+                        .filter_map(|(i, k)| {
+                            let r = byte(seed, 1000 * (layer + 1) + i as u32);
+                            match r % 6 {
+                                0 | 1 => Some((k.clone(), None)),
+                                2 => Some((k.clone(), Some(vec![layer as u8]))),
+                                _ => None,
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            // The model: the database with every layer applied, oldest first.
+            let mut applied = db.0.clone();
+            for layer in &layers {
+                for (k, v) in layer {
+                    match v {
+                        Some(v) => applied.insert(k.clone(), v.clone()),
+                        None => applied.remove(k),
+                    };
+                }
+            }
+            let model = Map(applied);
+            let newest_first: Vec<&Changes> = layers.iter().rev().collect();
+            let layered = Layered::new(&db, newest_first);
+            let probes = keys.iter().cloned().chain([vec![], vec![255], vec![3, 0]]);
+            for key in probes {
+                assert_eq!(
+                    layered.get(&key),
+                    model.get(&key),
+                    "get {key:?}, seed {seed}"
+                );
+                assert_eq!(
+                    layered.next_key(&key),
+                    model.next_key(&key),
+                    "next_key after {key:?}, seed {seed}"
+                );
+            }
         }
     }
 }
