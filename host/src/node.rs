@@ -270,12 +270,16 @@ impl NodeState {
         &self,
         txs: Vec<Result<vexidus_runtime_api::SignedTransaction, TxError>>,
     ) -> Vec<Result<Hash, TxError>> {
-        let decoded: Vec<vexidus_runtime_api::SignedTransaction> = txs
-            .iter()
-            .filter_map(|t| t.as_ref().ok().cloned())
-            .collect();
+        let decoded: Vec<&vexidus_runtime_api::SignedTransaction> =
+            txs.iter().filter_map(|t| t.as_ref().ok()).collect();
         let mut verdicts = crate::sigcheck::verify_all(&decoded).into_iter();
         drop(decoded);
+        // Admitted transactions are kept for forwarding only on a network.
+        let forward = self
+            .forward
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let with_verdicts: Vec<_> = txs
             .into_iter()
             .map(|t| t.map(|tx| (tx, verdicts.next().unwrap_or(false))))
@@ -298,16 +302,16 @@ impl NodeState {
                 .into_iter()
                 .map(|c| {
                     let c = c?;
-                    let tx = c.transaction().clone();
+                    let tx = forward.is_some().then(|| c.transaction().clone());
                     let r = pool.admit_valid(c);
-                    if r.is_ok() {
+                    if let (Ok(_), Some(tx)) = (&r, tx) {
                         admitted.push(tx);
                     }
                     r
                 })
                 .collect()
         };
-        if let Some(forward) = &*self.forward.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(forward) = forward {
             for tx in admitted {
                 let _ = forward.send(tx);
             }

@@ -17,6 +17,7 @@
 
 use ed25519_consensus::{Signature, VerificationKeyBytes, batch};
 use rayon::prelude::*;
+use std::borrow::Borrow;
 use vexidus_runtime_api::SignedTransaction;
 use vexidus_runtime_api::signing::{self, TX_DOMAIN};
 
@@ -63,9 +64,11 @@ pub fn chunk_size(n: usize) -> usize {
 }
 
 /// Whether each transaction's signature verifies, in order: exactly
-/// `txs.iter().map(signing::verify_transaction)`, computed in batches on all cores.
-pub fn verify_all(txs: &[SignedTransaction]) -> Vec<bool> {
-    let prepared: Vec<Prepared> = txs.par_iter().map(prepare).collect();
+/// `txs.iter().map(signing::verify_transaction)`, computed in batches on all cores. Takes
+/// transactions or references to them (a batch of submissions verifies the ones that decoded
+/// without copying them out).
+pub fn verify_all<T: Borrow<SignedTransaction> + Sync>(txs: &[T]) -> Vec<bool> {
+    let prepared: Vec<Prepared> = txs.par_iter().map(|tx| prepare(tx.borrow())).collect();
     prepared
         .par_chunks(chunk_size(txs.len()))
         .flat_map_iter(verify_chunk)
