@@ -429,6 +429,42 @@ impl Chain {
         out
     }
 
+    /// The transactions a head switch to `new_head` takes out of the canonical chain: those of
+    /// the current head's blocks above the last irreversible block that are not ancestors of
+    /// `new_head`, less any `new_head`'s branch includes too. Nothing when `new_head` extends
+    /// the current head (the usual case; nothing is copied then).
+    pub fn retracted_by(&self, new_head: &Hash) -> Vec<SignedTransaction> {
+        let mut new_branch = std::collections::HashSet::new();
+        let mut at = *new_head;
+        while let Some(p) = self.pending.get(&at) {
+            if at == self.head.hash {
+                return Vec::new();
+            }
+            new_branch.insert(at);
+            at = p.executed.block.header.parent_hash;
+        }
+        let old: Vec<&Pending> = self
+            .canonical_pending()
+            .into_iter()
+            .filter(|p| !new_branch.contains(&p.executed.hash))
+            .collect();
+        if old.is_empty() {
+            return Vec::new();
+        }
+        let kept: std::collections::HashSet<Hash> = new_branch
+            .iter()
+            .filter_map(|h| self.pending.get(h))
+            .flat_map(|p| p.tx_hashes.iter().copied())
+            .collect();
+        // Oldest block first, so a sender's transactions go back in nonce order.
+        old.iter()
+            .rev()
+            .flat_map(|p| p.executed.block.transactions.iter().zip(&p.tx_hashes))
+            .filter(|(_, h)| !kept.contains(*h))
+            .map(|(tx, _)| tx.clone())
+            .collect()
+    }
+
     /// The canonical block at `height` (irreversible or not).
     pub fn block_at(&self, height: u64) -> Result<Option<Block>> {
         if height <= self.finalized.height {

@@ -417,15 +417,34 @@ impl NodeState {
     }
 
     /// Consensus moved the head: queries follow it, the pool drops what the canonical chain
-    /// includes, subscribers hear of it.
+    /// includes and takes back what a switch to another branch left out (checked again against
+    /// the new head: a transaction the new branch made stale stays out), subscribers hear of
+    /// it.
     pub fn set_head(self: &Arc<Self>, hash: &Hash) -> Result<(), ChainError> {
-        let (header, included) = {
+        let (header, included, retracted) = {
             let mut chain = self.write_chain();
+            let retracted = chain.retracted_by(hash);
             chain.set_head(hash)?;
             let block = chain.block(hash)?.ok_or(ChainError::UnknownParent(*hash))?;
-            (rpc::header_json(&block, hash), chain.canonical_tx_hashes())
+            (
+                rpc::header_json(&block, hash),
+                chain.canonical_tx_hashes(),
+                retracted,
+            )
         };
-        self.lock_pool().prune(&included, &[]);
+        if retracted.is_empty() {
+            self.lock_pool().prune(&included, &[]);
+        } else {
+            let chain = self.read_chain();
+            let mut pool = self.lock_pool();
+            pool.prune(&included, &[]);
+            let back = retracted
+                .into_iter()
+                .map(|tx| pool.admit_decoded(&chain, tx))
+                .filter(Result::is_ok)
+                .count();
+            tracing::info!(head = %rpc::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
+        }
         let _ = self.heads.send(header);
         self.after_block();
         Ok(())

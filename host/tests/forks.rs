@@ -229,3 +229,71 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
     ));
     assert!(chain.pending_block(&a2.hash).is_none());
 }
+
+/// A transaction in a block of a branch the head leaves goes back into the pool, checked
+/// against the new head, and the next block on the new branch includes it; one the new branch
+/// includes too, or made stale, stays out.
+#[test]
+fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
+    use vexidus_host::node::NodeState;
+    let dir = tempfile::tempdir().expect("tmp");
+    let alice = Harness::dev_key();
+    let bob = Keypair::from_seed([0xb0; 32]);
+    let mut genesis = dev_genesis();
+    genesis
+        .balances
+        .push((bob.public().address(), 10 * NANO_PER_VXS));
+    let chain = open(dir.path(), &genesis);
+    let root = chain.head().hash;
+    let node = Arc::new(NodeState::new(chain, 100, None));
+    let to = Address([5; 32]);
+    let (left_out, both) = {
+        let chain = node.read_chain();
+        (
+            transfer(&chain, &alice, 0, to, NANO_PER_VXS),
+            transfer(&chain, &bob, 0, to, NANO_PER_VXS),
+        )
+    };
+    let left_out_hash = node
+        .submit(&borsh::to_vec(&left_out).expect("encodes"))
+        .expect("admitted");
+    let both_hash = node
+        .submit(&borsh::to_vec(&both).expect("encodes"))
+        .expect("admitted");
+
+    // Branch A: one block with both transactions; the head, so the pool lets them go.
+    let a = node.produce_on(&root, &alice, 1_000, true).expect("a");
+    assert_eq!(a.receipts.len(), 2);
+    node.set_head(&a.hash).expect("head a");
+    assert!(!node.is_pending(&left_out_hash) && !node.is_pending(&both_hash));
+
+    // Branch B: a block with only bob's transfer, built by another node on the same root and
+    // imported here, then an empty one; the head moves there.
+    let other_dir = tempfile::tempdir().expect("tmp");
+    let mut other = open(other_dir.path(), &genesis);
+    assert_eq!(other.head().hash, root);
+    let b1 = other
+        .produce_on(&root, vec![both.clone()], &alice, 1_500)
+        .expect("b1");
+    assert_eq!(b1.receipts.len(), 1);
+    let b1 = node.execute(b1.block).expect("import b1");
+    let b2 = node.produce_on(&b1.hash, &alice, 2_000, false).expect("b2");
+    node.set_head(&b2.hash).expect("head b2");
+    assert!(
+        node.is_pending(&left_out_hash),
+        "alice's transfer, only on the branch the head left, is not back in the pool"
+    );
+    assert!(
+        !node.is_pending(&both_hash),
+        "bob's transfer, on the new branch too, is back in the pool"
+    );
+
+    // The next block on the new branch includes it.
+    let b3 = node.produce_on(&b2.hash, &alice, 2_500, true).expect("b3");
+    assert_eq!(b3.block.transactions, vec![left_out]);
+    node.set_head(&b3.hash).expect("head b3");
+    assert!(!node.is_pending(&left_out_hash));
+
+    // Extending the head takes nothing out.
+    assert!(node.read_chain().retracted_by(&b3.hash).is_empty());
+}
