@@ -432,18 +432,18 @@ impl NodeState {
                 retracted,
             )
         };
-        if retracted.is_empty() {
-            self.lock_pool().prune(&included, &[]);
-        } else {
+        {
             let chain = self.read_chain();
             let mut pool = self.lock_pool();
             pool.prune(&included, &[]);
-            let back = retracted
-                .into_iter()
-                .map(|tx| pool.admit_decoded(&chain, tx))
-                .filter(Result::is_ok)
-                .count();
-            tracing::info!(head = %rpc::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
+            if !retracted.is_empty() {
+                let back = retracted
+                    .into_iter()
+                    .map(|tx| pool.admit_decoded(&chain, tx))
+                    .filter(Result::is_ok)
+                    .count();
+                tracing::info!(head = %rpc::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
+            }
         }
         let _ = self.heads.send(header);
         self.after_block();

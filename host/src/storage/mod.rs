@@ -570,11 +570,12 @@ impl ModuleStore for DbModules {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
+    /// A state backend over a map, for the storage layers' tests.
+    pub(crate) struct Map(pub(crate) BTreeMap<Vec<u8>, Vec<u8>>);
 
     impl StateBackend for Map {
         fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {

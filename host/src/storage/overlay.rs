@@ -186,19 +186,7 @@ impl Externalities for StateOverlay<'_> {
 mod tests {
     use super::*;
 
-    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
-    impl StateBackend for Map {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.0.get(key).cloned())
-        }
-        fn next_key(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-            Ok(self
-                .0
-                .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
-                .next()
-                .map(|(k, _)| k.clone()))
-        }
-    }
+    use crate::storage::tests::Map;
 
     #[test]
     fn committed_changes_go_over_the_blocks_earlier_ones() {
