@@ -283,10 +283,14 @@ type Executed = (Vec<Result<Receipt, String>>, Changes);
 /// one worker per core. Then whole-block production (begin and end block with the fee payout,
 /// the state root, the block written to the database) one after another and on Block-STM.
 /// Checks that every way gives the same receipts and state changes.
+///
+/// Block-STM runs twice: with `run` transactions per run (`None`: sized to the block, as the
+/// node does) and with one per run (the paper's shape, every transaction its own task).
 pub fn execution(
     count: usize,
     runs: usize,
     contention: Contention,
+    run: Option<usize>,
 ) -> anyhow::Result<(Vec<Line>, crate::stm::Stats)> {
     let mut bench = BenchChain::new(count)?;
     let chain_id = bench.genesis.chain_id.clone();
@@ -305,6 +309,11 @@ pub fn execution(
     let fuel = executor.fuel.transaction;
     let db: &Db = &bench.db;
     let threads = crate::stm::default_threads();
+    let workers = crate::stm::Workers { threads, run };
+    let singles = crate::stm::Workers {
+        threads,
+        run: Some(1),
+    };
 
     let run_wasm = || -> anyhow::Result<Executed> {
         let mut overlay = StateOverlay::new(db);
@@ -369,7 +378,7 @@ pub fn execution(
             Ok(mine?)
         })
     };
-    let run_stm = || -> anyhow::Result<(Executed, crate::stm::Stats)> {
+    let run_stm = |workers| -> anyhow::Result<(Executed, crate::stm::Stats)> {
         let mut overlay = StateOverlay::new(db);
         let (outcomes, stats) = crate::stm::execute(
             &executor,
@@ -377,7 +386,7 @@ pub fn execution(
             &mut overlay,
             &calls,
             fuel,
-            threads,
+            workers,
             false,
         )?;
         let results = outcomes.into_iter().map(|o| o.result).collect();
@@ -391,6 +400,7 @@ pub fn execution(
         mut native_time,
         mut halves_time,
         mut stm_time,
+        mut singles_time,
     ] = std::array::from_fn(|_| Best::default());
     // One round first, not timed: a fresh process's first blocks are slower (Block-STM's first
     // block took 90-130 ms against 65-75 later; the allocator's heaps and the instance pool's
@@ -398,16 +408,18 @@ pub fn execution(
     run_wasm()?;
     run_native()?;
     run_halves()?;
-    run_stm()?;
+    run_stm(workers)?;
+    run_stm(singles)?;
     let mut last = None;
     for _ in 0..runs.max(1) {
         let wasm = wasm_time.time(run_wasm)?;
         let native = native_time.time(run_native)?;
         halves_time.time(run_halves)?;
-        let stm = stm_time.time(run_stm)?;
-        last = Some((wasm, native, stm));
+        let stm = stm_time.time(|| run_stm(workers))?;
+        let single = singles_time.time(|| run_stm(singles))?;
+        last = Some((wasm, native, stm, single));
     }
-    let (wasm, native, (stm, stats)) = last.expect("ran at least once");
+    let (wasm, native, (stm, stats), (single, _)) = last.expect("ran at least once");
     anyhow::ensure!(
         wasm.0.iter().all(|r| r.is_ok()),
         "a benchmark transfer was refused: {:?}",
@@ -418,7 +430,7 @@ pub fn execution(
         "the native runtime's outcome differs from the wasm runtime's"
     );
     anyhow::ensure!(
-        stm == wasm,
+        stm == wasm && single == wasm,
         "Block-STM's outcome differs from sequential execution's"
     );
 
@@ -450,8 +462,15 @@ pub fn execution(
             ),
             line("native runtime, sequential".into(), native_time.get()),
             line(
-                format!("wasm runtime, Block-STM, {threads} threads"),
+                format!(
+                    "wasm runtime, Block-STM, {threads} threads, runs of {}",
+                    stats.run
+                ),
                 stm_time.get(),
+            ),
+            line(
+                format!("wasm runtime, Block-STM, {threads} threads, runs of 1"),
+                singles_time.get(),
             ),
             line(
                 "wasm runtime, two halves on 2 threads (ceiling)".into(),

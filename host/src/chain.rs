@@ -137,7 +137,7 @@ pub struct Chain {
     last_shadow: Option<ShadowReport>,
     /// Workers for a block's transactions: 1 executes them one after another, more runs
     /// Block-STM (`stm`); the outcome is the same either way.
-    execution_threads: usize,
+    execution: crate::stm::Workers,
     /// What Block-STM did in the last block it executed (tests and benchmarks read it).
     last_stm_stats: std::sync::Mutex<Option<crate::stm::Stats>>,
 }
@@ -247,7 +247,7 @@ impl Chain {
             implemented_upgrades,
             shadow: None,
             last_shadow: None,
-            execution_threads: crate::stm::default_threads(),
+            execution: crate::stm::Workers::new(crate::stm::default_threads()),
             last_stm_stats: Default::default(),
         };
         chain.reexecute_pending()?;
@@ -1154,7 +1154,13 @@ impl Chain {
     /// How many workers execute a block's transactions (1: one after another; more: Block-STM).
     /// Blocks come out the same either way; this only changes how fast.
     pub fn set_execution_threads(&mut self, threads: usize) {
-        self.execution_threads = threads.max(1);
+        self.execution.threads = threads.max(1);
+    }
+
+    /// How many consecutive transactions a Block-STM worker takes at a time (`None`: sized to
+    /// the block, [`crate::stm::Workers::run_for`]). Blocks come out the same either way.
+    pub fn set_execution_run(&mut self, run: Option<usize>) {
+        self.execution.run = run.map(|r| r.max(1));
     }
 
     /// What Block-STM did in the last block it executed, taken (None if no block ran on it
@@ -1208,14 +1214,14 @@ impl Chain {
                 transaction,
             })
             .collect();
-        let outcomes = if self.execution_threads > 1 && calls.len() > 1 {
+        let outcomes = if self.execution.threads > 1 && calls.len() > 1 {
             let (outcomes, stats) = crate::stm::execute(
                 &self.executor,
                 runtime,
                 overlay,
                 &calls,
                 fuel.transaction,
-                self.execution_threads,
+                self.execution,
                 mode == Mode::Import,
             )?;
             if mode != Mode::Shadow {

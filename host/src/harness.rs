@@ -127,6 +127,12 @@ impl Harness {
         self.chain.set_execution_threads(threads);
     }
 
+    /// How many consecutive transactions a Block-STM worker takes at a time (`None`: sized to
+    /// the block). Blocks come out the same either way.
+    pub fn set_execution_run(&mut self, run: Option<usize>) {
+        self.chain.set_execution_run(run);
+    }
+
     /// Current height.
     pub fn height(&self) -> u64 {
         self.chain.head().height

@@ -3,23 +3,33 @@
 //!
 //! This is the algorithm of Gelashvili et al., "Block-STM: Scaling Blockchain Execution by
 //! Turning Ordering Curse to a Performance Blessing" (PPoPP 2023), as aptos-core's
-//! `block-executor` implements it, over the wasm executor:
+//! `block-executor` implements it, over the wasm executor, with one change of unit: the tasks
+//! are **runs** of consecutive transactions, not single transactions.
 //!
-//! - **Multi-version memory** (`MvMemory`): for every key, the value each transaction's latest
-//!   incarnation wrote, by transaction index. A transaction reads the write of the highest lower
-//!   index, or the block's state before the transactions ([`StateOverlay`] after `begin_block`).
-//!   When an incarnation is aborted its writes become *estimates*: a later transaction that reads
-//!   one waits for it instead of reading a value that is about to change.
-//! - **Read sets and validation**: each incarnation records where every read came from (which
-//!   transaction and incarnation, or the block's state) and the result of every `next_key`.
-//!   Validation reads them again; any difference aborts the incarnation and schedules the
-//!   transaction again with a higher incarnation number.
+//! - **Runs**: the block is cut into runs of `len` transactions ([`Workers::run_for`]: up to 16
+//!   at the node's block sizes). A worker executes a run's transactions one after another over
+//!   one view, each reading what the ones before it in the run wrote — which is what sequential
+//!   execution gives them — so only the run's reads of the runs below it are recorded and
+//!   validated, and its writes (each key's last) are recorded once. With single transactions
+//!   the bookkeeping of the paper (two scheduler states, a slot, a read set and its validation,
+//!   the shared reads every transfer makes) cost 2-4.5 µs a transfer, a quarter to a half of a
+//!   transfer's execution, on cache lines both cores kept writing; a run pays it once.
+//! - **Multi-version memory** (`MvMemory`): for every key, the value each run's latest
+//!   incarnation wrote, by run index. A run reads the write of the highest lower index, or the
+//!   block's state before the transactions ([`StateOverlay`] after `begin_block`). When an
+//!   incarnation is aborted its writes become *estimates*: a later run that reads one waits for
+//!   it instead of reading a value that is about to change.
+//! - **Read sets and validation**: each incarnation records where every read below the run came
+//!   from (which run and incarnation, or the block's state) and the result of every
+//!   `next_key`. Validation reads them again; any difference aborts the incarnation and
+//!   schedules the run again with a higher incarnation number. The reads decide the run's
+//!   outcome, because its transactions run in order on nothing else.
 //! - **The collaborative scheduler** (`Scheduler`): workers take the lowest-index task —
-//!   validating an executed transaction or executing a ready one — from two shared indices; an
-//!   abort lowers the validation index so everything above is validated again. The block is done
+//!   validating an executed run or executing a ready one — from two shared indices; an abort
+//!   lowers the validation index so everything above is validated again. The block is done
 //!   when both indices are past the end, no task is running and no index moved meanwhile; then
-//!   every transaction's last incarnation has been validated against the final writes of all
-//!   transactions below it, which is exactly sequential execution.
+//!   every run's last incarnation has been validated against the final writes of all runs below
+//!   it, which is exactly sequential execution.
 //! - **Commit**: [`execute`] returns each transaction's final outcome in block order and the
 //!   block's changes — each key's last writer's value, which is what committing the final write
 //!   sets in index order gives — merged once into the block's overlay by the caller.
@@ -31,16 +41,17 @@
 //! cache lines: a worker records only into its own part, so the lines it writes stay in its
 //! core's cache, and readers merge the parts (`next_key` merges every shard). Each part's table
 //! of the lowest writer of each key lets most reads (the parameters, the chain id, accounts no
-//! one below touches, a validated transaction's own writes) skip the shards altogether: taking
-//! even a read lock writes the lock's word, and with two workers reading the same hot keys that
-//! word would move between cores on every read.
+//! one below touches, a validated run's own writes) skip the shards altogether: taking even a
+//! read lock writes the lock's word, and with two workers reading the same hot keys that word
+//! would move between cores on every read.
 //!
 //! What this needs from the runtime: nothing. Any call may read and write any key and iterate
 //! with `next_key`; determinism comes from the validation, not from knowledge of the operations,
-//! so upgrade and governance transactions run on this path too. A transaction the runtime refuses
-//! writes nothing (as in sequential execution, where its overlay is discarded). Each incarnation
-//! starts from a fresh instance's state with the transaction's own fuel budget, so fuel, events, fees and
-//! receipts are those of the final incarnation — the sequential ones.
+//! so upgrade and governance transactions run on this path too. A transaction the runtime
+//! refuses writes nothing (as in sequential execution, where its overlay is discarded; in a run,
+//! its writes are dropped before the next transaction runs). Each transaction starts from a
+//! fresh instance's state with its own fuel budget, so fuel, events, fees and receipts are
+//! those of the final incarnation — the sequential ones.
 //!
 //! The worker pool is sized to the machine's cores and kept for the life of the process.
 
@@ -56,9 +67,10 @@ use vexidus_runtime_api::abi::{self, ApplyArgs, InvalidTransaction};
 
 /// One key's final value (`None`: deleted).
 type Change = (Vec<u8>, Option<Vec<u8>>);
-/// A transaction's position in the block.
-type TxIndex = usize;
-/// How many times a transaction has been executed before (0 for the first execution).
+/// A run's position in the block: run `r` is transactions `r * len .. (r + 1) * len` (the last
+/// run may be shorter).
+type RunIndex = usize;
+/// How many times a run has been executed before (0 for the first execution).
 type Incarnation = u32;
 
 /// What the final incarnation of one transaction gave.
@@ -85,18 +97,22 @@ pub(crate) fn classify(
     }
 }
 
-/// What parallel execution of one block did, beyond the sequential work.
+/// What parallel execution of one block did, beyond the sequential work. Counts are of
+/// transactions: a run executed, aborted or stopped counts each of its transactions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Transactions in the block.
     pub transactions: usize,
-    /// Incarnations run (`transactions` when nothing conflicted).
+    /// Transactions per run (the unit the workers take, validate and run again).
+    pub run: usize,
+    /// Transaction executions (`transactions` when nothing conflicted).
     pub executions: usize,
-    /// Validations of an incarnation's reads.
+    /// Validations of a run's reads.
     pub validations: usize,
-    /// Incarnations aborted by validation.
+    /// Transaction executions thrown away because validation aborted their run.
     pub aborts: usize,
-    /// Executions stopped at an estimate, to wait for the transaction that wrote it.
+    /// Transaction executions thrown away because their run stopped at an estimate, to wait
+    /// for the run that wrote it.
     pub waits: usize,
     /// The block conflicted so much from its start that Block-STM gave up early and the block
     /// ran one transaction after another.
@@ -106,6 +122,34 @@ pub struct Stats {
 /// The number of workers: one per core.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a block's transactions are spread over workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// Workers (at most the pool's size, one per core).
+    pub threads: usize,
+    /// Transactions per run; `None`: [`Workers::run_for`] picks it from the block's size.
+    pub run: Option<usize>,
+}
+
+impl Workers {
+    /// `threads` workers, runs sized to the block.
+    pub fn new(threads: usize) -> Self {
+        Self { threads, run: None }
+    }
+
+    /// The run length for a block of `n` transactions: about 32 runs per worker, at most 16
+    /// transactions each. A run's bookkeeping — its scheduler states, its slot, its read set's
+    /// allocation, the shared reads every transfer makes (parameters, chain id, the proposer)
+    /// and their validation — is paid once for all its transactions, and consecutive
+    /// transactions stay on one core; a longer run costs more when it conflicts (all of it runs
+    /// again) and leaves a longer tail at the block's end (a 16-transfer run is about 0.1 ms).
+    pub fn run_for(&self, n: usize) -> usize {
+        self.run
+            .unwrap_or_else(|| n / (32 * self.threads.max(1)))
+            .clamp(1, 16)
+    }
 }
 
 fn pool() -> &'static rayon::ThreadPool {
@@ -119,10 +163,10 @@ fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// Executes `txs` with Block-STM on up to `threads` workers over `overlay` (the block's state
-/// after `begin_block`), commits their changes to it and returns each transaction's final
-/// outcome, in block order. The workers' fuel is charged to this thread's meter, as sequential
-/// calls would have charged it.
+/// Executes `txs` with Block-STM on up to `workers.threads` workers over `overlay` (the
+/// block's state after `begin_block`), commits their changes to it and returns each
+/// transaction's final outcome, in block order. The workers' fuel is charged to this thread's
+/// meter, as sequential calls would have charged it.
 ///
 /// A block that conflicts from its start (one execution in three aborted or waiting, or half
 /// writing a hot key, within the first eighth of the block) is run one transaction after
@@ -133,10 +177,10 @@ pub fn execute(
     overlay: &mut StateOverlay<'_>,
     txs: &[ApplyArgs],
     fuel: u64,
-    threads: usize,
+    workers: Workers,
     stop_at_refusal: bool,
 ) -> Result<(Vec<TxOutcome>, Stats), ExecError> {
-    let (parallel, mut stats) = execute_parallel(executor, runtime, overlay, txs, fuel, threads)?;
+    let (parallel, mut stats) = execute_parallel(executor, runtime, overlay, txs, fuel, workers)?;
     match parallel {
         Some((outcomes, changes, totals)) => {
             Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
@@ -153,6 +197,11 @@ pub fn execute(
     }
 }
 
+/// The transactions of run `r` of a block of `n` in runs of `run`.
+fn run_range(r: RunIndex, run: usize, n: usize) -> std::ops::Range<usize> {
+    r * run..((r + 1) * run).min(n)
+}
+
 /// What Block-STM produced: each transaction's outcome in block order, the block's changes and
 /// what its transactions added to the block totals.
 type Finished = (Vec<TxOutcome>, Changes, Totals);
@@ -164,17 +213,20 @@ fn execute_parallel(
     base: &StateOverlay<'_>,
     txs: &[ApplyArgs],
     fuel: u64,
-    threads: usize,
+    workers: Workers,
 ) -> Result<(Option<Finished>, Stats), ExecError> {
     let n = txs.len();
-    let threads = threads.clamp(1, pool().current_num_threads());
+    let threads = workers.threads.clamp(1, pool().current_num_threads());
+    let run = workers.run_for(n);
+    let runs = n.div_ceil(run);
     let shared = Shared {
         executor,
         runtime,
         txs,
+        run,
         fuel,
-        mv: MvMemory::new(base, n, threads),
-        scheduler: Scheduler::new(n),
+        mv: MvMemory::new(base, runs, n, threads),
+        scheduler: Scheduler::new(runs),
         failure: Mutex::new(None),
         abandoned: AtomicBool::new(false),
         executions: AtomicUsize::new(0),
@@ -195,6 +247,7 @@ fn execute_parallel(
     }
     let stats = Stats {
         transactions: n,
+        run,
         executions: shared.executions.load(SeqCst),
         validations: shared.validations.load(SeqCst),
         aborts: shared.aborts.load(SeqCst),
@@ -214,22 +267,23 @@ fn execute_parallel(
         || ranges.into_iter().flatten().collect::<Changes>(),
         || {
             let mut totals = Totals::new();
-            let outcomes = last
-                .iter_mut()
-                .enumerate()
-                .map(|(i, slot)| {
-                    let last = slot.0.get_mut().unwrap_or_else(|p| p.into_inner());
-                    for (name, amount) in &last.totals {
-                        add_total(&mut totals, name, *amount);
-                    }
-                    last.outcome.take().ok_or_else(|| {
-                        ExecError::Instantiate(format!(
-                            "parallel execution ended without an outcome for transaction {i}"
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>();
-            outcomes.map(|outcomes| (outcomes, totals))
+            let mut outcomes = Vec::with_capacity(n);
+            for (r, slot) in last.iter_mut().enumerate() {
+                let last = slot.0.get_mut().unwrap_or_else(|p| p.into_inner());
+                for (name, amount) in &last.totals {
+                    add_total(&mut totals, name, *amount);
+                }
+                if last.outcomes.len() != run_range(r, run, n).len() {
+                    return Err(ExecError::Instantiate(format!(
+                        "parallel execution ended with {} outcomes for the {} transactions \
+                         of run {r}",
+                        last.outcomes.len(),
+                        run_range(r, run, n).len()
+                    )));
+                }
+                outcomes.append(&mut last.outcomes);
+            }
+            Ok((outcomes, totals))
         },
     );
     let (outcomes, totals) = gathered?;
@@ -280,7 +334,7 @@ impl Eq for Next {}
 /// it has in the merge's heap.
 struct Source {
     rest: btree_map::IntoIter<Vec<u8>, Versions>,
-    cell: Option<(TxIndex, Cell)>,
+    cell: Option<(RunIndex, Cell)>,
 }
 
 impl Source {
@@ -318,7 +372,7 @@ fn merge_range(pieces: Vec<ShardMap>) -> Vec<Change> {
         .collect();
     let mut changes = Vec::new();
     // The key being merged, its best cell so far and that cell's rank.
-    let mut best: Option<(Next, Cell, (TxIndex, Incarnation))> = None;
+    let mut best: Option<(Next, Cell, (RunIndex, Incarnation))> = None;
     while let Some(mut top) = heap.peek_mut() {
         let source = &mut sources[top.piece];
         let (writer, cell) = source
@@ -445,6 +499,8 @@ struct Shared<'a> {
     executor: &'a Executor,
     runtime: &'a Prototype,
     txs: &'a [ApplyArgs],
+    /// Transactions per run.
+    run: usize,
     fuel: u64,
     mv: MvMemory<'a>,
     scheduler: Scheduler,
@@ -460,24 +516,26 @@ struct Shared<'a> {
 }
 
 enum Task {
-    Execute(TxIndex, Incarnation),
-    Validate(TxIndex, Incarnation),
+    Execute(RunIndex, Incarnation),
+    Validate(RunIndex, Incarnation),
 }
 
 impl Shared<'_> {
     /// Whether the block conflicts so much that speculation costs more than it gains: after
-    /// the first 64 executions, one in three or more was aborted or stopped at an estimate, or
-    /// half of them wrote a key an earlier execution on the same worker wrote (a hot account:
-    /// every such transaction depends on the one before it, even when the workers happen to
-    /// take turns so neatly that few of them abort, which with the conflict count alone kept
-    /// some fully contended blocks speculating for a thousand executions or all the way).
-    /// Then extra workers leave and one finishes the block in order, which gives the same
-    /// outcome (Block-STM is correct with any number of workers) without the wasted work.
+    /// the first 64 transaction executions (and eight runs), one in three or more was aborted
+    /// or stopped at an estimate, or half of them were in runs that wrote a key an earlier run
+    /// on the same worker wrote (a hot account: every such run depends on the one before it,
+    /// even when the workers happen to take turns so neatly that few of them abort, which with
+    /// the conflict count alone kept some fully contended blocks speculating for a thousand
+    /// executions or all the way). Then extra workers leave and one finishes the block in
+    /// order, which gives the same outcome (Block-STM is correct with any number of workers)
+    /// without the wasted work.
     fn too_contended(&self) -> bool {
         let executions = self.executions.load(SeqCst);
         let conflicts = self.aborts.load(SeqCst) + self.waits.load(SeqCst);
         let shared = self.shared_writes.load(SeqCst);
-        executions >= 64 && (conflicts * 3 >= executions || shared * 2 >= executions)
+        executions >= 64.max(8 * self.run)
+            && (conflicts * 3 >= executions || shared * 2 >= executions)
     }
 
     /// A worker's loop. Once the block is too contended (checked between tasks, never while
@@ -515,61 +573,75 @@ impl Shared<'_> {
         self.scheduler.halt();
     }
 
-    /// Runs incarnation `inc` of transaction `i`; returns the follow-up task, if any.
-    fn execute(&self, i: TxIndex, inc: Incarnation, worker: usize) -> Option<Task> {
+    /// The transactions of run `r`.
+    fn run_range(&self, r: RunIndex) -> std::ops::Range<usize> {
+        run_range(r, self.run, self.txs.len())
+    }
+
+    /// Runs incarnation `inc` of run `r`: its transactions one after another over one view, each
+    /// reading what the ones before it in the run wrote, as sequential execution would; returns
+    /// the follow-up task, if any.
+    fn execute(&self, r: RunIndex, inc: Incarnation, worker: usize) -> Option<Task> {
+        let range = self.run_range(r);
         loop {
-            let mut view = View {
-                mv: &self.mv,
-                tx: i,
-                seen: BTreeMap::new(),
-                next_keys: Vec::new(),
-                writes: Changes::new(),
-                totals: Additions::new(),
-                blocked_on: None,
-            };
-            let (outcome, fuel) = Executor::metered(|| {
-                self.executor.call(
-                    self.runtime,
-                    abi::APPLY_TRANSACTION,
-                    &self.txs[i],
-                    &mut view,
-                    self.fuel,
-                )
-            });
-            self.executions.fetch_add(1, SeqCst);
+            let mut view = View::new(&self.mv, r);
+            let mut outcomes = Vec::with_capacity(range.len());
+            for args in &self.txs[range.clone()] {
+                let (outcome, fuel) = Executor::metered(|| {
+                    self.executor.call(
+                        self.runtime,
+                        abi::APPLY_TRANSACTION,
+                        args,
+                        &mut view,
+                        self.fuel,
+                    )
+                });
+                if view.blocked_on.is_some() {
+                    break;
+                }
+                let result = match classify(outcome) {
+                    Ok(result) => result,
+                    Err(e) => {
+                        self.fail(e);
+                        return None;
+                    }
+                };
+                // A refused transaction writes nothing, as its discarded overlay in sequential
+                // execution; what it read stays among the run's reads (it decided the refusal).
+                if result.is_ok() {
+                    view.commit_transaction();
+                } else {
+                    view.discard_transaction();
+                }
+                outcomes.push(TxOutcome { result, fuel });
+            }
+            let executed = outcomes.len() + usize::from(view.blocked_on.is_some());
+            self.executions.fetch_add(executed, SeqCst);
             if let Some(blocking) = view.blocked_on {
-                self.waits.fetch_add(1, SeqCst);
-                // It read an estimate: wait for that transaction to be executed again, unless
-                // it already has been (then run again at once).
-                if self.scheduler.add_dependency(i, blocking) {
+                self.waits.fetch_add(executed, SeqCst);
+                // It read an estimate: wait for that run to be executed again, unless it
+                // already has been (then run again at once).
+                if self.scheduler.add_dependency(r, blocking) {
                     return None;
                 }
                 continue;
             }
             let (reads, writes, totals) = view.into_parts();
-            let (result, writes, totals) = match classify(outcome) {
-                Ok(Ok(receipt)) => (Ok(receipt), writes, totals),
-                Ok(Err(refused)) => (Err(refused), Changes::new(), Additions::new()),
-                Err(e) => {
-                    self.fail(e);
-                    return None;
-                }
-            };
             let ran = Ran {
                 reads,
                 writes,
                 totals,
-                outcome: TxOutcome { result, fuel },
+                outcomes,
             };
-            let (wrote_new_key, shared_key) = self.mv.record(i, inc, worker, ran);
+            let (wrote_new_key, shared_key) = self.mv.record(r, inc, worker, ran);
             if shared_key {
-                self.shared_writes.fetch_add(1, SeqCst);
+                self.shared_writes.fetch_add(range.len(), SeqCst);
             }
-            return self.scheduler.finish_execution(i, inc, wrote_new_key);
+            return self.scheduler.finish_execution(r, inc, wrote_new_key);
         }
     }
 
-    fn validate(&self, i: TxIndex, inc: Incarnation) -> Option<Task> {
+    fn validate(&self, i: RunIndex, inc: Incarnation) -> Option<Task> {
         self.validations.fetch_add(1, SeqCst);
         let valid = match self.mv.validate(i) {
             Ok(v) => v,
@@ -583,7 +655,7 @@ impl Shared<'_> {
         };
         let aborted = !valid && self.scheduler.try_validation_abort(i, inc);
         if aborted {
-            self.aborts.fetch_add(1, SeqCst);
+            self.aborts.fetch_add(self.run_range(i).len(), SeqCst);
             self.mv.convert_writes_to_estimates(i);
         }
         self.scheduler.finish_validation(i, aborted)
@@ -612,7 +684,7 @@ enum Origin {
     /// The block's state before its transactions.
     Base,
     /// The write of this transaction's incarnation.
-    Version(TxIndex, Incarnation),
+    Version(RunIndex, Incarnation),
 }
 
 /// One read an incarnation made below its own writes.
@@ -625,7 +697,7 @@ enum Read {
 enum Lookup {
     Found(Origin, Option<Vec<u8>>),
     /// The value is an estimate of this (aborted) transaction's write.
-    Blocked(TxIndex),
+    Blocked(RunIndex),
 }
 
 /// Versions of one key in one worker's part: the cell each transaction's last incarnation left
@@ -633,45 +705,45 @@ enum Lookup {
 /// inline: no allocation to record it and none to free; appended near the end (execution runs
 /// roughly in index order).
 #[derive(Default)]
-struct Versions(SmallVec<[(TxIndex, Cell); 1]>);
+struct Versions(SmallVec<[(RunIndex, Cell); 1]>);
 
 impl Versions {
-    /// The cell transaction `tx` reads: the highest lower writer's.
-    fn visible(&self, tx: TxIndex) -> Option<(TxIndex, &Cell)> {
-        let below = self.0.partition_point(|(w, _)| *w < tx);
+    /// The cell run `run` reads: the highest lower writer's.
+    fn visible(&self, run: RunIndex) -> Option<(RunIndex, &Cell)> {
+        let below = self.0.partition_point(|(w, _)| *w < run);
         below.checked_sub(1).map(|i| (self.0[i].0, &self.0[i].1))
     }
 
-    fn slot(&mut self, tx: TxIndex) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&tx, |(w, _)| *w)
+    fn slot(&mut self, run: RunIndex) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&run, |(w, _)| *w)
     }
 
-    fn insert(&mut self, tx: TxIndex, cell: Cell) {
-        match self.slot(tx) {
+    fn insert(&mut self, run: RunIndex, cell: Cell) {
+        match self.slot(run) {
             Ok(i) => self.0[i].1 = cell,
-            Err(i) => self.0.insert(i, (tx, cell)),
+            Err(i) => self.0.insert(i, (run, cell)),
         }
     }
 
-    fn remove(&mut self, tx: TxIndex) {
-        if let Ok(i) = self.slot(tx) {
+    fn remove(&mut self, run: RunIndex) {
+        if let Ok(i) = self.slot(run) {
             self.0.remove(i);
         }
     }
 
-    fn get_mut(&mut self, tx: TxIndex) -> Option<&mut Cell> {
-        self.slot(tx).ok().map(|i| &mut self.0[i].1)
+    fn get_mut(&mut self, run: RunIndex) -> Option<&mut Cell> {
+        self.slot(run).ok().map(|i| &mut self.0[i].1)
     }
 
     /// The last writer and its cell, when all is done.
-    fn last(mut self) -> Option<(TxIndex, Cell)> {
+    fn last(mut self) -> Option<(RunIndex, Cell)> {
         self.0.pop()
     }
 }
 
 /// Which of two cells of one key a reader sees: the higher writer's, and of two cells of one
 /// writer (in two parts, while `record` moves a transaction's writes), the later incarnation's.
-fn rank(writer: TxIndex, cell: &Cell) -> (TxIndex, Incarnation) {
+fn rank(writer: RunIndex, cell: &Cell) -> (RunIndex, Incarnation) {
     (writer, cell.incarnation())
 }
 
@@ -707,30 +779,32 @@ struct MvMemory<'a> {
     last: Vec<LastSlot>,
 }
 
-/// What one incarnation did.
+/// What one incarnation of a run did.
 struct Ran {
+    /// Its reads below the run (what its transactions read of one another is not among them).
     reads: Vec<Read>,
+    /// Its included transactions' writes, each key's last.
     writes: Changes,
-    /// Its additions to the block totals.
+    /// Its included transactions' additions to the block totals.
     totals: Additions,
-    outcome: TxOutcome,
+    /// Each transaction's outcome, in order.
+    outcomes: Vec<TxOutcome>,
 }
 
-/// What a transaction's last incarnation left: the part it recorded into, the keys it wrote,
-/// its reads, its additions to the block totals and its outcome.
+/// What a run's last incarnation left: the part it recorded into, the keys it wrote, its
+/// reads, its additions to the block totals and its transactions' outcomes.
 #[derive(Default)]
 struct Last {
     part: usize,
     writes: Vec<Vec<u8>>,
     reads: Vec<Read>,
     totals: Additions,
-    outcome: Option<TxOutcome>,
+    outcomes: Vec<TxOutcome>,
 }
 
-/// One transaction's [`Last`], under one lock, alone on its cache line: neighbouring
-/// transactions run on different workers, and with separate arrays of locks packed two or three
-/// to a line (writes, reads, outcomes) each record took three locks whose lines the other core
-/// had just written.
+/// One run's [`Last`], under one lock, alone on its cache line: neighbouring runs run on
+/// different workers, and with separate arrays of locks packed two or three to a line (writes,
+/// reads, outcomes) each record took three locks whose lines the other core had just written.
 #[repr(align(64))]
 #[derive(Default)]
 struct LastSlot(Mutex<Last>);
@@ -740,7 +814,7 @@ struct LastSlot(Mutex<Last>);
 enum Presence {
     Exists,
     Deleted,
-    Estimate(TxIndex),
+    Estimate(RunIndex),
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -772,12 +846,12 @@ fn shard_of(hash: u64) -> usize {
     (hash % SHARDS as u64) as usize
 }
 
-/// The lowest transaction that may have written each key into one part: a table of buckets,
-/// each holding the lowest index of a transaction whose write hashed there (two buckets per
-/// key, in one cache line). A key both of whose buckets hold only writers at or above `tx` was
-/// written into this part by no transaction below `tx`, so `tx` does not look for it there:
-/// the parameters and chain id no one writes, an account only higher transactions wrote, and,
-/// when validating a transaction, the keys it wrote itself (a Bloom filter of written keys, the
+/// The lowest run that may have written each key into one part: a table of buckets, each
+/// holding the lowest index of a run whose write hashed there (two buckets per key, in one
+/// cache line). A key both of whose buckets hold only writers at or above `run` was written
+/// into this part by no run below `run`, so `run` does not look for it there: the parameters
+/// and chain id no one writes, an account only higher runs wrote, and, when validating a run,
+/// the keys it wrote itself (a Bloom filter of written keys, the
 /// predecessor, sent those to the shards). Buckets only ever move down (to a lower writer), so
 /// a stale bucket errs on the side of a shard lookup. A bucket is lowered before the key goes
 /// into its shard, and a reader that missed a concurrent update is no different from one that
@@ -793,13 +867,14 @@ struct LowestWriters {
 }
 
 impl LowestWriters {
-    /// A table for one of `parts` parts of a block of `n` transactions: about four buckets per
-    /// written key at three keys a transaction (a reader near the end of the block looks into a
-    /// shard for about one key in seven needlessly), at least 16 Ki buckets. Small enough to
-    /// stay in the allocator's reused pages: a table of megabytes came fresh from the kernel
-    /// for every block, and zeroing its pages cost more than the lookups it saved.
-    fn new(n: usize, parts: usize) -> Self {
-        let buckets = (n.saturating_mul(12) / parts.max(1))
+    /// A table for one of `parts` parts of a block of `n` runs and `txs` transactions: about
+    /// four buckets per written key at three keys a transaction (a reader near the end of the
+    /// block looks into a shard for about one key in seven needlessly), at least 16 Ki buckets.
+    /// Small enough to stay in the allocator's reused pages: a table of megabytes came fresh
+    /// from the kernel for every block, and zeroing its pages cost more than the lookups it
+    /// saved.
+    fn new(n: usize, txs: usize, parts: usize) -> Self {
+        let buckets = (txs.saturating_mul(12) / parts.max(1))
             .clamp(1 << 14, 1 << 26)
             .next_power_of_two();
         Self {
@@ -822,7 +897,7 @@ impl LowestWriters {
         ]
     }
 
-    fn insert(&self, hash: u64, writer: TxIndex) {
+    fn insert(&self, hash: u64, writer: RunIndex) {
         let mark = (self.n - writer) as u32;
         for b in self.buckets(hash) {
             // Most keys are new; a bucket that already holds a lower writer needs no write.
@@ -832,15 +907,16 @@ impl LowestWriters {
         }
     }
 
-    /// Whether a transaction below `tx` may have written the key.
-    fn may_have_writer_below(&self, hash: u64, tx: TxIndex) -> bool {
-        let below = (self.n - tx) as u32;
+    /// Whether a run below `run` may have written the key.
+    fn may_have_writer_below(&self, hash: u64, run: RunIndex) -> bool {
+        let below = (self.n - run) as u32;
         self.buckets(hash).iter().all(|b| b.load(SeqCst) > below)
     }
 }
 
 impl<'a> MvMemory<'a> {
-    fn new(base: &'a StateOverlay<'a>, n: usize, parts: usize) -> Self {
+    /// The memory of a block of `n` runs and `txs` transactions, in `parts` parts.
+    fn new(base: &'a StateOverlay<'a>, n: usize, txs: usize, parts: usize) -> Self {
         Self {
             base,
             parts: (0..parts.max(1))
@@ -848,7 +924,7 @@ impl<'a> MvMemory<'a> {
                     shards: (0..SHARDS)
                         .map(|_| Shard(RwLock::new(BTreeMap::new())))
                         .collect(),
-                    lowest_writers: LowestWriters::new(n, parts),
+                    lowest_writers: LowestWriters::new(n, txs, parts),
                 })
                 .collect(),
             last: (0..n).map(|_| LastSlot::default()).collect(),
@@ -859,17 +935,17 @@ impl<'a> MvMemory<'a> {
         &self.parts[part].shards[shard_of(key_hash(key))].0
     }
 
-    /// `f` of the cell of `key` that transaction `tx` reads, with its writer: of every part
-    /// that may hold a write below `tx`, the best-ranked visible cell.
-    fn visible<R>(&self, key: &[u8], tx: TxIndex, f: impl Fn(TxIndex, &Cell) -> R) -> Option<R> {
+    /// `f` of the cell of `key` that run `run` reads, with its writer: of every part
+    /// that may hold a write below `run`, the best-ranked visible cell.
+    fn visible<R>(&self, key: &[u8], run: RunIndex, f: impl Fn(RunIndex, &Cell) -> R) -> Option<R> {
         let hash = key_hash(key);
-        let mut best: Option<((TxIndex, Incarnation), R)> = None;
+        let mut best: Option<((RunIndex, Incarnation), R)> = None;
         for part in &self.parts {
-            if !part.lowest_writers.may_have_writer_below(hash, tx) {
+            if !part.lowest_writers.may_have_writer_below(hash, run) {
                 continue;
             }
             let shard = read_lock(&part.shards[shard_of(hash)].0);
-            if let Some((writer, cell)) = shard.get(key).and_then(|v| v.visible(tx))
+            if let Some((writer, cell)) = shard.get(key).and_then(|v| v.visible(run))
                 && best.as_ref().is_none_or(|(r, _)| rank(writer, cell) > *r)
             {
                 best = Some((rank(writer, cell), f(writer, cell)));
@@ -878,9 +954,9 @@ impl<'a> MvMemory<'a> {
         best.map(|(_, r)| r)
     }
 
-    /// The value of `key` as transaction `tx` sees it.
-    fn get(&self, key: &[u8], tx: TxIndex) -> Result<Lookup, String> {
-        let found = self.visible(key, tx, |writer, cell| match cell {
+    /// The value of `key` as run `run` sees it.
+    fn get(&self, key: &[u8], run: RunIndex) -> Result<Lookup, String> {
+        let found = self.visible(key, run, |writer, cell| match cell {
             Cell::Written(inc, value) => {
                 Lookup::Found(Origin::Version(writer, *inc), value.clone())
             }
@@ -892,10 +968,10 @@ impl<'a> MvMemory<'a> {
         }
     }
 
-    /// Where transaction `tx` would read `key` from now (no value: validation compares origins,
+    /// Where run `run` would read `key` from now (no value: validation compares origins,
     /// and a read of the block's state cannot have changed).
-    fn origin(&self, key: &[u8], tx: TxIndex) -> Result<Origin, TxIndex> {
-        match self.visible(key, tx, |writer, cell| match cell {
+    fn origin(&self, key: &[u8], run: RunIndex) -> Result<Origin, RunIndex> {
+        match self.visible(key, run, |writer, cell| match cell {
             Cell::Written(inc, _) => Ok(Origin::Version(writer, *inc)),
             Cell::Estimate(_) => Err(writer),
         }) {
@@ -904,17 +980,17 @@ impl<'a> MvMemory<'a> {
         }
     }
 
-    /// The first key after `after` that a transaction below `tx` wrote, and what it holds.
-    fn next_written(&self, after: &[u8], tx: TxIndex) -> Option<(Vec<u8>, Presence)> {
+    /// The first key after `after` that a run below `run` wrote, and what it holds.
+    fn next_written(&self, after: &[u8], run: RunIndex) -> Option<(Vec<u8>, Presence)> {
         // The first visible key of every shard of every part; a key in several parts is the
         // first in each of them when it is the first overall, so its best cell is among these.
-        let mut best: Option<(Vec<u8>, (TxIndex, Incarnation), Presence)> = None;
+        let mut best: Option<(Vec<u8>, (RunIndex, Incarnation), Presence)> = None;
         for shard in self.parts.iter().flat_map(|p| &p.shards) {
             let shard = read_lock(&shard.0);
             let found = shard
                 .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
                 .find_map(|(k, versions)| {
-                    versions.visible(tx).map(|(writer, cell)| {
+                    versions.visible(run).map(|(writer, cell)| {
                         let presence = match cell {
                             Cell::Written(_, Some(_)) => Presence::Exists,
                             Cell::Written(_, None) => Presence::Deleted,
@@ -934,17 +1010,17 @@ impl<'a> MvMemory<'a> {
         best.map(|(k, _, presence)| (k, presence))
     }
 
-    /// The first key after `from` that exists as transaction `tx` sees the state, or the
+    /// The first key after `from` that exists as run `run` sees the state, or the
     /// transaction whose estimate decides it.
     fn next_key(
         &self,
         from: &[u8],
-        tx: TxIndex,
-    ) -> Result<Result<Option<Vec<u8>>, TxIndex>, String> {
+        run: RunIndex,
+    ) -> Result<Result<Option<Vec<u8>>, RunIndex>, String> {
         let mut in_base = self.base.read_next_key(from)?;
         let mut cursor = from.to_vec();
         loop {
-            let Some((k, presence)) = self.next_written(&cursor, tx) else {
+            let Some((k, presence)) = self.next_written(&cursor, run) else {
                 return Ok(Ok(in_base));
             };
             if in_base.as_ref().is_some_and(|b| *b < k) {
@@ -954,7 +1030,7 @@ impl<'a> MvMemory<'a> {
                 Presence::Estimate(writer) => return Ok(Err(writer)),
                 Presence::Exists => return Ok(Ok(Some(k))),
                 Presence::Deleted => {
-                    // Deleted below `tx`: skip it in both sources.
+                    // Deleted below `run`: skip it in both sources.
                     if in_base.as_ref() == Some(&k) {
                         in_base = self.base.read_next_key(&k)?;
                     }
@@ -974,14 +1050,14 @@ impl<'a> MvMemory<'a> {
     /// previous incarnation ran on another worker, its cells are in another part; the new ones
     /// go into this worker's part first and the old ones are removed after, and for the moment
     /// both are there a reader takes the later incarnation's ([`rank`]).
-    fn record(&self, tx: TxIndex, inc: Incarnation, part: usize, ran: Ran) -> (bool, bool) {
+    fn record(&self, run: RunIndex, inc: Incarnation, part: usize, ran: Ran) -> (bool, bool) {
         let Ran {
             reads,
             writes,
             totals,
-            outcome,
+            outcomes,
         } = ran;
-        let mut last = lock(&self.last[tx].0);
+        let mut last = lock(&self.last[run].0);
         let previous_part = std::mem::replace(&mut last.part, part);
         let previous = std::mem::replace(&mut last.writes, writes.keys().cloned().collect());
         let wrote_new_key = writes.keys().any(|k| previous.binary_search(k).is_err());
@@ -993,31 +1069,31 @@ impl<'a> MvMemory<'a> {
         let mut shared_key = false;
         for (k, v) in writes {
             let hash = key_hash(&k);
-            own.lowest_writers.insert(hash, tx);
+            own.lowest_writers.insert(hash, run);
             let mut shard = write_lock(&own.shards[shard_of(hash)].0);
             let versions = shard.entry(k).or_default();
-            versions.insert(tx, Cell::Written(inc, v));
+            versions.insert(run, Cell::Written(inc, v));
             shared_key |= versions.0.len() > 1;
         }
         for k in stale {
             if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(&k) {
-                versions.remove(tx);
+                versions.remove(run);
             }
         }
         last.reads = reads;
         last.totals = totals;
-        last.outcome = Some(outcome);
+        last.outcomes = outcomes;
         (wrote_new_key, shared_key)
     }
 
-    /// Whether every read of `tx`'s last incarnation would read the same now.
-    fn validate(&self, tx: TxIndex) -> Result<bool, String> {
-        let last = lock(&self.last[tx].0);
+    /// Whether every read of `run`'s last incarnation would read the same now.
+    fn validate(&self, run: RunIndex) -> Result<bool, String> {
+        let last = lock(&self.last[run].0);
         for read in &last.reads {
             let same = match read {
-                Read::Get(key, origin) => self.origin(key, tx) == Ok(*origin),
+                Read::Get(key, origin) => self.origin(key, run) == Ok(*origin),
                 Read::NextKey(from, result) => {
-                    matches!(self.next_key(from, tx)?, Ok(now) if now == *result)
+                    matches!(self.next_key(from, run)?, Ok(now) if now == *result)
                 }
             };
             if !same {
@@ -1027,12 +1103,12 @@ impl<'a> MvMemory<'a> {
         Ok(true)
     }
 
-    fn convert_writes_to_estimates(&self, tx: TxIndex) {
-        let last = lock(&self.last[tx].0);
+    fn convert_writes_to_estimates(&self, run: RunIndex) {
+        let last = lock(&self.last[run].0);
         for k in &last.writes {
             if let Some(cell) = write_lock(self.shard(last.part, k))
                 .get_mut(k)
-                .and_then(|v| v.get_mut(tx))
+                .and_then(|v| v.get_mut(run))
             {
                 *cell = Cell::Estimate(cell.incarnation());
             }
@@ -1040,26 +1116,69 @@ impl<'a> MvMemory<'a> {
     }
 }
 
-/// Storage as one incarnation sees it: its own writes over the multi-version memory.
+/// Storage as one incarnation of a run sees it: the transaction's own writes over those of the
+/// run's transactions before it, over the multi-version memory (the runs below).
 struct View<'m, 'a> {
     mv: &'m MvMemory<'a>,
-    tx: TxIndex,
+    run: RunIndex,
     /// What this incarnation read from the multi-version memory, by key: where it came from and
     /// the value. A key read again gives the same value without going back to the shared
     /// memory (whose locks and nodes the other workers keep writing): the incarnation sees one
     /// snapshot per key, and validation checks where the first read came from, which decides
     /// both.
     seen: BTreeMap<Vec<u8>, (Origin, Option<Vec<u8>>)>,
-    /// The results of `next_key` below this incarnation's writes, in order.
+    /// The results of `next_key` below the run's writes, in order.
     next_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// What the run's included transactions so far wrote.
+    run_writes: Changes,
+    /// What they added to the block totals: nothing reads them before the block ends, so they
+    /// are neither read nor validated, only summed at the end.
+    run_totals: Additions,
+    /// The transaction being executed: its writes and additions, until it is included or
+    /// refused.
     writes: Changes,
-    /// Additions to the block totals: nothing reads them before the block ends, so they are
-    /// neither read nor validated, only summed at the end.
     totals: Additions,
-    blocked_on: Option<TxIndex>,
+    blocked_on: Option<RunIndex>,
+}
+
+impl<'m, 'a> View<'m, 'a> {
+    fn new(mv: &'m MvMemory<'a>, run: RunIndex) -> Self {
+        Self {
+            mv,
+            run,
+            seen: BTreeMap::new(),
+            next_keys: Vec::new(),
+            run_writes: Changes::new(),
+            run_totals: Additions::new(),
+            writes: Changes::new(),
+            totals: Additions::new(),
+            blocked_on: None,
+        }
+    }
 }
 
 impl View<'_, '_> {
+    /// The transaction is included: its writes and additions join the run's.
+    fn commit_transaction(&mut self) {
+        // One by one: `BTreeMap::append` rebuilds the whole run's map each time.
+        for (key, value) in std::mem::take(&mut self.writes) {
+            self.run_writes.insert(key, value);
+        }
+        self.run_totals.append(&mut self.totals);
+    }
+
+    /// The transaction is refused: its writes and additions are dropped.
+    fn discard_transaction(&mut self) {
+        self.writes.clear();
+        self.totals.clear();
+    }
+
+    /// What the transaction and the run before it wrote to `key`, if anything (`Some(None)`:
+    /// deleted).
+    fn local(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.writes.get(key).or_else(|| self.run_writes.get(key))
+    }
+
     /// The reads to validate (the keys move; the values are not needed), the writes and the
     /// additions to totals.
     fn into_parts(self) -> (Vec<Read>, Changes, Additions) {
@@ -1073,17 +1192,17 @@ impl View<'_, '_> {
                     .map(|(from, next)| Read::NextKey(from, next)),
             )
             .collect();
-        (reads, self.writes, self.totals)
+        (reads, self.run_writes, self.run_totals)
     }
 
-    fn blocked(&mut self, writer: TxIndex) -> String {
+    fn blocked(&mut self, writer: RunIndex) -> String {
         self.blocked_on = Some(writer);
-        format!("transaction {} waits for transaction {writer}", self.tx)
+        format!("run {} waits for run {writer}", self.run)
     }
 
-    /// The next key below this incarnation's own writes, recorded.
+    /// The next key below the run's writes, recorded.
     fn shared_next_key(&mut self, from: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        match self.mv.next_key(from, self.tx)? {
+        match self.mv.next_key(from, self.run)? {
             Ok(next) => {
                 self.next_keys.push((from.to_vec(), next.clone()));
                 Ok(next)
@@ -1096,13 +1215,12 @@ impl View<'_, '_> {
 impl Externalities for View<'_, '_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if let Some(v) = self
-            .writes
-            .get(key)
+            .local(key)
             .or_else(|| self.seen.get(key).map(|(_, v)| v))
         {
             return Ok(v.clone());
         }
-        match self.mv.get(key, self.tx)? {
+        match self.mv.get(key, self.run)? {
             Lookup::Found(origin, value) => {
                 self.seen.insert(key.to_vec(), (origin, value.clone()));
                 Ok(value)
@@ -1123,16 +1241,25 @@ impl Externalities for View<'_, '_> {
         let mut cursor = key.to_vec();
         let below = loop {
             match self.shared_next_key(&cursor)? {
-                Some(k) if matches!(self.writes.get(&k), Some(None)) => cursor = k,
+                Some(k) if matches!(self.local(&k), Some(None)) => cursor = k,
                 other => break other,
             }
         };
+        let after = (Bound::Excluded(key), Bound::Unbounded);
+        // The first key the transaction set, and the first the run set that the transaction
+        // has not deleted.
         let own = self
             .writes
-            .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+            .range::<[u8], _>(after)
             .find(|(_, v)| v.is_some())
-            .map(|(k, _)| k.clone());
-        Ok([below, own].into_iter().flatten().min())
+            .map(|(k, _)| k);
+        let run = self
+            .run_writes
+            .range::<[u8], _>(after)
+            .find(|(k, v)| v.is_some() && !matches!(self.writes.get(*k), Some(None)))
+            .map(|(k, _)| k);
+        let local = [own, run].into_iter().flatten().min().cloned();
+        Ok([below, local].into_iter().flatten().min())
     }
 
     fn add_to_total(&mut self, name: &[u8], amount: u128) -> Result<(), String> {
@@ -1157,7 +1284,7 @@ enum Status {
 #[repr(align(64))]
 struct TxSchedule {
     status: Mutex<(Incarnation, Status)>,
-    dependents: Mutex<Vec<TxIndex>>,
+    dependents: Mutex<Vec<RunIndex>>,
 }
 
 /// The collaborative scheduler of Block-STM (the paper's Algorithm 4 and 5).
@@ -1211,18 +1338,18 @@ impl Scheduler {
         }
     }
 
-    fn decrease_execution_idx(&self, to: TxIndex) {
+    fn decrease_execution_idx(&self, to: RunIndex) {
         self.execution_idx.fetch_min(to, SeqCst);
         self.decrease_cnt.fetch_add(1, SeqCst);
     }
 
-    fn decrease_validation_idx(&self, to: TxIndex) {
+    fn decrease_validation_idx(&self, to: RunIndex) {
         self.validation_idx.fetch_min(to, SeqCst);
         self.decrease_cnt.fetch_add(1, SeqCst);
     }
 
     /// Ready → executing; the incarnation to run.
-    fn try_incarnate(&self, i: TxIndex) -> Option<Incarnation> {
+    fn try_incarnate(&self, i: RunIndex) -> Option<Incarnation> {
         if i >= self.n {
             return None;
         }
@@ -1278,7 +1405,7 @@ impl Scheduler {
 
     /// `i` read an estimate of `blocking`: park it until `blocking` is executed again. False
     /// when `blocking` has been executed meanwhile (then `i` runs again at once).
-    fn add_dependency(&self, i: TxIndex, blocking: TxIndex) -> bool {
+    fn add_dependency(&self, i: RunIndex, blocking: RunIndex) -> bool {
         {
             let mut deps = lock(&self.slots[blocking].dependents);
             if lock(&self.slots[blocking].status).1 == Status::Executed {
@@ -1292,13 +1419,13 @@ impl Scheduler {
     }
 
     /// Aborting(k) → ReadyToExecute(k + 1).
-    fn set_ready(&self, i: TxIndex) {
+    fn set_ready(&self, i: RunIndex) {
         let mut s = lock(&self.slots[i].status);
         debug_assert_eq!(s.1, Status::Aborting);
         *s = (s.0 + 1, Status::ReadyToExecute);
     }
 
-    fn finish_execution(&self, i: TxIndex, inc: Incarnation, wrote_new_key: bool) -> Option<Task> {
+    fn finish_execution(&self, i: RunIndex, inc: Incarnation, wrote_new_key: bool) -> Option<Task> {
         lock(&self.slots[i].status).1 = Status::Executed;
         let waiting = std::mem::take(&mut *lock(&self.slots[i].dependents));
         if let Some(&lowest) = waiting.iter().min() {
@@ -1320,7 +1447,7 @@ impl Scheduler {
     }
 
     /// Executed(inc) → Aborting(inc), unless another validation got there first.
-    fn try_validation_abort(&self, i: TxIndex, inc: Incarnation) -> bool {
+    fn try_validation_abort(&self, i: RunIndex, inc: Incarnation) -> bool {
         let mut s = lock(&self.slots[i].status);
         if *s == (inc, Status::Executed) {
             s.1 = Status::Aborting;
@@ -1330,7 +1457,7 @@ impl Scheduler {
         }
     }
 
-    fn finish_validation(&self, i: TxIndex, aborted: bool) -> Option<Task> {
+    fn finish_validation(&self, i: RunIndex, aborted: bool) -> Option<Task> {
         if aborted {
             self.set_ready(i);
             self.decrease_validation_idx(i + 1);
@@ -1364,6 +1491,80 @@ mod tests {
         }
     }
 
+    /// A run's view: each transaction reads what the run's earlier included transactions wrote,
+    /// a refused one's writes are gone before the next runs, `next_key` merges the run's writes
+    /// and the transaction's over the state, and only reads of the state are recorded. (The
+    /// genesis runtime refuses a transaction before it writes anything, so the property test
+    /// cannot tell a leaked refusal; this can.)
+    #[test]
+    fn a_runs_transactions_see_the_included_ones_before_them() -> Result<(), String> {
+        use crate::executor::Externalities;
+        let backend = crate::storage::tests::Map(BTreeMap::from([
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"c".to_vec(), b"3".to_vec()),
+            (b"e".to_vec(), b"5".to_vec()),
+        ]));
+        let base = StateOverlay::new(&backend);
+        let mv = MvMemory::new(&base, 1, 4, 1);
+        let mut view = View::new(&mv, 0);
+        let v = |s: &str| Some(s.as_bytes().to_vec());
+
+        // Included: deletes a, writes b.
+        view.remove(b"a");
+        view.set(b"b", b"2");
+        view.add_to_total(b"fees", 7)?;
+        view.commit_transaction();
+        // Refused after writing: nothing of it may stay.
+        view.set(b"d", b"4");
+        view.remove(b"c");
+        view.set(b"b", b"refused");
+        view.add_to_total(b"fees", 1_000)?;
+        view.discard_transaction();
+
+        assert_eq!(view.get(b"a")?, None);
+        assert_eq!(view.get(b"b")?, v("2"));
+        assert_eq!(view.get(b"c")?, v("3"));
+        assert_eq!(view.get(b"d")?, None);
+        assert_eq!(view.next_key(b"")?, v("b"));
+        assert_eq!(view.next_key(b"b")?, v("c"));
+        // This transaction re-creates a, deletes the run's b and the state's e.
+        view.set(b"a", b"again");
+        view.remove(b"b");
+        view.remove(b"e");
+        assert_eq!(view.next_key(b"")?, v("a"));
+        assert_eq!(view.next_key(b"a")?, v("c"));
+        assert_eq!(view.next_key(b"c")?, None);
+        view.commit_transaction();
+
+        let (reads, writes, totals) = view.into_parts();
+        assert_eq!(
+            writes,
+            Changes::from([
+                (b"a".to_vec(), v("again")),
+                (b"b".to_vec(), None),
+                (b"e".to_vec(), None),
+            ])
+        );
+        assert_eq!(totals.len(), 1, "the refused transaction's addition stayed");
+        assert_eq!(totals[0].1, 7);
+        // Only what came from below the run: c and d read from the state (a and b were the
+        // run's own when read), and the next-key walks over the state.
+        let gets: Vec<&[u8]> = reads
+            .iter()
+            .filter_map(|r| match r {
+                Read::Get(k, Origin::Base) => Some(k.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gets, [b"c".as_slice(), b"d"]);
+        assert!(
+            reads
+                .iter()
+                .all(|r| matches!(r, Read::Get(_, Origin::Base) | Read::NextKey(..)))
+        );
+        Ok(())
+    }
+
     #[test]
     fn final_changes_hold_each_keys_last_write_once() {
         const PARTS: usize = 3;
@@ -1374,7 +1575,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let put = |part: usize, k: &[u8], writer: TxIndex, cell: Cell| {
+        let put = |part: usize, k: &[u8], writer: RunIndex, cell: Cell| {
             write_lock(&parts[part][shard_of(key_hash(k))].0)
                 .entry(k.to_vec())
                 .or_default()
@@ -1387,7 +1588,7 @@ mod tests {
             let value = (i % 7 != 0).then(|| i.to_le_bytes().to_vec());
             // Later writers of a key come later (the key shapes repeat), each on some worker;
             // the highest writer's value is the change, whichever part holds it.
-            let writer = 2 * i as TxIndex;
+            let writer = 2 * i as RunIndex;
             let part = blake3::hash(&i.to_be_bytes()).as_bytes()[0] as usize % PARTS;
             if i % 11 == 0 {
                 // Caught between parts (`record` moving a re-executed transaction): the

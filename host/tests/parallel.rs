@@ -2,8 +2,9 @@
 //! amounts, hot accounts, overdrafts, stale and future nonces, too little gas, staking and
 //! governance operations — are produced by a chain executing one transaction after another and
 //! by chains running Block-STM, and must come out as the same blocks (same state root, receipts
-//! root and transaction list), with the same receipts, events, refusals and fuel. A third chain
-//! imports the sequential chain's blocks on the parallel path.
+//! root and transaction list), with the same receipts, events, refusals and fuel, whether each
+//! worker takes one transaction at a time or runs of consecutive ones. Another chain imports the
+//! sequential chain's blocks on the parallel path.
 //!
 //! Real wasm runtime in wasmtime, real RocksDB in temporary directories. `VEXIDUS_STM_SEEDS=N`
 //! runs more seeds.
@@ -88,6 +89,14 @@ fn harness(w: &World, threads: usize) -> Harness {
     )
     .expect("harness");
     h.set_execution_threads(threads);
+    h
+}
+
+/// A harness whose Block-STM workers take runs of `run` consecutive transactions: the random
+/// blocks are too small for the node's own run length to exceed one.
+fn harness_with_runs(w: &World, threads: usize, run: usize) -> Harness {
+    let mut h = harness(w, threads);
+    h.set_execution_run(Some(run));
     h
 }
 
@@ -232,13 +241,14 @@ fn run_seed(seed: u64) -> (usize, usize) {
     let mut rng = Rng(seed ^ 0xD1CE);
     let mut sequential = harness(&w, 1);
     let mut parallel = harness(&w, 2);
+    let mut in_runs = harness_with_runs(&w, 2, [2, 3, 5, 16][seed as usize % 4]);
     let mut oversubscribed = harness(&w, 8);
-    let mut importer = harness(&w, 2);
+    let mut importer = harness_with_runs(&w, 2, 4);
     let (mut included, mut aborts) = (0, 0);
     for _ in 0..5 {
         let txs = random_block(&mut rng, &w, &sequential);
         let (s, s_fuel) = produce(&mut sequential, &w, txs.clone());
-        for h in [&mut parallel, &mut oversubscribed] {
+        for h in [&mut parallel, &mut in_runs, &mut oversubscribed] {
             let (p, p_fuel) = produce(h, &w, txs.clone());
             let context = format!("seed {} height {}", w.seed, s.block.header.height);
             assert_eq!(p.receipts, s.receipts, "{context}: receipts");

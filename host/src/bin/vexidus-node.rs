@@ -117,6 +117,9 @@ enum BenchCmd {
         /// Timed rounds (after one untimed warm-up round); each way's best is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Transactions per Block-STM run (default: sized to the block, as the node does).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        run: Option<u64>,
     },
     /// Admission: the pool's check of incoming transfers against the head state, on a finalized
     /// head vs a head with full blocks waiting for finality above it.
@@ -260,7 +263,9 @@ fn main() {
                 )
             })
         }
-        Some(Command::Bench(BenchCmd::Execution { txs, runs })) => bench_execution(txs, runs),
+        Some(Command::Bench(BenchCmd::Execution { txs, runs, run })) => {
+            bench_execution(txs, runs, run.map(|r| r as usize))
+        }
         Some(Command::Bench(BenchCmd::Admission {
             pending,
             block_txs,
@@ -280,7 +285,7 @@ fn main() {
     }
 }
 
-fn bench_execution(txs: usize, runs: usize) -> anyhow::Result<()> {
+fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Result<()> {
     use vexidus_host::bench::{Contention, execution, print_table};
     for (contention, what) in [
         (
@@ -292,13 +297,14 @@ fn bench_execution(txs: usize, runs: usize) -> anyhow::Result<()> {
             "full contention: distinct senders, one hot recipient",
         ),
     ] {
-        let (lines, stats) = execution(txs, runs, contention)?;
+        let (lines, stats) = execution(txs, runs, contention, run)?;
         print_table(
             &format!("execution of a {txs}-transfer block, {what}"),
             &lines,
         );
         println!(
-            "  Block-STM: {} executions and {} validations for {} transactions, {} aborted by validation, {} waits on an estimate{}",
+            "  Block-STM, runs of {}: {} transaction executions and {} validations of runs for {} transactions, {} executions aborted by validation, {} stopped at an estimate{}",
+            stats.run,
             stats.executions,
             stats.validations,
             stats.transactions,
