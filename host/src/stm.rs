@@ -139,16 +139,16 @@ impl Workers {
         Self { threads, run: None }
     }
 
-    /// The run length for a block of `n` transactions: about 32 runs per worker, at most 16
-    /// transactions each. A run's bookkeeping — its scheduler states, its slot, its read set's
+    /// The run length for a block of `n` transactions: `run` if set, else about 32 runs per
+    /// worker, at most 16 transactions each. A run's bookkeeping — its scheduler states, its slot, its read set's
     /// allocation, the shared reads every transfer makes (parameters, chain id, the proposer)
     /// and their validation — is paid once for all its transactions, and consecutive
     /// transactions stay on one core; a longer run costs more when it conflicts (all of it runs
     /// again) and leaves a longer tail at the block's end (a 16-transfer run is about 0.1 ms).
     pub fn run_for(&self, n: usize) -> usize {
         self.run
-            .unwrap_or_else(|| n / (32 * self.threads.max(1)))
-            .clamp(1, 16)
+            .unwrap_or_else(|| (n / (32 * self.threads.max(1))).min(16))
+            .max(1)
     }
 }
 
@@ -1489,6 +1489,24 @@ mod tests {
             3 => [b"fees/".as_slice(), &r[..3]].concat(),
             _ => [b"acct/".as_slice(), &r[..3], &[r[4] % 2]].concat(),
         }
+    }
+
+    #[test]
+    fn runs_are_sized_to_the_block_unless_set() {
+        let auto = Workers::new(2);
+        assert_eq!(auto.run_for(10), 1);
+        assert_eq!(auto.run_for(800), 12);
+        assert_eq!(auto.run_for(10_000), 16);
+        let set = |run| Workers {
+            threads: 2,
+            run: Some(run),
+        };
+        assert_eq!(
+            set(32).run_for(10_000),
+            32,
+            "an explicit length is not capped"
+        );
+        assert_eq!(set(0).run_for(10_000), 1);
     }
 
     /// A run's view: each transaction reads what the run's earlier included transactions wrote,
