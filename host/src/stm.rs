@@ -683,7 +683,7 @@ impl Cell {
 enum Origin {
     /// The block's state before its transactions.
     Base,
-    /// The write of this transaction's incarnation.
+    /// The write of this run's incarnation.
     Version(RunIndex, Incarnation),
 }
 
@@ -696,11 +696,11 @@ enum Read {
 /// The result of a read in the multi-version memory.
 enum Lookup {
     Found(Origin, Option<Vec<u8>>),
-    /// The value is an estimate of this (aborted) transaction's write.
+    /// The value is an estimate of this (aborted) run's write.
     Blocked(RunIndex),
 }
 
-/// Versions of one key in one worker's part: the cell each transaction's last incarnation left
+/// Versions of one key in one worker's part: the cell each run's last incarnation left
 /// there, sorted by index. Mostly one entry (a block's keys are mostly written once), kept
 /// inline: no allocation to record it and none to free; appended near the end (execution runs
 /// roughly in index order).
@@ -742,7 +742,7 @@ impl Versions {
 }
 
 /// Which of two cells of one key a reader sees: the higher writer's, and of two cells of one
-/// writer (in two parts, while `record` moves a transaction's writes), the later incarnation's.
+/// writer (in two parts, while `record` moves a run's writes), the later incarnation's.
 fn rank(writer: RunIndex, cell: &Cell) -> (RunIndex, Incarnation) {
     (writer, cell.incarnation())
 }
@@ -775,7 +775,7 @@ struct Part {
 struct MvMemory<'a> {
     base: &'a StateOverlay<'a>,
     parts: Vec<Part>,
-    /// What each transaction's last incarnation left.
+    /// What each run's last incarnation left.
     last: Vec<LastSlot>,
 }
 
@@ -809,7 +809,7 @@ struct Last {
 #[derive(Default)]
 struct LastSlot(Mutex<Last>);
 
-/// What a key holds for one transaction, as `next_key` needs it.
+/// What a key holds for one run, as `next_key` needs it.
 #[derive(Clone, Copy)]
 enum Presence {
     Exists,
@@ -1011,7 +1011,7 @@ impl<'a> MvMemory<'a> {
     }
 
     /// The first key after `from` that exists as run `run` sees the state, or the
-    /// transaction whose estimate decides it.
+    /// run whose estimate decides it.
     fn next_key(
         &self,
         from: &[u8],
@@ -1041,8 +1041,8 @@ impl<'a> MvMemory<'a> {
     }
 
     /// Stores what incarnation `inc`, which worker `part` ran, did; says whether it wrote a key
-    /// the previous incarnation did not (then transactions above must be validated again), and
-    /// whether it wrote a key another transaction this worker ran wrote too (see
+    /// the previous incarnation did not (then runs above must be validated again), and
+    /// whether it wrote a key another run this worker ran wrote too (see
     /// [`Shared::too_contended`]).
     ///
     /// The previous incarnation's cells (estimates, once it was aborted) stay until the new
@@ -1278,8 +1278,8 @@ enum Status {
     Aborting,
 }
 
-/// One transaction's place in the scheduler, alone on its cache line: neighbouring
-/// transactions run on different workers, and with their states packed five to a line every
+/// One run's place in the scheduler, alone on its cache line: neighbouring
+/// runs run on different workers, and with their states packed five to a line every
 /// status change waited for the line to come back from the other core.
 #[repr(align(64))]
 struct TxSchedule {
@@ -1297,7 +1297,7 @@ struct Scheduler {
     /// Tasks handed out and not finished.
     active: AtomicUsize,
     done: AtomicBool,
-    /// Each transaction's status and the transactions waiting for its next execution.
+    /// Each run's status and the runs waiting for its next execution.
     slots: Vec<TxSchedule>,
 }
 
