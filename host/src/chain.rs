@@ -1160,7 +1160,7 @@ impl Chain {
     /// How many consecutive transactions a Block-STM worker takes at a time (`None`: sized to
     /// the block, [`crate::stm::Workers::run_for`]). Blocks come out the same either way.
     pub fn set_execution_run(&mut self, run: Option<usize>) {
-        self.execution.run = run.map(|r| r.max(1));
+        self.execution.run = run;
     }
 
     /// What Block-STM did in the last block it executed, taken (None if no block ran on it

@@ -118,8 +118,8 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Transactions per Block-STM run (default: sized to the block, as the node does).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        run: Option<u64>,
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        run: Option<usize>,
     },
     /// Admission: the pool's check of incoming transfers against the head state, on a finalized
     /// head vs a head with full blocks waiting for finality above it.
@@ -264,7 +264,7 @@ fn main() {
             })
         }
         Some(Command::Bench(BenchCmd::Execution { txs, runs, run })) => {
-            bench_execution(txs, runs, run.map(|r| r as usize))
+            bench_execution(txs, runs, run)
         }
         Some(Command::Bench(BenchCmd::Admission {
             pending,
