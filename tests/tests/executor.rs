@@ -357,6 +357,29 @@ fn the_real_runtime_runs_in_reused_instances() {
     assert_eq!(proto.instance_reuse(), Ok(1));
 }
 
+/// Each thread restores its instances through a page-map descriptor of its own: calls on new
+/// threads, several at once, still run in reused instances and see nothing of earlier calls.
+#[test]
+fn threads_each_reuse_their_instances() {
+    let ex = Executor::new(None);
+    let proto = ex
+        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .expect("the real runtime compiles");
+    let before = proto.instance_reuse().expect("the real runtime is restorable here");
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..4 {
+                    assert_still_works(&ex);
+                }
+            });
+        }
+    });
+    // Each thread's first call may find no idle instance of its own; its next three reuse one.
+    let reused = proto.instance_reuse().expect("still restorable") - before;
+    assert!(reused >= 9, "{reused} of 12 calls on three threads reused an instance");
+}
+
 #[test]
 fn idle_instances_of_many_runtimes_never_take_every_instance_slot() {
     use vexidus_host::executor::warm::MAX_LIVE;

@@ -213,7 +213,9 @@ impl Pool {
     /// A pool for instances of a module with this plan, or `None` where instances cannot be
     /// restored (no page scan here).
     pub fn new(plan: Plan) -> Option<Pool> {
-        PageMap::get()?;
+        if !PageMap::available() {
+            return None;
+        }
         Some(Pool {
             plan,
             snapshot: OnceLock::new(),
@@ -320,9 +322,6 @@ enum Restored {
 
 impl Warm {
     fn restore(&mut self, snapshot: &Snapshot) -> Restored {
-        let Some(pagemap) = PageMap::get() else {
-            return Restored::No;
-        };
         let len = self.memory.data_size(&self.store);
         if len != snapshot.memory.len() {
             return Restored::No;
@@ -331,7 +330,9 @@ impl Warm {
         let mut regions = [Region::default(); MAX_REGIONS];
         // SAFETY: `base..base + len` is this instance's linear memory, mapped for as long as
         // the store lives; the scan only reads page tables.
-        let Some(found) = (unsafe { pagemap.written(base, len, &mut regions) }) else {
+        let Some(found) =
+            PageMap::with(|pagemap| unsafe { pagemap.written(base, len, &mut regions) }).flatten()
+        else {
             return Restored::No;
         };
         let dirty: usize = found.iter().map(|r| (r.end - r.start) as usize).sum();
@@ -426,34 +427,52 @@ const PAGE_IS_PFNZERO: u64 = 1 << 5;
 /// `_IOWR('f', 16, struct pm_scan_arg)`.
 const PAGEMAP_SCAN: u64 = (3 << 30) | ((size_of::<ScanArg>() as u64) << 16) | (0x66 << 8) | 16;
 
-/// This process's `/proc/self/pagemap`, where the `PAGEMAP_SCAN` ioctl works.
+/// A descriptor of this process's `/proc/self/pagemap`, where the `PAGEMAP_SCAN` ioctl works.
+///
+/// Each thread scans through a descriptor of its own ([`PageMap::with`]): the kernel takes and
+/// drops a reference to the open file on every ioctl of a multithreaded process, and with one
+/// descriptor shared by Block-STM's workers that reference count was a cache line the cores
+/// took from each other twice a call (`fdget` was about 1% of a block's samples).
 struct PageMap(std::fs::File);
 
-/// Set in a forked child: its inherited descriptor reads the parent's page tables.
+/// Set in a forked child: its inherited descriptors read the parent's page tables.
 static FORKED: AtomicBool = AtomicBool::new(false);
 
 impl PageMap {
-    fn get() -> Option<&'static PageMap> {
-        static PAGEMAP: OnceLock<Option<PageMap>> = OnceLock::new();
-        if FORKED.load(Ordering::Relaxed) {
+    /// Whether the scan works here (Linux 6.7 or later, `/proc` mounted), asked once per
+    /// process; false in a forked child.
+    fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        let available = *AVAILABLE.get_or_init(|| {
+            extern "C" fn forked() {
+                FORKED.store(true, Ordering::Relaxed);
+            }
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            PageMap::open().is_some()
+                && unsafe { libc::pthread_atfork(None, None, Some(forked)) } == 0
+        });
+        available && !FORKED.load(Ordering::Relaxed)
+    }
+
+    /// A new descriptor, if the ioctl works on it.
+    fn open() -> Option<PageMap> {
+        let map = PageMap(std::fs::File::open("/proc/self/pagemap").ok()?);
+        let mut probe = [Region::default(); 1];
+        // SAFETY: an empty range: the ioctl reads no page table and writes nothing.
+        unsafe { map.written(std::ptr::null_mut(), 0, &mut probe) }?;
+        Some(map)
+    }
+
+    /// `f` of this thread's descriptor (opened on the thread's first scan, closed when it
+    /// exits), or `None` where the scan does not work.
+    fn with<R>(f: impl FnOnce(&PageMap) -> R) -> Option<R> {
+        thread_local! {
+            static MINE: Option<PageMap> = PageMap::open();
+        }
+        if !PageMap::available() {
             return None;
         }
-        PAGEMAP
-            .get_or_init(|| {
-                extern "C" fn forked() {
-                    FORKED.store(true, Ordering::Relaxed);
-                }
-                let map = PageMap(std::fs::File::open("/proc/self/pagemap").ok()?);
-                // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-                if unsafe { libc::pthread_atfork(None, None, Some(forked)) } != 0 {
-                    return None;
-                }
-                let mut probe = [Region::default(); 1];
-                // SAFETY: an empty range: the ioctl reads no page table and writes nothing.
-                unsafe { map.written(std::ptr::null_mut(), 0, &mut probe) }?;
-                Some(map)
-            })
-            .as_ref()
+        MINE.with(|mine| mine.as_ref().map(f))
     }
 
     /// The runs of pages in `base..base + len` that a call wrote: present (or swapped out) and
