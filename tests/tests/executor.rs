@@ -365,7 +365,9 @@ fn threads_each_reuse_their_instances() {
     let proto = ex
         .prototype(vexidus_host::GENESIS_RUNTIME)
         .expect("the real runtime compiles");
-    let before = proto.instance_reuse().expect("the real runtime is restorable here");
+    let before = proto
+        .instance_reuse()
+        .expect("the real runtime is restorable here");
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| {
@@ -377,7 +379,10 @@ fn threads_each_reuse_their_instances() {
     });
     // Each thread's first call may find no idle instance of its own; its next three reuse one.
     let reused = proto.instance_reuse().expect("still restorable") - before;
-    assert!(reused >= 9, "{reused} of 12 calls on three threads reused an instance");
+    assert!(
+        reused >= 9,
+        "{reused} of 12 calls on three threads reused an instance"
+    );
 }
 
 #[test]
