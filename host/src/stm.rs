@@ -314,7 +314,7 @@ fn head(key: &[u8]) -> u64 {
 /// smallest key on top (`BinaryHeap` is a max-heap, so the order is reversed).
 struct Next {
     head: u64,
-    key: Vec<u8>,
+    key: ShardKey,
     piece: usize,
 }
 
@@ -341,7 +341,7 @@ impl Eq for Next {}
 /// One shard's piece of a key range, being merged: the keys left, and the last cell of the key
 /// it has in the merge's heap.
 struct Source {
-    rest: btree_map::IntoIter<Vec<u8>, Versions>,
+    rest: btree_map::IntoIter<ShardKey, Versions>,
     cell: Option<(RunIndex, Cell)>,
 }
 
@@ -401,13 +401,13 @@ fn merge_range(pieces: Vec<ShardMap>) -> Vec<Change> {
             _ => {
                 if let Some((key, Cell::Written(_, value), _)) = best.replace((entry, cell, ranked))
                 {
-                    changes.push((key.key, value));
+                    changes.push((key.key.into_vec(), value));
                 }
             }
         }
     }
     if let Some((key, Cell::Written(_, value), _)) = best {
-        changes.push((key.key, value));
+        changes.push((key.key.into_vec(), value));
     }
     changes
 }
@@ -428,7 +428,7 @@ fn final_ranges(parts: Vec<Vec<Shard>>) -> Vec<Vec<Change>> {
         .collect();
     let total: usize = maps.iter().map(BTreeMap::len).sum();
     let ranges = (4 * pool().current_num_threads()).clamp(1, total / 1024 + 1);
-    let cuts: Vec<Vec<u8>> = maps
+    let cuts: Vec<ShardKey> = maps
         .iter()
         .max_by_key(|m| m.len())
         .map_or_else(Vec::new, |m| {
@@ -762,9 +762,16 @@ const SHARDS: usize = 16;
 /// One shard, alone on its cache lines (two workers hammering locks that share a line would
 /// serialise on it).
 #[repr(align(128))]
-struct Shard(RwLock<BTreeMap<Vec<u8>, Versions>>);
+struct Shard(RwLock<ShardMap>);
 
-type ShardMap = BTreeMap<Vec<u8>, Versions>;
+/// A key in a shard, held in the tree's node itself when it is short (an account key is 37
+/// bytes): a search compares keys that sit in the node's own cache lines instead of following a
+/// pointer per comparison to a key allocated wherever its execution left it (with `Vec` keys,
+/// `memcmp` in these trees and the lookups around it were the hottest part of recording a run's
+/// writes).
+type ShardKey = SmallVec<[u8; 40]>;
+
+type ShardMap = BTreeMap<ShardKey, Versions>;
 
 /// What one worker's executions recorded: their versions, in shards, and the lowest writer of
 /// each key among them.
@@ -1008,11 +1015,11 @@ impl<'a> MvMemory<'a> {
                     })
                 });
             if let Some((k, r, presence)) = found
-                && best
-                    .as_ref()
-                    .is_none_or(|(b, br, _)| k < b || (k == b && r > *br))
+                && best.as_ref().is_none_or(|(b, br, _)| {
+                    k.as_slice() < b.as_slice() || (k.as_slice() == b.as_slice() && r > *br)
+                })
             {
-                best = Some((k.clone(), r, presence));
+                best = Some((k.to_vec(), r, presence));
             }
         }
         best.map(|(k, _, presence)| (k, presence))
@@ -1079,12 +1086,13 @@ impl<'a> MvMemory<'a> {
             let hash = key_hash(&k);
             own.lowest_writers.insert(hash, run);
             let mut shard = write_lock(&own.shards[shard_of(hash)].0);
-            let versions = shard.entry(k).or_default();
+            let versions = shard.entry(ShardKey::from_vec(k)).or_default();
             versions.insert(run, Cell::Written(inc, v));
             shared_key |= versions.0.len() > 1;
         }
         for k in stale {
-            if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(&k) {
+            if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(k.as_slice())
+            {
                 versions.remove(run);
             }
         }
@@ -1115,7 +1123,7 @@ impl<'a> MvMemory<'a> {
         let last = lock(&self.last[run].0);
         for k in &last.writes {
             if let Some(cell) = write_lock(self.shard(last.part, k))
-                .get_mut(k)
+                .get_mut(k.as_slice())
                 .and_then(|v| v.get_mut(run))
             {
                 *cell = Cell::Estimate(cell.incarnation());
@@ -1603,7 +1611,7 @@ mod tests {
             .collect();
         let put = |part: usize, k: &[u8], writer: RunIndex, cell: Cell| {
             write_lock(&parts[part][shard_of(key_hash(k))].0)
-                .entry(k.to_vec())
+                .entry(ShardKey::from_slice(k))
                 .or_default()
                 .insert(writer, cell);
         };
@@ -1636,7 +1644,7 @@ mod tests {
         let emptied = b"emptied".to_vec();
         put(2, &emptied, 5, Cell::Written(0, Some(b"gone".to_vec())));
         write_lock(&parts[2][shard_of(key_hash(&emptied))].0)
-            .get_mut(&emptied)
+            .get_mut(emptied.as_slice())
             .expect("just put")
             .remove(5);
         assert!(expected.len() > 3_000, "the keys overlap too much");
