@@ -695,9 +695,10 @@ enum Origin {
     Version(RunIndex, Incarnation),
 }
 
-/// One read an incarnation made below its own writes.
+/// One read an incarnation made below its own writes. A key read is a [`ShardKey`] (inline when
+/// short), for the reason [`Last`]'s written keys are.
 enum Read {
-    Get(Vec<u8>, Origin),
+    Get(ShardKey, Origin),
     NextKey(Vec<u8>, Option<Vec<u8>>),
 }
 
@@ -808,10 +809,14 @@ struct Ran {
 
 /// What a run's last incarnation left: the part it recorded into, the keys it wrote, its
 /// reads, its additions to the block totals and its transactions' outcomes.
+///
+/// The written keys are [`ShardKey`]s, inline like the shards' own: a `Vec` per key was an
+/// allocation per write when recording and, since a run's `Last` is freed on whichever thread
+/// drops the block's memory, a cross-thread free per write at the end of the block.
 #[derive(Default)]
 struct Last {
     part: usize,
-    writes: Vec<Vec<u8>>,
+    writes: Vec<ShardKey>,
     reads: Vec<Read>,
     totals: Additions,
     outcomes: Vec<TxOutcome>,
@@ -1074,11 +1079,18 @@ impl<'a> MvMemory<'a> {
         } = ran;
         let mut last = lock(&self.last[run].0);
         let previous_part = std::mem::replace(&mut last.part, part);
-        let previous = std::mem::replace(&mut last.writes, writes.keys().cloned().collect());
-        let wrote_new_key = writes.keys().any(|k| previous.binary_search(k).is_err());
-        let stale: Vec<Vec<u8>> = previous
+        let previous = std::mem::replace(
+            &mut last.writes,
+            writes.keys().map(|k| ShardKey::from_slice(k)).collect(),
+        );
+        let wrote_new_key = writes.keys().any(|k| {
+            previous
+                .binary_search_by(|p| p.as_slice().cmp(k.as_slice()))
+                .is_err()
+        });
+        let stale: Vec<ShardKey> = previous
             .into_iter()
-            .filter(|k| previous_part != part || !writes.contains_key(k))
+            .filter(|k| previous_part != part || !writes.contains_key(k.as_slice()))
             .collect();
         let own = &self.parts[part];
         let mut shared_key = false;
@@ -1142,7 +1154,7 @@ struct View<'m, 'a> {
     /// memory (whose locks and nodes the other workers keep writing): the incarnation sees one
     /// snapshot per key, and validation checks where the first read came from, which decides
     /// both.
-    seen: BTreeMap<Vec<u8>, (Origin, Option<Vec<u8>>)>,
+    seen: BTreeMap<ShardKey, (Origin, Option<Vec<u8>>)>,
     /// The results of `next_key` below the run's writes, in order.
     next_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// What the run's included transactions so far wrote.
@@ -1238,7 +1250,8 @@ impl Externalities for View<'_, '_> {
         }
         match self.mv.get(key, self.run)? {
             Lookup::Found(origin, value) => {
-                self.seen.insert(key.to_vec(), (origin, value.clone()));
+                self.seen
+                    .insert(ShardKey::from_slice(key), (origin, value.clone()));
                 Ok(value)
             }
             Lookup::Blocked(writer) => Err(self.blocked(writer)),
