@@ -285,13 +285,14 @@ type Executed = (Vec<Result<Receipt, String>>, Changes);
 /// Checks that every way gives the same receipts and state changes.
 ///
 /// Block-STM runs twice: with `run` transactions per run (`None`: sized to the block, as the
-/// node does) and with one per run (the paper's shape, every transaction its own task).
+/// node does) and with one per run (the paper's shape, every transaction its own task). Also
+/// says how the timed rounds' wasm calls found their instances ([`Restores`]).
 pub fn execution(
     count: usize,
     runs: usize,
     contention: Contention,
     run: Option<usize>,
-) -> anyhow::Result<(Vec<Line>, crate::stm::Stats)> {
+) -> anyhow::Result<(Vec<Line>, crate::stm::Stats, Restores)> {
     let mut bench = BenchChain::new(count)?;
     let chain_id = bench.genesis.chain_id.clone();
     let txs = block_transfers(count, contention, &chain_id);
@@ -410,6 +411,11 @@ pub fn execution(
     run_halves()?;
     run_stm(workers)?;
     run_stm(singles)?;
+    let restores = || Restores {
+        reuses: runtime.instance_reuse().unwrap_or(0),
+        unscanned: runtime.restores_without_scan().unwrap_or(0),
+    };
+    let before = restores();
     let mut last = None;
     for _ in 0..runs.max(1) {
         let wasm = wasm_time.time(run_wasm)?;
@@ -419,6 +425,11 @@ pub fn execution(
         let single = singles_time.time(|| run_stm(singles))?;
         last = Some((wasm, native, stm, single));
     }
+    let after = restores();
+    let restores = Restores {
+        reuses: after.reuses - before.reuses,
+        unscanned: after.unscanned - before.unscanned,
+    };
     let (wasm, native, (stm, stats), (single, _)) = last.expect("ran at least once");
     anyhow::ensure!(
         wasm.0.iter().all(|r| r.is_ok()),
@@ -483,5 +494,15 @@ pub fn execution(
             ),
         ],
         stats,
+        restores,
     ))
+}
+
+/// How the wasm calls of [`execution`]'s timed rounds found their instances.
+#[derive(Debug, Clone, Copy)]
+pub struct Restores {
+    /// Calls that ran in an instance an earlier call had used.
+    pub reuses: u64,
+    /// Of the restores before those calls, the ones that skipped the page-table scan.
+    pub unscanned: u64,
 }

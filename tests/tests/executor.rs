@@ -277,6 +277,53 @@ fn a_reused_instance_starts_every_call_as_a_fresh_one() {
     fresh_calls(2, 4, "a new instance, then it again");
 }
 
+/// A `vex_query` body that reports one byte of each of the pages 2 to 9 (at offset 100), all
+/// zero in a fresh instance, then writes 9 into the one of them the input's first byte picks.
+const REPORT_THEN_WRITE_ONE_PAGE: &str = r#"
+    (local $p i32)
+    (local.set $p (i32.const 0))
+    (loop $each
+      (i32.store8
+        (i32.add (i32.const 4096) (local.get $p))
+        (i32.load8_u (i32.add (i32.const 8292) (i32.mul (local.get $p) (i32.const 4096)))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $each (i32.lt_u (local.get $p) (i32.const 8))))
+    (i32.store8
+      (i32.add (i32.const 8292) (i32.mul (i32.load8_u (local.get 0)) (i32.const 4096)))
+      (i32.const 9))
+    (i64.or (i64.shl (i64.const 8) (i64.const 32)) (i64.const 4096))"#;
+
+/// Most restores skip the page-table scan (no page fault since the last one), and a call that
+/// writes a page no earlier call wrote is still undone: the fault it takes makes its restore
+/// scan. In debug builds every restore also scans and checks the skipped ones against it.
+#[test]
+fn a_restore_without_a_scan_still_undoes_a_newly_written_page() {
+    let ex = Executor::new(None);
+    let code = module("", "(memory 1)", REPORT_THEN_WRITE_ONE_PAGE);
+    let proto = ex.prototype(&code).expect("compiles");
+    let fresh = [0u8; 8];
+    for _ in 0..20 {
+        assert_eq!(query_raw(&ex, &proto, &[0]).expect("call"), fresh);
+    }
+    assert_eq!(proto.instance_reuse(), Ok(19));
+    let skipped = proto.restores_without_scan().expect("reused");
+    assert!(
+        skipped >= 1,
+        "19 restores after calls that wrote the same pages, {skipped} without a scan"
+    );
+    // Each page in turn is written for the first time, then by every later call of that kind.
+    for round in 0..3 {
+        for page in 0..8u8 {
+            assert_eq!(
+                query_raw(&ex, &proto, &[page]).expect("call"),
+                fresh,
+                "round {round}: a call before the one writing page {page} left something"
+            );
+        }
+    }
+    assert_eq!(proto.instance_reuse(), Ok(43));
+}
+
 #[test]
 fn a_module_whose_state_the_host_cannot_restore_gets_a_new_instance_per_call() {
     let ex = Executor::new(None);

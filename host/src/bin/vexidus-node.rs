@@ -297,7 +297,7 @@ fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Resul
             "full contention: distinct senders, one hot recipient",
         ),
     ] {
-        let (lines, stats) = execution(txs, runs, contention, run)?;
+        let (lines, stats, restores) = execution(txs, runs, contention, run)?;
         print_table(
             &format!("execution of a {txs}-transfer block, {what}"),
             &lines,
@@ -315,6 +315,10 @@ fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Resul
             } else {
                 ""
             }
+        );
+        println!(
+            "  wasm calls in the timed rounds: {} in a reused instance, {} of whose restores skipped the page-table scan (no page fault since the last one)",
+            restores.reuses, restores.unscanned
         );
     }
     Ok(())

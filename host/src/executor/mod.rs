@@ -157,6 +157,15 @@ impl Prototype {
             Err(why) => Err(why),
         }
     }
+
+    /// How many times a reused instance was restored without reading the page table (no page
+    /// fault since its last restore; see [`warm`]), or why instances are not reused.
+    pub fn restores_without_scan(&self) -> Result<u64, &str> {
+        match &self.warm {
+            Ok(pool) => Ok(pool.unscanned()),
+            Err(why) => Err(why),
+        }
+    }
 }
 
 /// The ABI's exports, resolved and type-checked once per module, so a call neither looks them

@@ -24,6 +24,13 @@
 //! instance is dropped instead of reused after a call that failed (a trap, fuel, a host error),
 //! grew its memory, or wrote more than [`MAX_DIRTY_BYTES`], and when the scan is unavailable
 //! (Linux before 6.7, another OS, a forked child).
+//!
+//! Most calls skip the scan. A page joins the written ones only through a page fault (a write
+//! to a page that is missing, the shared zero page or a read-only page of the module's image),
+//! and the kernel counts every fault against the thread that took it. So when the thread that
+//! restored an instance last has taken no fault since, the pages written are the ones the last
+//! scan found (see [`Faults`]), and the restore copies those back without asking the kernel. In
+//! debug builds every restore scans anyway and checks that claim.
 
 use super::{HostState, MEMORY_LIMIT_BYTES};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +140,12 @@ pub struct Warm {
     /// The entry points, in the order of the prototype's `Exports::entries`.
     pub(super) entries: Vec<Func>,
     globals: Vec<Global>,
+    /// The runs of pages the last scan found written: every page of the memory outside them
+    /// is missing, the zero page or a page of the module's image.
+    written: Vec<Region>,
+    /// The fault count of the thread that last restored the instance, read before it copied
+    /// pages back; `None` before the first restore.
+    faults: Option<Faults>,
     _live: Live,
 }
 
@@ -184,6 +197,8 @@ struct Shard(Mutex<Idle>);
 struct Idle {
     warm: Vec<Warm>,
     reuses: u64,
+    /// Restores that copied pages back without a scan.
+    unscanned: u64,
 }
 
 impl Shard {
@@ -226,6 +241,11 @@ impl Pool {
     /// Calls that ran in an instance an earlier call had used.
     pub fn reuses(&self) -> u64 {
         self.shards.iter().map(|s| s.lock().reuses).sum()
+    }
+
+    /// Restores that found the pages to copy back without a scan.
+    pub fn unscanned(&self) -> u64 {
+        self.shards.iter().map(|s| s.lock().unscanned).sum()
     }
 
     /// An idle instance, or a new one.
@@ -284,6 +304,8 @@ impl Pool {
             alloc,
             entries,
             globals,
+            written: Vec::with_capacity(MAX_REGIONS),
+            faults: None,
             _live: live,
         })
     }
@@ -295,8 +317,8 @@ impl Pool {
         let Some(snapshot) = self.snapshot.get() else {
             return;
         };
-        match warm.restore(snapshot) {
-            Restored::Yes => {}
+        let unscanned = match warm.restore(snapshot) {
+            Restored::Yes { scanned } => !scanned,
             Restored::TooDirty => {
                 // Give the pages back before wasmtime resets the slot, so the next instance in
                 // it starts clean instead of with this call's working set private.
@@ -304,8 +326,9 @@ impl Pool {
                 return;
             }
             Restored::No => return,
-        }
+        };
         let mut idle = Shard::mine(&self.shards).lock();
+        idle.unscanned += unscanned as u64;
         if idle.warm.len() < IDLE_PER_SHARD {
             idle.warm.push(warm);
         }
@@ -313,7 +336,8 @@ impl Pool {
 }
 
 enum Restored {
-    Yes,
+    /// Back in the state it was instantiated in; `scanned` if the page table was read for it.
+    Yes { scanned: bool },
     /// The call wrote more than [`MAX_DIRTY_BYTES`].
     TooDirty,
     /// The memory grew, or the scan failed.
@@ -327,20 +351,47 @@ impl Warm {
             return Restored::No;
         }
         let base = self.memory.data_ptr(&self.store);
-        let mut regions = [Region::default(); MAX_REGIONS];
-        // SAFETY: `base..base + len` is this instance's linear memory, mapped for as long as
-        // the store lives; the scan only reads page tables.
-        let Some(found) =
-            PageMap::with(|pagemap| unsafe { pagemap.written(base, len, &mut regions) }).flatten()
-        else {
-            return Restored::No;
-        };
-        let dirty: usize = found.iter().map(|r| (r.end - r.start) as usize).sum();
+        // Read before any page is copied back: a fault the copying takes (a written page the
+        // kernel swapped out, say) then makes the next restore scan.
+        let faults = Faults::now();
+        let unchanged = faults.is_some() && faults == self.faults;
+        let scan = !unchanged || cfg!(debug_assertions);
+        if scan {
+            let mut regions = [Region::default(); MAX_REGIONS];
+            // SAFETY: `base..base + len` is this instance's linear memory, mapped for as long
+            // as the store lives; the scan only reads page tables.
+            let Some(found) =
+                PageMap::with(|pagemap| unsafe { pagemap.written(base, len, &mut regions) })
+                    .flatten()
+            else {
+                return Restored::No;
+            };
+            if unchanged {
+                debug_assert!(
+                    found.iter().all(|f| self
+                        .written
+                        .iter()
+                        .any(|w| w.start <= f.start && f.end <= w.end)),
+                    "pages {found:x?} were written without a page fault on this thread; \
+                     the last scan found {:x?}",
+                    self.written
+                );
+            } else {
+                self.written.clear();
+                self.written.extend_from_slice(found);
+            }
+        }
+        self.faults = faults;
+        let dirty: usize = self
+            .written
+            .iter()
+            .map(|r| (r.end - r.start) as usize)
+            .sum();
         if dirty > MAX_DIRTY_BYTES {
             return Restored::TooDirty;
         }
         let memory = self.memory.data_mut(&mut self.store);
-        for r in found {
+        for r in &self.written {
             let start = r.start as usize - base as usize;
             let end = r.end as usize - base as usize;
             memory[start..end].copy_from_slice(&snapshot.memory[start..end]);
@@ -350,7 +401,9 @@ impl Warm {
                 return Restored::No;
             }
         }
-        Restored::Yes
+        Restored::Yes {
+            scanned: !unchanged,
+        }
     }
 
     /// Returns the instance's memory to the kernel: its pages read again as the module's image
@@ -387,6 +440,43 @@ impl HostState {
         self.ext = None;
         self.logs.clear();
         self.storage_error = None;
+    }
+}
+
+/// The page faults a thread has taken so far, with the thread.
+///
+/// The kernel counts each fault against the thread that took it, and every way for a page of
+/// an instance's memory to become written goes through a fault: a write to a missing page, to
+/// the shared zero page, or to a read-only page of the module's copy-on-write image. (A write
+/// the kernel makes for a system call faults the same way, on the calling thread.) Two equal
+/// readings on one thread therefore mean no page became written in between, on that thread;
+/// an instance is only used by the thread that holds it. Threads are told apart by a number
+/// never reused, so a thread that exits and one that starts later never compare equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Faults {
+    thread: u64,
+    count: u64,
+}
+
+impl Faults {
+    /// This thread's reading, or `None` if the kernel would not say.
+    fn now() -> Option<Faults> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        thread_local! {
+            static THREAD: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: `getrusage` fills the whole `rusage` when it returns 0.
+        let usage = unsafe {
+            if libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) != 0 {
+                return None;
+            }
+            usage.assume_init()
+        };
+        Some(Faults {
+            thread: THREAD.with(|t| *t),
+            count: (usage.ru_minflt as u64).wrapping_add(usage.ru_majflt as u64),
+        })
     }
 }
 
@@ -515,5 +605,47 @@ impl PageMap {
             return None;
         }
         out.get(..n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Faults;
+
+    /// Writing a page the process never touched takes a fault, and the kernel counts it on the
+    /// thread that wrote; another thread's reading is never equal to this one's.
+    #[test]
+    fn a_first_write_to_a_page_moves_the_threads_fault_count() {
+        const LEN: usize = 16 * 4096;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        let pages = map.cast::<u8>();
+        for page in 0..16 {
+            let before = Faults::now().expect("getrusage");
+            // SAFETY: inside the mapping.
+            unsafe { pages.add(page * 4096).write_volatile(1) };
+            let after = Faults::now().expect("getrusage");
+            assert_eq!(before.thread, after.thread);
+            assert!(
+                after.count > before.count,
+                "page {page}: {before:?} then {after:?}"
+            );
+        }
+        let other = std::thread::spawn(|| Faults::now().expect("getrusage"))
+            .join()
+            .expect("thread");
+        assert_ne!(other.thread, Faults::now().expect("getrusage").thread);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(map, LEN) };
     }
 }
