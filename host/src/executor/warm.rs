@@ -210,13 +210,9 @@ impl Shard {
         *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 4)
     }
 
-    /// This thread's shard of `shards`: threads are numbered as they first ask.
+    /// This thread's shard of `shards`, by its [`thread_number`].
     fn mine(shards: &[Shard]) -> &Shard {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        thread_local! {
-            static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-        }
-        &shards[MINE.with(|i| *i) % shards.len()]
+        &shards[(thread_number() % shards.len() as u64) as usize]
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
@@ -443,6 +439,15 @@ impl HostState {
     }
 }
 
+/// This thread's number: threads are numbered as they first ask, and a number is never reused.
+fn thread_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    thread_local! {
+        static MINE: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    MINE.with(|n| *n)
+}
+
 /// The page faults a thread has taken so far, with the thread.
 ///
 /// The kernel counts each fault against the thread that took it, and every way for a page of
@@ -450,8 +455,8 @@ impl HostState {
 /// the shared zero page, or to a read-only page of the module's copy-on-write image. (A write
 /// the kernel makes for a system call faults the same way, on the calling thread.) Two equal
 /// readings on one thread therefore mean no page became written in between, on that thread;
-/// an instance is only used by the thread that holds it. Threads are told apart by a number
-/// never reused, so a thread that exits and one that starts later never compare equal.
+/// an instance is only used by the thread that holds it. Threads are told apart by their
+/// [`thread_number`], so a thread that exits and one that starts later never compare equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Faults {
     thread: u64,
@@ -461,10 +466,6 @@ struct Faults {
 impl Faults {
     /// This thread's reading, or `None` if the kernel would not say.
     fn now() -> Option<Faults> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        thread_local! {
-            static THREAD: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-        }
         let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
         // SAFETY: `getrusage` fills the whole `rusage` when it returns 0.
         let usage = unsafe {
@@ -474,7 +475,7 @@ impl Faults {
             usage.assume_init()
         };
         Some(Faults {
-            thread: THREAD.with(|t| *t),
+            thread: thread_number(),
             count: (usage.ru_minflt as u64).wrapping_add(usage.ru_majflt as u64),
         })
     }
