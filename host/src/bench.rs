@@ -47,24 +47,56 @@ pub fn signed_transfers(count: usize, chain_id: &str) -> Vec<SignedTransaction> 
         .collect()
 }
 
-/// The best (shortest) time of the runs of one way of doing something.
+/// The times of the runs of one way of doing something, in order; the best (shortest) is the
+/// one a table shows.
 #[derive(Default)]
-struct Best(Option<Duration>);
+struct Best(Vec<Duration>);
 
 impl Best {
-    /// Runs `f`, keeping its time if it is the best so far.
+    /// Runs `f` and keeps its time.
     fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let r = f();
-        let t = started.elapsed();
-        if self.0.is_none_or(|b| t < b) {
-            self.0 = Some(t);
-        }
+        self.0.push(started.elapsed());
         r
     }
 
     fn get(&self) -> Duration {
-        self.0.unwrap_or_default()
+        self.0.iter().copied().min().unwrap_or_default()
+    }
+}
+
+/// How much faster one way was than the baseline round by round, when the two took turns:
+/// each round's baseline time over the way's time in the same round, a few seconds apart. On a
+/// shared machine whose speed drifts by tens of percent from one second to the next, the median
+/// of these paired ratios says more than the ratio of the two best times, which may come from
+/// different moments (the baseline's luckiest round against the other way's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// The way, as its table line names it.
+    pub name: String,
+    /// The rounds' ratios, sorted.
+    pub ratios: Vec<f64>,
+}
+
+impl Paired {
+    fn new(name: String, baseline: &Best, way: &Best) -> Self {
+        let mut ratios: Vec<f64> = baseline
+            .0
+            .iter()
+            .zip(&way.0)
+            .map(|(b, w)| b.as_secs_f64() / w.as_secs_f64().max(1e-12))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        Self { name, ratios }
+    }
+
+    /// The median ratio (of an even count, the lower middle one); 0 without rounds.
+    pub fn median(&self) -> f64 {
+        match self.ratios.len() {
+            0 => 0.0,
+            n => self.ratios[(n - 1) / 2],
+        }
     }
 }
 
@@ -286,13 +318,14 @@ type Executed = (Vec<Result<Receipt, String>>, Changes);
 ///
 /// Block-STM runs twice: with `run` transactions per run (`None`: sized to the block, as the
 /// node does) and with one per run (the paper's shape, every transaction its own task). Also
-/// says how the timed rounds' wasm calls found their instances ([`Restores`]).
+/// gives each way's round-by-round ratios against the wasm baseline ([`Paired`]) and says how
+/// the timed rounds' wasm calls found their instances ([`Restores`]).
 pub fn execution(
     count: usize,
     runs: usize,
     contention: Contention,
     run: Option<usize>,
-) -> anyhow::Result<(Vec<Line>, crate::stm::Stats, Restores)> {
+) -> anyhow::Result<Execution> {
     let mut bench = BenchChain::new(count)?;
     let chain_id = bench.genesis.chain_id.clone();
     let txs = block_transfers(count, contention, &chain_id);
@@ -431,6 +464,19 @@ pub fn execution(
         unscanned: after.unscanned - before.unscanned,
     };
     let (wasm, native, (stm, stats), (single, _)) = last.expect("ran at least once");
+    let stm_name = format!(
+        "wasm runtime, Block-STM, {threads} threads, runs of {}",
+        stats.run
+    );
+    let singles_name = format!("wasm runtime, Block-STM, {threads} threads, runs of 1");
+    let halves_name = "wasm runtime, two halves on 2 threads (ceiling)".to_string();
+    let native_name = "native runtime, sequential".to_string();
+    let paired = vec![
+        Paired::new(native_name.clone(), &wasm_time, &native_time),
+        Paired::new(stm_name.clone(), &wasm_time, &stm_time),
+        Paired::new(singles_name.clone(), &wasm_time, &singles_time),
+        Paired::new(halves_name.clone(), &wasm_time, &halves_time),
+    ];
     anyhow::ensure!(
         wasm.0.iter().all(|r| r.is_ok()),
         "a benchmark transfer was refused: {:?}",
@@ -465,37 +511,38 @@ pub fn execution(
         time,
         items: count,
     };
-    Ok((
-        vec![
+    Ok(Execution {
+        lines: vec![
             line(
                 "wasm runtime, sequential (baseline)".into(),
                 wasm_time.get(),
             ),
-            line("native runtime, sequential".into(), native_time.get()),
-            line(
-                format!(
-                    "wasm runtime, Block-STM, {threads} threads, runs of {}",
-                    stats.run
-                ),
-                stm_time.get(),
-            ),
-            line(
-                format!("wasm runtime, Block-STM, {threads} threads, runs of 1"),
-                singles_time.get(),
-            ),
-            line(
-                "wasm runtime, two halves on 2 threads (ceiling)".into(),
-                halves_time.get(),
-            ),
+            line(native_name, native_time.get()),
+            line(stm_name, stm_time.get()),
+            line(singles_name, singles_time.get()),
+            line(halves_name, halves_time.get()),
             line("whole block produced, sequential".into(), block_seq_time),
             line(
                 format!("whole block produced, Block-STM, {threads} threads"),
                 block_stm_time,
             ),
         ],
+        paired,
         stats,
         restores,
-    ))
+    })
+}
+
+/// What [`execution`] measured.
+pub struct Execution {
+    /// Each way's best time, the wasm baseline first.
+    pub lines: Vec<Line>,
+    /// The ways that took turns with the baseline, round by round.
+    pub paired: Vec<Paired>,
+    /// What Block-STM did in its last run (runs sized to the block).
+    pub stats: crate::stm::Stats,
+    /// How the timed rounds' wasm calls found their instances.
+    pub restores: Restores,
 }
 
 /// How the wasm calls of [`execution`]'s timed rounds found their instances.
@@ -505,4 +552,33 @@ pub struct Restores {
     pub reuses: u64,
     /// Of the restores before those calls, the ones that skipped the page-table scan.
     pub unscanned: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(ms: &[u64]) -> Best {
+        Best(ms.iter().map(|&m| Duration::from_millis(m)).collect())
+    }
+
+    #[test]
+    fn paired_ratios_compare_each_round_with_the_baselines_same_round() {
+        // The baseline's best round (90) and the way's best (50) are from different rounds;
+        // round by round the way was 2×, 1.5× and 1.25× faster.
+        let baseline = times(&[100, 90, 150]);
+        let way = times(&[50, 60, 120]);
+        assert_eq!(baseline.get(), Duration::from_millis(90));
+        assert_eq!(way.get(), Duration::from_millis(50));
+        let p = Paired::new("way".into(), &baseline, &way);
+        assert_eq!(p.ratios, vec![1.25, 1.5, 2.0]);
+        assert_eq!(p.median(), 1.5);
+        // An even count takes the lower middle ratio; no rounds, no ratio.
+        let p = Paired::new("way".into(), &times(&[100, 100]), &times(&[50, 80]));
+        assert_eq!(p.median(), 1.25);
+        assert_eq!(
+            Paired::new("none".into(), &times(&[]), &times(&[])).median(),
+            0.0
+        );
+    }
 }

@@ -297,11 +297,29 @@ fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Resul
             "full contention: distinct senders, one hot recipient",
         ),
     ] {
-        let (lines, stats, restores) = execution(txs, runs, contention, run)?;
+        let vexidus_host::bench::Execution {
+            lines,
+            paired,
+            stats,
+            restores,
+        } = execution(txs, runs, contention, run)?;
         print_table(
             &format!("execution of a {txs}-transfer block, {what}"),
             &lines,
         );
+        println!(
+            "  round by round, baseline time over the way's in the same round (the ways take turns):"
+        );
+        for p in &paired {
+            println!(
+                "    {:<52} median {:.2}×  ({:.2}-{:.2}× over {} rounds)",
+                p.name,
+                p.median(),
+                p.ratios.first().copied().unwrap_or(0.0),
+                p.ratios.last().copied().unwrap_or(0.0),
+                p.ratios.len()
+            );
+        }
         println!(
             "  Block-STM, runs of {}: {} transaction executions and {} validations of runs for {} transactions, {} executions aborted by validation, {} stopped at an estimate{}",
             stats.run,
