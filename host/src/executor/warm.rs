@@ -29,7 +29,7 @@
 //! to a page that is missing, the shared zero page or a read-only page of the module's image),
 //! and the kernel counts every fault against the thread that took it. So when the thread that
 //! restored an instance last has taken no fault since, the pages written are the ones the last
-//! scan found (see [`Faults`]), and the restore copies those back without asking the kernel. In
+//! scan found (see `Faults`), and the restore copies those back without asking the kernel. In
 //! debug builds every restore scans anyway and checks that claim.
 
 use super::{HostState, MEMORY_LIMIT_BYTES};
