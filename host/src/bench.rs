@@ -50,9 +50,9 @@ pub fn signed_transfers(count: usize, chain_id: &str) -> Vec<SignedTransaction> 
 /// The times of the runs of one way of doing something, in order; the best (shortest) is the
 /// one a table shows.
 #[derive(Default)]
-struct Best(Vec<Duration>);
+struct Rounds(Vec<Duration>);
 
-impl Best {
+impl Rounds {
     /// Runs `f` and keeps its time.
     fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
@@ -80,7 +80,7 @@ pub struct Paired {
 }
 
 impl Paired {
-    fn new(name: String, baseline: &Best, way: &Best) -> Self {
+    fn new(name: String, baseline: &Rounds, way: &Rounds) -> Self {
         let mut ratios: Vec<f64> = baseline
             .0
             .iter()
@@ -102,7 +102,7 @@ impl Paired {
 
 /// The best (shortest) of `runs` timings of `f`, and what its last run returned.
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = Best::default();
+    let mut best = Rounds::default();
     let mut out = best.time(&mut f);
     for _ in 1..runs {
         out = best.time(&mut f);
@@ -435,7 +435,7 @@ pub fn execution(
         mut halves_time,
         mut stm_time,
         mut singles_time,
-    ] = std::array::from_fn(|_| Best::default());
+    ] = std::array::from_fn(|_| Rounds::default());
     // One round first, not timed: a fresh process's first blocks are slower (Block-STM's first
     // block took 90-130 ms against 65-75 later; the allocator's heaps and the instance pool's
     // slots are cold), which the best of a few rounds would otherwise mostly but not always hide.
@@ -558,8 +558,8 @@ pub struct Restores {
 mod tests {
     use super::*;
 
-    fn times(ms: &[u64]) -> Best {
-        Best(ms.iter().map(|&m| Duration::from_millis(m)).collect())
+    fn times(ms: &[u64]) -> Rounds {
+        Rounds(ms.iter().map(|&m| Duration::from_millis(m)).collect())
     }
 
     #[test]
