@@ -37,9 +37,10 @@
 //!   three aborted or waiting, or half writing a hot key), the extra workers leave and one
 //!   finishes the block in order.
 //!
-//! The multi-version memory has a part per worker, each split in ordered shards alone on their
+//! The multi-version memory has a part per worker, each split in hashed shards alone on their
 //! cache lines: a worker records only into its own part, so the lines it writes stay in its
-//! core's cache, and readers merge the parts (`next_key` merges every shard). Each part's table
+//! core's cache, and readers merge the parts (`next_key` merges every shard, through an ordered
+//! index a shard builds the first time `next_key` looks into it). Each part's table
 //! of the lowest writer of each key lets most reads (the parameters, the chain id, accounts no
 //! one below touches, a validated run's own writes) skip the shards altogether: taking even a
 //! read lock writes the lock's word, and with two workers reading the same hot keys that word
@@ -57,8 +58,9 @@
 
 use crate::executor::{ExecError, Executor, Externalities, Prototype};
 use crate::storage::overlay::{Additions, Changes, StateOverlay, Totals, add_total};
+use hashbrown::HashTable;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, btree_map};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -314,7 +316,7 @@ fn head(key: &[u8]) -> u64 {
 /// smallest key on top (`BinaryHeap` is a max-heap, so the order is reversed).
 struct Next {
     head: u64,
-    key: ShardKey,
+    key: Vec<u8>,
     piece: usize,
 }
 
@@ -338,39 +340,36 @@ impl PartialEq for Next {
 
 impl Eq for Next {}
 
-/// One shard's piece of a key range, being merged: the keys left, and the last cell of the key
-/// it has in the merge's heap.
-struct Source {
-    rest: btree_map::IntoIter<ShardKey, Versions>,
+/// One shard's piece of a key range, being merged: the entries left (in key order; the merge
+/// takes their keys and last cells out), and the last cell of the key it has in the merge's heap.
+struct Source<'e> {
+    rest: std::slice::IterMut<'e, Entry>,
     cell: Option<(RunIndex, Cell)>,
 }
 
-impl Source {
+impl Source<'_> {
     /// Moves on to the piece's next key that has a cell (a transaction that ran again without
     /// writing a key leaves it without one), keeps the cell and gives the key's heap entry.
     fn advance(&mut self, piece: usize) -> Option<Next> {
-        let (key, cell) = self
-            .rest
-            .find_map(|(key, versions)| Some((key, versions.last()?)))?;
+        let (head, key, cell) = self.rest.find_map(|entry| {
+            let cell = entry.versions.take_last()?;
+            Some((entry.head, std::mem::take(&mut entry.key), cell))
+        })?;
         self.cell = Some(cell);
-        Some(Next {
-            head: head(&key),
-            key,
-            piece,
-        })
+        Some(Next { head, key, piece })
     }
 }
 
 /// Merges one key range's pieces of every shard (each sorted) into the range's changes: each
 /// key's best-ranked last cell ([`rank`]; a key written on several workers is in several
 /// parts), in key order, without the keys whose best cell is an estimate (which holds no value).
-fn merge_range(pieces: Vec<ShardMap>) -> Vec<Change> {
+fn merge_range(pieces: Vec<&mut [Entry]>) -> Vec<Change> {
     use std::collections::binary_heap::{BinaryHeap, PeekMut};
-    let mut changes = Vec::with_capacity(pieces.iter().map(BTreeMap::len).sum());
+    let mut changes = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
     let mut sources: Vec<Source> = pieces
         .into_iter()
         .map(|piece| Source {
-            rest: piece.into_iter(),
+            rest: piece.iter_mut(),
             cell: None,
         })
         .collect();
@@ -401,24 +400,24 @@ fn merge_range(pieces: Vec<ShardMap>) -> Vec<Change> {
             _ => {
                 if let Some((key, Cell::Written(_, value), _)) = best.replace((entry, cell, ranked))
                 {
-                    changes.push((key.key.into_vec(), value));
+                    changes.push((key.key, value));
                 }
             }
         }
     }
     if let Some((key, Cell::Written(_, value), _)) = best {
-        changes.push((key.key.into_vec(), value));
+        changes.push((key.key, value));
     }
     changes
 }
 
 /// The block's changes out of the multi-version memory (every part's shards), in key ranges
 /// that follow one another: each key's last writer's value, in key order. This runs after the
-/// workers finish, so it is on all cores: the key space is cut into ranges at keys sampled from
-/// the longest shard (hashing spreads every range over all shards alike), each shard is split
-/// at the cuts (a split costs a walk down the tree), and each range merges its piece of every
-/// shard, keeping of a key written on several workers (so in several parts) the best-ranked
-/// cell. Nothing is sorted: the shards are ordered maps, so the merge only interleaves them.
+/// workers finish, so it is on all cores: each shard's entries are sorted by key (the shards in
+/// parallel), the key space is cut into ranges at keys sampled from the longest shard (hashing
+/// spreads every range over all shards alike), each shard's sorted entries are split at the cuts
+/// (a binary search each), and each range merges its piece of every shard, keeping of a key
+/// written on several workers (so in several parts) the best-ranked cell.
 fn final_ranges(parts: Vec<Vec<Shard>>) -> Vec<Vec<Change>> {
     use rayon::prelude::*;
     let maps: Vec<ShardMap> = parts
@@ -426,43 +425,41 @@ fn final_ranges(parts: Vec<Vec<Shard>>) -> Vec<Vec<Change>> {
         .flatten()
         .map(|shard| shard.0.into_inner().unwrap_or_else(|p| p.into_inner()))
         .collect();
-    let total: usize = maps.iter().map(BTreeMap::len).sum();
-    let ranges = (4 * pool().current_num_threads()).clamp(1, total / 1024 + 1);
-    let cuts: Vec<ShardKey> = maps
-        .iter()
-        .max_by_key(|m| m.len())
-        .map_or_else(Vec::new, |m| {
-            let step = m.len() / ranges;
-            m.keys()
-                .skip(step)
-                .step_by(step.max(1))
-                .take(ranges - 1)
-                .cloned()
-                .collect()
-        });
     pool().install(|| {
-        // Each shard in pieces, one per range: `pieces[shard][range]`.
-        let mut pieces: Vec<std::vec::IntoIter<ShardMap>> = maps
-            .into_par_iter()
-            .map(|mut map| {
-                let mut split: Vec<ShardMap> =
-                    cuts.iter().rev().map(|c| map.split_off(c)).collect();
-                split.push(map);
-                split.reverse();
-                split.into_iter()
-            })
-            .collect();
-        (0..=cuts.len())
-            .map(|_| {
-                pieces
-                    .iter_mut()
-                    .map(|p| p.next().unwrap_or_default())
+        let mut sorted: Vec<Vec<Entry>> = maps.into_par_iter().map(ShardMap::into_sorted).collect();
+        let total: usize = sorted.iter().map(Vec::len).sum();
+        let ranges = (4 * pool().current_num_threads()).clamp(1, total / 1024 + 1);
+        let cuts: Vec<Vec<u8>> = sorted
+            .iter()
+            .max_by_key(|s| s.len())
+            .map_or_else(Vec::new, |s| {
+                let step = s.len() / ranges;
+                s.iter()
+                    .skip(step)
+                    .step_by(step.max(1))
+                    .take(ranges - 1)
+                    .map(|e| e.key.clone())
                     .collect()
-            })
-            .collect::<Vec<Vec<ShardMap>>>()
-            .into_par_iter()
-            .map(merge_range)
-            .collect()
+            });
+        // Each shard in pieces, one per range: `pieces[range][shard]`.
+        let mut pieces: Vec<Vec<&mut [Entry]>> = (0..=cuts.len())
+            .map(|_| Vec::with_capacity(sorted.len()))
+            .collect();
+        for shard in &mut sorted {
+            let mut rest: &mut [Entry] = shard;
+            for (range, cut) in cuts.iter().enumerate() {
+                let at = rest.partition_point(|e| e.key < *cut);
+                let (piece, after) = std::mem::take(&mut rest).split_at_mut(at);
+                pieces[range].push(piece);
+                rest = after;
+            }
+            pieces[cuts.len()].push(rest);
+        }
+        let changes: Vec<Vec<Change>> = pieces.into_par_iter().map(merge_range).collect();
+        // What the merge left of the entries (the versions of keys several runs wrote) is
+        // freed off the block's path.
+        pool().spawn(move || drop(sorted));
+        changes
     })
 }
 
@@ -695,10 +692,10 @@ enum Origin {
     Version(RunIndex, Incarnation),
 }
 
-/// One read an incarnation made below its own writes. A key read is a [`ShardKey`] (inline when
-/// short), for the reason [`Last`]'s written keys are.
+/// One read an incarnation made below its own writes. A key read is an [`InlineKey`], for the
+/// reason [`Last`]'s written keys are.
 enum Read {
-    Get(ShardKey, Origin),
+    Get(InlineKey, Origin),
     NextKey(Vec<u8>, Option<Vec<u8>>),
 }
 
@@ -744,8 +741,8 @@ impl Versions {
         self.slot(run).ok().map(|i| &mut self.0[i].1)
     }
 
-    /// The last writer and its cell, when all is done.
-    fn last(mut self) -> Option<(RunIndex, Cell)> {
+    /// The last writer and its cell, taken out when all is done.
+    fn take_last(&mut self) -> Option<(RunIndex, Cell)> {
         self.0.pop()
     }
 }
@@ -757,7 +754,7 @@ fn rank(writer: RunIndex, cell: &Cell) -> (RunIndex, Incarnation) {
 }
 
 /// Shards of one worker's part, so a worker's reads and its own writes seldom wait for one
-/// another. Each shard is ordered, and `next_key` merges them.
+/// another. `next_key` merges them.
 const SHARDS: usize = 16;
 
 /// One shard, alone on its cache lines (two workers hammering locks that share a line would
@@ -765,14 +762,170 @@ const SHARDS: usize = 16;
 #[repr(align(128))]
 struct Shard(RwLock<ShardMap>);
 
-/// A key in a shard, held in the tree's node itself when it is short (an account key is 37
-/// bytes): a search compares keys that sit in the node's own cache lines instead of following a
-/// pointer per comparison to a key allocated wherever its execution left it (with `Vec` keys,
-/// `memcmp` in these trees and the lookups around it were the hottest part of recording a run's
-/// writes).
-type ShardKey = SmallVec<[u8; 40]>;
+/// A key of a run's reads or writes, held inline when it is short (an account key is 37
+/// bytes): no allocation per key, and no cross-thread free of one when a block's runs are
+/// dropped on another thread.
+type InlineKey = SmallVec<[u8; 40]>;
 
-type ShardMap = BTreeMap<ShardKey, Versions>;
+/// One key's versions in a shard, with the key: the one the run's writes came with, moved in
+/// (not copied) and moved on into the block's changes at the end, so a key written once costs
+/// no allocation here. Finding it follows the key's pointer only when the whole hash matches
+/// (the index keeps it), so a key not in the shard almost never does.
+struct Entry {
+    /// The key's first eight bytes ([`head`]), for the final sort and merge.
+    head: u64,
+    key: Vec<u8>,
+    versions: Versions,
+}
+
+/// One shard's keys: an entry per key, in the order they were first written, found through a
+/// hash index. Order is kept only where it is needed:
+///
+/// - `next_key` builds an ordered index of the shard the first time it looks into it in a
+///   block, and every new key goes into that index from then on (a block of transfers never
+///   calls it, so never pays for it);
+/// - the final gathering sorts each shard's entries once ([`ShardMap::into_sorted`]).
+///
+/// Until session 17 a shard was an ordered tree, and recording a run's writes searched it for
+/// every key: three or four levels of nodes of up to eleven 48-byte keys each, on cache misses
+/// after a run's wasm calls had cycled the caches, the hottest part of Block-STM's own CPU
+/// (docs/performance.md, *Session 16*). The index finds a key with one probe of its slots and
+/// one entry; Block-STM's CPU over the two halves' fell by about half (*Session 17*).
+#[derive(Default)]
+struct ShardMap {
+    entries: Vec<Entry>,
+    /// `(index_hash, position in entries)` of every key: the hash is kept so that growing the
+    /// index reads no entry.
+    index: HashTable<(u64, usize)>,
+    /// The keys in order, with their position in `entries`, once `next_key` has looked here.
+    ordered: Option<BTreeMap<Vec<u8>, usize>>,
+}
+
+/// A key's hash as a shard's index uses it. The hash's low bits picked the shard
+/// ([`shard_of`]), so they are the same for every key in it; the index takes a bucket from the
+/// low bits and a tag from the top seven, which the rotation both fills with other bits.
+fn index_hash(hash: u64) -> u64 {
+    hash.rotate_left(32)
+}
+
+impl ShardMap {
+    fn position(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let h = index_hash(hash);
+        self.index
+            .find(h, |&(eh, i)| {
+                eh == h && self.entries[i].key.as_slice() == key
+            })
+            .map(|&(_, i)| i)
+    }
+
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&Versions> {
+        self.position(hash, key).map(|i| &self.entries[i].versions)
+    }
+
+    fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Versions> {
+        let i = self.position(hash, key)?;
+        Some(&mut self.entries[i].versions)
+    }
+
+    /// The versions of `key` (of hash `hash`), a new entry without any if it has none.
+    fn entry(&mut self, hash: u64, key: Vec<u8>) -> &mut Versions {
+        let h = index_hash(hash);
+        let entries = &self.entries;
+        let i = match self.index.entry(
+            h,
+            |&(eh, i)| eh == h && entries[i].key == key,
+            |&(eh, _)| eh,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(o) => o.get().1,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let i = self.entries.len();
+                v.insert((h, i));
+                if let Some(ordered) = &mut self.ordered {
+                    ordered.insert(key.clone(), i);
+                }
+                self.entries.push(Entry {
+                    head: head(&key),
+                    key,
+                    versions: Versions::default(),
+                });
+                i
+            }
+        };
+        &mut self.entries[i].versions
+    }
+
+    /// Builds the ordered index, unless it is built.
+    fn build_ordered(&mut self) {
+        if self.ordered.is_none() {
+            let ordered = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.key.clone(), i))
+                .collect();
+            self.ordered = Some(ordered);
+        }
+    }
+
+    /// The first key after `after`, in key order, for which `f` of its versions gives
+    /// something, and what it gives. Needs the ordered index ([`ordered_shard`]); without it,
+    /// nothing.
+    fn first_after<R>(
+        &self,
+        after: &[u8],
+        f: impl Fn(&Versions) -> Option<R>,
+    ) -> Option<(&Vec<u8>, R)> {
+        debug_assert!(
+            self.ordered.is_some(),
+            "next_key in a shard without its order"
+        );
+        self.ordered
+            .as_ref()?
+            .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
+            .find_map(|(k, &i)| f(&self.entries[i].versions).map(|r| (k, r)))
+    }
+
+    /// The entries in key order. What is sorted is each entry's first eight bytes and
+    /// position (most comparisons end at the eight bytes, without following a key's pointer);
+    /// the entries are then moved once into that order (sorting the 80-byte entries themselves
+    /// moved each a dozen times).
+    fn into_sorted(self) -> Vec<Entry> {
+        let mut entries = self.entries;
+        let mut order: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.head, i))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| entries[a.1].key.cmp(&entries[b.1].key))
+        });
+        order
+            .into_iter()
+            .map(|(head, i)| {
+                let e = &mut entries[i];
+                Entry {
+                    head,
+                    key: std::mem::take(&mut e.key),
+                    versions: std::mem::take(&mut e.versions),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A read guard of a shard whose ordered index is built (built first, under the write lock, if
+/// it is not; it stays built for the rest of the block).
+fn ordered_shard(shard: &RwLock<ShardMap>) -> std::sync::RwLockReadGuard<'_, ShardMap> {
+    loop {
+        let guard = read_lock(shard);
+        if guard.ordered.is_some() {
+            return guard;
+        }
+        drop(guard);
+        write_lock(shard).build_ordered();
+    }
+}
 
 /// What one worker's executions recorded: their versions, in shards, and the lowest writer of
 /// each key among them.
@@ -810,13 +963,13 @@ struct Ran {
 /// What a run's last incarnation left: the part it recorded into, the keys it wrote, its
 /// reads, its additions to the block totals and its transactions' outcomes.
 ///
-/// The written keys are [`ShardKey`]s, inline like the shards' own: a `Vec` per key was an
-/// allocation per write when recording and, since a run's `Last` is freed on whichever thread
+/// The written keys are [`InlineKey`]s: a `Vec` per key was an allocation per write when
+/// recording and, since a run's `Last` is freed on whichever thread
 /// drops the block's memory, a cross-thread free per write at the end of the block.
 #[derive(Default)]
 struct Last {
     part: usize,
-    writes: Vec<ShardKey>,
+    writes: Vec<InlineKey>,
     reads: Vec<Read>,
     totals: Additions,
     outcomes: Vec<TxOutcome>,
@@ -845,9 +998,10 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A key's hash, eight bytes at a time: it picks the key's shard and its buckets of lowest
-/// writers. Only speed depends on it (a shard is an ordered map and the buckets only say
-/// "maybe"), so crafted keys can slow down nothing but their own lookups.
+/// A key's hash, eight bytes at a time: it picks the key's shard, its place in the shard's
+/// index and its buckets of lowest writers. Only speed depends on it (a shard's index compares
+/// the keys themselves and the buckets only say "maybe"), so crafted keys can slow down nothing
+/// but their own lookups and those of their shard.
 fn key_hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = (key.len() as u64).wrapping_mul(K);
@@ -942,7 +1096,7 @@ impl<'a> MvMemory<'a> {
             parts: (0..parts.max(1))
                 .map(|_| Part {
                     shards: (0..SHARDS)
-                        .map(|_| Shard(RwLock::new(BTreeMap::new())))
+                        .map(|_| Shard(RwLock::new(ShardMap::default())))
                         .collect(),
                     lowest_writers: LowestWriters::new(n, txs, parts),
                 })
@@ -951,8 +1105,8 @@ impl<'a> MvMemory<'a> {
         }
     }
 
-    fn shard(&self, part: usize, key: &[u8]) -> &RwLock<ShardMap> {
-        &self.parts[part].shards[shard_of(key_hash(key))].0
+    fn shard(&self, part: usize, hash: u64) -> &RwLock<ShardMap> {
+        &self.parts[part].shards[shard_of(hash)].0
     }
 
     /// `f` of the cell of `key` that run `run` reads, with its writer: of every part
@@ -965,7 +1119,7 @@ impl<'a> MvMemory<'a> {
                 continue;
             }
             let shard = read_lock(&part.shards[shard_of(hash)].0);
-            if let Some((writer, cell)) = shard.get(key).and_then(|v| v.visible(run))
+            if let Some((writer, cell)) = shard.get(hash, key).and_then(|v| v.visible(run))
                 && best.as_ref().is_none_or(|(r, _)| rank(writer, cell) > *r)
             {
                 best = Some((rank(writer, cell), f(writer, cell)));
@@ -1006,20 +1160,18 @@ impl<'a> MvMemory<'a> {
         // first in each of them when it is the first overall, so its best cell is among these.
         let mut best: Option<(Vec<u8>, (RunIndex, Incarnation), Presence)> = None;
         for shard in self.parts.iter().flat_map(|p| &p.shards) {
-            let shard = read_lock(&shard.0);
-            let found = shard
-                .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
-                .find_map(|(k, versions)| {
-                    versions.visible(run).map(|(writer, cell)| {
-                        let presence = match cell {
-                            Cell::Written(_, Some(_)) => Presence::Exists,
-                            Cell::Written(_, None) => Presence::Deleted,
-                            Cell::Estimate(_) => Presence::Estimate(writer),
-                        };
-                        (k, rank(writer, cell), presence)
-                    })
-                });
-            if let Some((k, r, presence)) = found
+            let shard = ordered_shard(&shard.0);
+            let found = shard.first_after(after, |versions| {
+                versions.visible(run).map(|(writer, cell)| {
+                    let presence = match cell {
+                        Cell::Written(_, Some(_)) => Presence::Exists,
+                        Cell::Written(_, None) => Presence::Deleted,
+                        Cell::Estimate(_) => Presence::Estimate(writer),
+                    };
+                    (rank(writer, cell), presence)
+                })
+            });
+            if let Some((k, (r, presence))) = found
                 && best.as_ref().is_none_or(|(b, br, _)| {
                     k.as_slice() < b.as_slice() || (k.as_slice() == b.as_slice() && r > *br)
                 })
@@ -1081,14 +1233,14 @@ impl<'a> MvMemory<'a> {
         let previous_part = std::mem::replace(&mut last.part, part);
         let previous = std::mem::replace(
             &mut last.writes,
-            writes.keys().map(|k| ShardKey::from_slice(k)).collect(),
+            writes.keys().map(|k| InlineKey::from_slice(k)).collect(),
         );
         let wrote_new_key = writes.keys().any(|k| {
             previous
                 .binary_search_by(|p| p.as_slice().cmp(k.as_slice()))
                 .is_err()
         });
-        let stale: Vec<ShardKey> = previous
+        let stale: Vec<InlineKey> = previous
             .into_iter()
             .filter(|k| previous_part != part || !writes.contains_key(k.as_slice()))
             .collect();
@@ -1098,13 +1250,13 @@ impl<'a> MvMemory<'a> {
             let hash = key_hash(&k);
             own.lowest_writers.insert(hash, run);
             let mut shard = write_lock(&own.shards[shard_of(hash)].0);
-            let versions = shard.entry(ShardKey::from_vec(k)).or_default();
+            let versions = shard.entry(hash, k);
             versions.insert(run, Cell::Written(inc, v));
             shared_key |= versions.0.len() > 1;
         }
         for k in stale {
-            if let Some(versions) = write_lock(self.shard(previous_part, &k)).get_mut(k.as_slice())
-            {
+            let hash = key_hash(&k);
+            if let Some(versions) = write_lock(self.shard(previous_part, hash)).get_mut(hash, &k) {
                 versions.remove(run);
             }
         }
@@ -1134,8 +1286,9 @@ impl<'a> MvMemory<'a> {
     fn convert_writes_to_estimates(&self, run: RunIndex) {
         let last = lock(&self.last[run].0);
         for k in &last.writes {
-            if let Some(cell) = write_lock(self.shard(last.part, k))
-                .get_mut(k.as_slice())
+            let hash = key_hash(k);
+            if let Some(cell) = write_lock(self.shard(last.part, hash))
+                .get_mut(hash, k)
                 .and_then(|v| v.get_mut(run))
             {
                 *cell = Cell::Estimate(cell.incarnation());
@@ -1154,7 +1307,7 @@ struct View<'m, 'a> {
     /// memory (whose locks and nodes the other workers keep writing): the incarnation sees one
     /// snapshot per key, and validation checks where the first read came from, which decides
     /// both.
-    seen: BTreeMap<ShardKey, (Origin, Option<Vec<u8>>)>,
+    seen: BTreeMap<InlineKey, (Origin, Option<Vec<u8>>)>,
     /// The results of `next_key` below the run's writes, in order.
     next_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// What the run's included transactions so far wrote.
@@ -1251,7 +1404,7 @@ impl Externalities for View<'_, '_> {
         match self.mv.get(key, self.run)? {
             Lookup::Found(origin, value) => {
                 self.seen
-                    .insert(ShardKey::from_slice(key), (origin, value.clone()));
+                    .insert(InlineKey::from_slice(key), (origin, value.clone()));
                 Ok(value)
             }
             Lookup::Blocked(writer) => Err(self.blocked(writer)),
@@ -1612,20 +1765,102 @@ mod tests {
         Ok(())
     }
 
+    /// `next_key` over the multi-version memory: a shard's ordered index is built the first
+    /// time it is looked into, and keys written after that (in either part) are in it; each run
+    /// sees the writes below it over the block's state, deletions included.
+    #[test]
+    fn next_key_sees_keys_written_after_the_order_was_built() -> Result<(), String> {
+        let backend = crate::storage::tests::Map(BTreeMap::from([
+            (b"k/050".to_vec(), b"state".to_vec()),
+            (b"z".to_vec(), b"state".to_vec()),
+        ]));
+        let base = StateOverlay::new(&backend);
+        let mv = MvMemory::new(&base, 4, 4, 2);
+        let ran = |writes: Vec<(String, Option<&str>)>| Ran {
+            reads: Vec::new(),
+            writes: writes
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v.map(|v| v.as_bytes().to_vec())))
+                .collect(),
+            totals: Additions::new(),
+            outcomes: Vec::new(),
+        };
+        let next = |from: &str, run| -> Result<Option<String>, String> {
+            match mv.next_key(from.as_bytes(), run)? {
+                Ok(k) => Ok(k.map(|k| String::from_utf8_lossy(&k).into_owned())),
+                Err(writer) => Err(format!("blocked on run {writer}")),
+            }
+        };
+        let some = |k: &str| Some(k.to_string());
+
+        mv.record(0, 0, 0, ran(vec![("k/030".into(), Some("0"))]));
+        assert!(
+            mv.parts
+                .iter()
+                .flat_map(|p| &p.shards)
+                .all(|s| read_lock(&s.0).ordered.is_none()),
+            "an order was built before any next_key"
+        );
+        assert_eq!(next("k/", 1)?, some("k/030"));
+        assert!(
+            mv.parts
+                .iter()
+                .flat_map(|p| &p.shards)
+                .all(|s| read_lock(&s.0).ordered.is_some()),
+            "next_key left a shard without its order"
+        );
+
+        // Written after the orders were built, into the other part: 100 keys, and run 0's
+        // k/030 deleted.
+        let mut writes: Vec<(String, Option<&str>)> = (0..100)
+            .map(|i| (format!("k/1{i:02}"), Some("1")))
+            .collect();
+        writes.push(("k/020".into(), Some("1")));
+        writes.push(("k/030".into(), None));
+        mv.record(1, 0, 1, ran(writes));
+
+        // Run 1 sees only run 0's write; run 2 sees run 1's over it.
+        assert_eq!(next("k/", 1)?, some("k/030"));
+        assert_eq!(next("k/030", 1)?, some("k/050"));
+        assert_eq!(next("k/", 2)?, some("k/020"));
+        assert_eq!(
+            next("k/020", 2)?,
+            some("k/050"),
+            "the deleted k/030 is skipped"
+        );
+        let mut walked = Vec::new();
+        let mut cursor = "k/050".to_string();
+        while let Some(k) = next(&cursor, 2)? {
+            walked.push(k.clone());
+            cursor = k;
+        }
+        let expected: Vec<String> = (0..100)
+            .map(|i| format!("k/1{i:02}"))
+            .chain(["z".to_string()])
+            .collect();
+        assert_eq!(walked, expected, "the walk missed or misordered keys");
+
+        // An aborted run's writes are estimates: a run above that reaches one waits for it.
+        mv.convert_writes_to_estimates(1);
+        assert_eq!(next("k/", 2), Err("blocked on run 1".to_string()));
+        assert_eq!(next("k/", 1)?, some("k/030"));
+        Ok(())
+    }
+
     #[test]
     fn final_changes_hold_each_keys_last_write_once() {
         const PARTS: usize = 3;
         let parts: Vec<Vec<Shard>> = (0..PARTS)
             .map(|_| {
                 (0..SHARDS)
-                    .map(|_| Shard(RwLock::new(BTreeMap::new())))
+                    .map(|_| Shard(RwLock::new(ShardMap::default())))
                     .collect()
             })
             .collect();
         let put = |part: usize, k: &[u8], writer: RunIndex, cell: Cell| {
-            write_lock(&parts[part][shard_of(key_hash(k))].0)
-                .entry(ShardKey::from_slice(k))
-                .or_default()
+            let hash = key_hash(k);
+            write_lock(&parts[part][shard_of(hash)].0)
+                .entry(hash, k.to_vec())
                 .insert(writer, cell);
         };
         let mut expected = Changes::new();
@@ -1656,8 +1891,9 @@ mod tests {
         // A key whose only writer ran again without writing it: no cells left, no change.
         let emptied = b"emptied".to_vec();
         put(2, &emptied, 5, Cell::Written(0, Some(b"gone".to_vec())));
-        write_lock(&parts[2][shard_of(key_hash(&emptied))].0)
-            .get_mut(emptied.as_slice())
+        let hash = key_hash(&emptied);
+        write_lock(&parts[2][shard_of(hash)].0)
+            .get_mut(hash, &emptied)
             .expect("just put")
             .remove(5);
         assert!(expected.len() > 3_000, "the keys overlap too much");
