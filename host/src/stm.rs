@@ -1792,21 +1792,23 @@ mod tests {
             }
         };
         let some = |k: &str| Some(k.to_string());
-
-        mv.record(0, 0, 0, ran(vec![("k/030".into(), Some("0"))]));
-        assert!(
+        // Which shards of both parts have their ordered index built.
+        let ordered = || -> Vec<bool> {
             mv.parts
                 .iter()
                 .flat_map(|p| &p.shards)
-                .all(|s| read_lock(&s.0).ordered.is_none()),
+                .map(|s| read_lock(&s.0).ordered.is_some())
+                .collect()
+        };
+
+        mv.record(0, 0, 0, ran(vec![("k/030".into(), Some("0"))]));
+        assert!(
+            ordered().iter().all(|built| !built),
             "an order was built before any next_key"
         );
         assert_eq!(next("k/", 1)?, some("k/030"));
         assert!(
-            mv.parts
-                .iter()
-                .flat_map(|p| &p.shards)
-                .all(|s| read_lock(&s.0).ordered.is_some()),
+            ordered().iter().all(|&built| built),
             "next_key left a shard without its order"
         );
 
