@@ -50,7 +50,23 @@ struct Args {
     node_log: Option<std::path::PathBuf>,
 }
 
-fn parse_args() -> Result<Args> {
+/// What `--help` prints, and a flag error after its message.
+const USAGE: &str = "usage: bench-load [--accounts N] [--seconds S] [--batch N] [--window N] \
+                     [--connections N] [--block-time S] [--max-block-txs N] [--node-log PATH]";
+
+/// The flag's value, parsed, or what is wrong with it.
+fn flag_value<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value.with_context(|| format!("{flag} needs a value"))?;
+    value
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {value}: {e}"))
+}
+
+/// The flags after the program's name; `None` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
     let mut a = Args {
         accounts: 60_000,
         connections: 2,
@@ -61,30 +77,43 @@ fn parse_args() -> Result<Args> {
         max_block_txs: 20_000,
         node_log: None,
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        let value = args.next();
         match flag.as_str() {
-            "--accounts" => a.accounts = value()?.parse()?,
-            "--connections" => a.connections = value()?.parse()?,
-            "--seconds" => a.seconds = value()?.parse()?,
-            "--batch" => a.batch = value()?.parse()?,
-            "--window" => a.window = value()?.parse()?,
-            "--block-time" => a.block_time = value()?.parse()?,
-            "--max-block-txs" => a.max_block_txs = value()?.parse()?,
-            "--node-log" => a.node_log = Some(value()?.into()),
+            "--help" | "-h" => return Ok(None),
+            "--accounts" => a.accounts = flag_value(&flag, value)?,
+            "--connections" => a.connections = flag_value(&flag, value)?,
+            "--seconds" => a.seconds = flag_value(&flag, value)?,
+            "--batch" => a.batch = flag_value(&flag, value)?,
+            "--window" => a.window = flag_value(&flag, value)?,
+            "--block-time" => a.block_time = flag_value(&flag, value)?,
+            "--max-block-txs" => a.max_block_txs = flag_value(&flag, value)?,
+            "--node-log" => a.node_log = Some(flag_value::<String>(&flag, value)?.into()),
             other => bail!("unknown flag {other}"),
         }
     }
     ensure!(
-        a.accounts > 0 && a.batch > 0 && a.window >= a.batch,
-        "bad sizes"
+        a.accounts > 0 && a.batch > 0 && a.connections > 0,
+        "--accounts, --batch and --connections must be at least 1"
+    );
+    ensure!(
+        a.window >= a.batch,
+        "--window ({}) must be at least --batch ({})",
+        a.window,
+        a.batch
     );
     ensure!(
         a.batch <= vexidus_host::rpc::MAX_BATCH_TRANSACTIONS,
-        "--batch too large"
+        "--batch {} is more than a request may carry ({})",
+        a.batch,
+        vexidus_host::rpc::MAX_BATCH_TRANSACTIONS
     );
-    Ok(a)
+    ensure!(
+        a.seconds > 0.0 && a.block_time > 0.0,
+        "--seconds and --block-time must be positive"
+    );
+    Ok(Some(a))
 }
 
 fn now_ms() -> u64 {
@@ -365,7 +394,19 @@ fn phase(
 }
 
 fn main() -> Result<()> {
-    let args = parse_args()?;
+    // A flag error is the operator's, not a bug: its message and the usage, exit code 2, and no
+    // backtrace (returned through `main`, anyhow prints one under RUST_BACKTRACE=1).
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("bench-load: {e:#}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let dir = tempfile::tempdir()?;
     let mut genesis = vexidus_host::genesis::dev_genesis();
     genesis.block_time_ms = (args.block_time * 1e3) as u64;
@@ -487,4 +528,52 @@ fn main() -> Result<()> {
             .with_context(|| format!("copy the node's log to {}", to.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_say_what_is_wrong() -> Result<()> {
+        let a = parse(&[
+            "--accounts",
+            "100",
+            "--seconds",
+            "2.5",
+            "--node-log",
+            "/tmp/n.log",
+        ])?
+        .context("not --help")?;
+        assert_eq!(a.accounts, 100);
+        assert_eq!(a.seconds, 2.5);
+        assert_eq!(a.batch, 1_000, "an unset flag keeps its default");
+        assert_eq!(
+            a.node_log.as_deref(),
+            Some(std::path::Path::new("/tmp/n.log"))
+        );
+        assert!(parse(&["--help"])?.is_none());
+        assert!(parse(&["--seconds", "1", "-h"])?.is_none());
+
+        assert_eq!(error(&["--bogus"]), "unknown flag --bogus");
+        assert_eq!(error(&["--accounts"]), "--accounts needs a value");
+        assert_eq!(
+            error(&["--accounts", "many"]),
+            "--accounts many: invalid digit found in string"
+        );
+        assert!(error(&["--batch", "2000", "--window", "1000"]).contains("--window (1000)"));
+        assert!(error(&["--seconds", "0"]).contains("must be positive"));
+        Ok(())
+    }
 }
