@@ -812,9 +812,7 @@ impl ShardMap {
     fn position(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let h = index_hash(hash);
         self.index
-            .find(h, |&(eh, i)| {
-                eh == h && self.entries[i].key.as_slice() == key
-            })
+            .find(h, is_key(&self.entries, h, key))
             .map(|&(_, i)| i)
     }
 
@@ -831,11 +829,7 @@ impl ShardMap {
     fn entry(&mut self, hash: u64, key: Vec<u8>) -> &mut Versions {
         let h = index_hash(hash);
         let entries = &self.entries;
-        let i = match self.index.entry(
-            h,
-            |&(eh, i)| eh == h && entries[i].key == key,
-            |&(eh, _)| eh,
-        ) {
+        let i = match self.index.entry(h, is_key(entries, h, &key), |&(eh, _)| eh) {
             hashbrown::hash_table::Entry::Occupied(o) => o.get().1,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 let i = self.entries.len();
@@ -868,19 +862,16 @@ impl ShardMap {
     }
 
     /// The first key after `after`, in key order, for which `f` of its versions gives
-    /// something, and what it gives. Needs the ordered index ([`ordered_shard`]); without it,
-    /// nothing.
+    /// something, and what it gives. Needs the ordered index ([`ordered_shard`] builds it):
+    /// without it the answer would silently skip this shard's keys, so that is a panic.
     fn first_after<R>(
         &self,
         after: &[u8],
         f: impl Fn(&Versions) -> Option<R>,
     ) -> Option<(&Vec<u8>, R)> {
-        debug_assert!(
-            self.ordered.is_some(),
-            "next_key in a shard without its order"
-        );
         self.ordered
-            .as_ref()?
+            .as_ref()
+            .expect("next_key looked into a shard whose order was not built")
             .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
             .find_map(|(k, &i)| f(&self.entries[i].versions).map(|r| (k, r)))
     }
@@ -912,6 +903,12 @@ impl ShardMap {
             })
             .collect()
     }
+}
+
+/// Whether an index slot `(hash, position)` holds `key` (of index hash `h`): the whole hash
+/// first, so the key behind the position is read only when it almost surely matches.
+fn is_key<'e>(entries: &'e [Entry], h: u64, key: &'e [u8]) -> impl Fn(&(u64, usize)) -> bool + 'e {
+    move |&(eh, i)| eh == h && entries[i].key == key
 }
 
 /// A read guard of a shard whose ordered index is built (built first, under the write lock, if
