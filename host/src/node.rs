@@ -617,6 +617,16 @@ pub async fn run(
         None => false,
     };
     tracing::info!(chain_id = %chain.chain_id(), height = head.height, runtime = ?chain.runtime().version, "chain opened");
+    match crate::stm::pinned_cores() {
+        Some(cpus) => tracing::info!(
+            ?cpus,
+            "Block-STM workers pinned one to a CPU (VEXIDUS_PIN_WORKERS=0 turns it off)"
+        ),
+        None => tracing::info!(
+            threads = crate::stm::default_threads(),
+            "Block-STM workers not pinned to CPUs"
+        ),
+    }
     let mut node_state = NodeState::new(chain, config.pool_capacity, config.validator_key.as_ref());
     if let (true, Some(key)) = (config.auto_vote_seed, &config.validator_key) {
         node_state = node_state.with_auto_vote(Keypair::from_seed(key.seed()));

@@ -338,6 +338,12 @@ fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Resul
             "  wasm calls in the timed rounds: {} in a reused instance, {} of whose restores skipped the page-table scan (no page fault since the last one)",
             restores.reuses, restores.unscanned
         );
+        match vexidus_host::stm::pinned_cores() {
+            Some(cores) => println!(
+                "  Block-STM's workers pinned one to a CPU: {cores:?} (VEXIDUS_PIN_WORKERS=0 turns it off)"
+            ),
+            None => println!("  Block-STM's workers not pinned to CPUs"),
+        }
     }
     Ok(())
 }
