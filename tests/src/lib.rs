@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use vexidus_cli::RpcClient;
 
+pub mod flags;
 pub mod localnet;
 pub mod supervised;
 

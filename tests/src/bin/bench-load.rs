@@ -37,6 +37,7 @@ use vexidus_runtime_api::signing::{Keypair, dev_seed, transaction_hash};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, NANO_PER_VXS, SignedTransaction};
 use vexidus_tests::Node;
+use vexidus_tests::flags::{self, Flags};
 
 struct Args {
     accounts: usize,
@@ -54,17 +55,6 @@ struct Args {
 const USAGE: &str = "usage: bench-load [--accounts N] [--seconds S] [--batch N] [--window N] \
                      [--connections N] [--block-time S] [--max-block-txs N] [--node-log PATH]";
 
-/// The flag's value, parsed, or what is wrong with it.
-fn flag_value<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let value = value.with_context(|| format!("{flag} needs a value"))?;
-    value
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{flag} {value}: {e}"))
-}
-
 /// The flags after the program's name; `None` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
     let mut a = Args {
@@ -77,19 +67,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         max_block_txs: 20_000,
         node_log: None,
     };
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        let value = args.next();
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "--help" | "-h" => return Ok(None),
-            "--accounts" => a.accounts = flag_value(&flag, value)?,
-            "--connections" => a.connections = flag_value(&flag, value)?,
-            "--seconds" => a.seconds = flag_value(&flag, value)?,
-            "--batch" => a.batch = flag_value(&flag, value)?,
-            "--window" => a.window = flag_value(&flag, value)?,
-            "--block-time" => a.block_time = flag_value(&flag, value)?,
-            "--max-block-txs" => a.max_block_txs = flag_value(&flag, value)?,
-            "--node-log" => a.node_log = Some(flag_value::<String>(&flag, value)?.into()),
+            "--accounts" => a.accounts = flags.value(&flag)?,
+            "--connections" => a.connections = flags.value(&flag)?,
+            "--seconds" => a.seconds = flags.value(&flag)?,
+            "--batch" => a.batch = flags.value(&flag)?,
+            "--window" => a.window = flags.value(&flag)?,
+            "--block-time" => a.block_time = flags.value(&flag)?,
+            "--max-block-txs" => a.max_block_txs = flags.value(&flag)?,
+            "--node-log" => a.node_log = Some(flags.value::<String>(&flag)?.into()),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -394,19 +383,7 @@ fn phase(
 }
 
 fn main() -> Result<()> {
-    // A flag error is the operator's, not a bug: its message and the usage, exit code 2, and no
-    // backtrace (returned through `main`, anyhow prints one under RUST_BACKTRACE=1).
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return Ok(());
-        }
-        Err(e) => {
-            eprintln!("bench-load: {e:#}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let args = flags::or_exit("bench-load", USAGE, parse_args(std::env::args().skip(1)));
     let dir = tempfile::tempdir()?;
     let mut genesis = vexidus_host::genesis::dev_genesis();
     genesis.block_time_ms = (args.block_time * 1e3) as u64;

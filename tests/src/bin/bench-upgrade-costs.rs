@@ -17,13 +17,14 @@
 //! target/release/bench-upgrade-costs [--runs 5]
 //! ```
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vexidus_host::executor::Executor;
 use vexidus_host::harness::Harness;
 use vexidus_host::storage::Db;
 use vexidus_runtime_api::transaction::{Operation, UpgradeTarget};
+use vexidus_tests::flags::{self, Flags};
 use vexidus_tests::{Node, runtimes};
 
 fn ms(d: Duration) -> f64 {
@@ -127,15 +128,30 @@ fn restart() -> Result<(f64, f64)> {
     Ok((fresh, restarted))
 }
 
-fn main() -> Result<()> {
+/// What `--help` prints, and a flag error after its message.
+const USAGE: &str = "usage: bench-upgrade-costs [--runs N]";
+
+/// `--runs` (default 5), or `None` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<usize>> {
     let mut runs = 5;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => runs = args.next().context("--runs N")?.parse()?,
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--runs" => runs = flags.value(&flag)?,
             other => bail!("unknown flag {other}"),
         }
     }
+    ensure!(runs > 0, "--runs must be at least 1");
+    Ok(Some(runs))
+}
+
+fn main() -> Result<()> {
+    let runs = flags::or_exit(
+        "bench-upgrade-costs",
+        USAGE,
+        parse_args(std::env::args().skip(1)),
+    );
     let (cold, cached) = compile(runs)?;
     println!(
         "runtime blob ({} bytes), best of {runs}",
@@ -197,4 +213,29 @@ fn main() -> Result<()> {
         again / fresh
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<usize>> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_say_what_is_wrong() -> Result<()> {
+        assert_eq!(parse(&[])?, Some(5));
+        assert_eq!(parse(&["--runs", "3"])?, Some(3));
+        assert_eq!(parse(&["--runs", "3", "--help"])?, None);
+        let error = |args: &[&str]| format!("{:#}", parse(args).expect_err("refused"));
+        assert_eq!(error(&["--runs"]), "--runs needs a value");
+        assert_eq!(
+            error(&["--runs", "x"]),
+            "--runs x: invalid digit found in string"
+        );
+        assert_eq!(error(&["--runs", "0"]), "--runs must be at least 1");
+        assert_eq!(error(&["--fast"]), "unknown flag --fast");
+        Ok(())
+    }
 }

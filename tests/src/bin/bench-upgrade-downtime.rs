@@ -15,6 +15,7 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use vexidus_cli::RpcClient;
+use vexidus_tests::flags::{self, Flags};
 use vexidus_tests::supervised::{
     SupervisedChain, follow_until_halt, measure_downtime, schedule_binary_upgrade,
 };
@@ -102,20 +103,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() -> Result<()> {
-    let mut runs = 3usize;
-    let mut block_time = 0.5f64;
-    let mut trace = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => runs = args.next().context("--runs N")?.parse()?,
-            "--block-time" => block_time = args.next().context("--block-time SECS")?.parse()?,
-            "--trace" => trace = true,
-            other => bail!("unknown argument {other:?}; use --runs N, --block-time SECS, --trace"),
+/// What `--help` prints, and a flag error after its message.
+const USAGE: &str = "usage: bench-upgrade-downtime [--runs N] [--block-time SECS] [--trace]";
+
+struct Args {
+    runs: usize,
+    block_time: f64,
+    /// Print vexvisor's own event lines of each path's last run.
+    trace: bool,
+}
+
+/// The flags after the program's name; `None` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
+    let mut a = Args {
+        runs: 3,
+        block_time: 0.5,
+        trace: false,
+    };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--runs" => a.runs = flags.value(&flag)?,
+            "--block-time" => a.block_time = flags.value(&flag)?,
+            "--trace" => a.trace = true,
+            other => bail!("unknown flag {other}"),
         }
     }
-    ensure!(runs > 0, "--runs must be at least 1");
+    ensure!(a.runs > 0, "--runs must be at least 1");
+    ensure!(
+        a.block_time.is_finite() && a.block_time > 0.0,
+        "--block-time must be positive"
+    );
+    Ok(Some(a))
+}
+
+fn main() -> Result<()> {
+    let Args {
+        runs,
+        block_time,
+        trace,
+    } = flags::or_exit(
+        "bench-upgrade-downtime",
+        USAGE,
+        parse_args(std::env::args().skip(1)),
+    );
     println!(
         "binary-upgrade downtime under vexvisor: dev chain, {block_time} s blocks, debug builds, {runs} run(s) per path"
     );
@@ -150,4 +182,38 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_say_what_is_wrong() -> Result<()> {
+        let a = parse(&["--trace", "--block-time", "0.25"])?.context("not --help")?;
+        assert!(a.trace);
+        assert_eq!(a.block_time, 0.25);
+        assert_eq!(a.runs, 3, "an unset flag keeps its default");
+        assert!(parse(&["-h"])?.is_none());
+        let error = |args: &[&str]| match parse(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert_eq!(error(&["--runs", "0"]), "--runs must be at least 1");
+        assert_eq!(error(&["--block-time"]), "--block-time needs a value");
+        assert_eq!(
+            error(&["--block-time", "soon"]),
+            "--block-time soon: invalid float literal"
+        );
+        assert_eq!(
+            error(&["--block-time", "-1"]),
+            "--block-time must be positive"
+        );
+        assert_eq!(error(&["--traces"]), "unknown flag --traces");
+        Ok(())
+    }
 }
