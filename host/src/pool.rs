@@ -9,7 +9,7 @@ use crate::chain::{Chain, ChainError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use vexidus_runtime_api::abi::{InvalidTransaction, ValidTransaction};
 use vexidus_runtime_api::signing;
-use vexidus_runtime_api::transaction::MAX_TRANSACTION_BYTES;
+use vexidus_runtime_api::transaction::{MAX_TRANSACTION_BYTES, Operation};
 use vexidus_runtime_api::{Address, Hash, SignedTransaction};
 
 /// Why a transaction was refused at the door.
@@ -34,6 +34,12 @@ pub enum TxError {
         /// The transaction's.
         found: String,
     },
+    /// A multisig proposal wraps another multisig operation (the runtime would refuse it; it is
+    /// refused here, before it costs a signature check or a place in the pool).
+    #[error(
+        "a multisig operation may not wrap another multisig operation (ProposeMultiSig wraps {0})"
+    )]
+    NestedMultiSig(&'static str),
     /// The signature does not verify.
     #[error("bad signature: the signature does not verify for sender {0}")]
     BadSignature(String),
@@ -148,7 +154,7 @@ impl Pool {
         tx: SignedTransaction,
         signature_ok: Option<bool>,
     ) -> Result<Hash, TxError> {
-        check_chain_id(chain, &tx)?;
+        check_shape(chain, &tx)?;
         let hash = signing::transaction_hash(&tx);
         self.check_not_pending(&hash)?;
         if !self.verified.contains(&hash) {
@@ -283,7 +289,7 @@ impl Checked {
 /// a batch, the runtime's validation at the head), so a batch runs them in parallel before it
 /// locks the pool; [`Pool::admit_valid`] does the rest.
 pub fn check(chain: &Chain, tx: SignedTransaction, signature_ok: bool) -> Result<Checked, TxError> {
-    check_chain_id(chain, &tx)?;
+    check_shape(chain, &tx)?;
     if !signature_ok {
         return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
     }
@@ -292,12 +298,26 @@ pub fn check(chain: &Chain, tx: SignedTransaction, signature_ok: bool) -> Result
     Ok(Checked { tx, hash, valid })
 }
 
-fn check_chain_id(chain: &Chain, tx: &SignedTransaction) -> Result<(), TxError> {
+/// The checks of a transaction's own shape and chain id, before any signature or state is read.
+fn check_shape(chain: &Chain, tx: &SignedTransaction) -> Result<(), TxError> {
     if tx.transaction.chain_id != chain.chain_id() {
         return Err(TxError::WrongChain {
             expected: chain.chain_id().into(),
             found: tx.transaction.chain_id.clone(),
         });
+    }
+    for op in &tx.transaction.operations {
+        if let Operation::ProposeMultiSig { op: inner, .. } = op
+            && matches!(
+                **inner,
+                Operation::CreateMultiSig { .. }
+                    | Operation::ProposeMultiSig { .. }
+                    | Operation::ApproveMultiSig { .. }
+                    | Operation::RevokeMultiSig { .. }
+            )
+        {
+            return Err(TxError::NestedMultiSig(inner.name()));
+        }
     }
     Ok(())
 }

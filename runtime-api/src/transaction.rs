@@ -313,12 +313,16 @@ pub enum Operation {
         /// Human-readable label.
         label: String,
     } = 64,
-    /// Propose an operation the multisig account will send.
+    /// Propose an operation the multisig account will send. The wrapped operation may not be
+    /// a multisig operation itself (the runtime refuses it, ingress refuses it at the door), and
+    /// decoders refuse proposals nested deeper than [`MAX_MULTISIG_NESTING`].
     #[codec(index = 65)]
     ProposeMultiSig {
         /// The multisig account.
         multisig: Address,
         /// The wrapped operation.
+        #[borsh(deserialize_with = "decode_wrapped")]
+        #[cfg_attr(feature = "std", serde(deserialize_with = "serde_wrapped"))]
         op: Box<Operation>,
     } = 65,
     /// Approve a pending multisig operation.
@@ -337,6 +341,69 @@ pub enum Operation {
         /// The pending operation's id.
         proposal_id: u64,
     } = 67,
+}
+
+/// Most `ProposeMultiSig` operations nested in one another that a decoder accepts.
+///
+/// Only one level is meaningful (a multisig proposal wrapping a plain operation; the runtime
+/// refuses a wrapped multisig operation when it executes). Decoding stops at this depth so that
+/// bytes from outside cannot build a structure whose decoding, handling or dropping recurses
+/// without bound: derived decoders recurse once per level, and a transaction nested a few
+/// hundred thousand deep overflowed the stack. The limit leaves room for the nested proposals a
+/// chain may already hold in its blocks (executed and refused), so their blocks still decode.
+pub const MAX_MULTISIG_NESTING: usize = 4;
+
+/// The `op` field of a Borsh-encoded `ProposeMultiSig`: the chain of further proposals is read
+/// in a loop, not by recursion, and refused past [`MAX_MULTISIG_NESTING`].
+fn decode_wrapped<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Box<Operation>> {
+    const PROPOSE: u8 = 65;
+    // The proposal whose field this is counts as the first level.
+    let mut wrappers: Vec<Address> = Vec::new();
+    loop {
+        let tag = u8::deserialize_reader(reader)?;
+        if tag != PROPOSE {
+            let mut op = <Operation as borsh::de::EnumExt>::deserialize_variant(reader, tag)?;
+            for multisig in wrappers.into_iter().rev() {
+                op = Operation::ProposeMultiSig {
+                    multisig,
+                    op: Box::new(op),
+                };
+            }
+            return Ok(Box::new(op));
+        }
+        if wrappers.len() + 2 > MAX_MULTISIG_NESTING {
+            return Err(borsh::io::Error::new(
+                borsh::io::ErrorKind::InvalidData,
+                alloc::format!("multisig proposals nested more than {MAX_MULTISIG_NESTING} deep"),
+            ));
+        }
+        wrappers.push(Address::deserialize_reader(reader)?);
+    }
+}
+
+/// The same limit for the JSON form: serde's derived decoder recurses, so the depth is counted
+/// on the decoding thread.
+#[cfg(feature = "std")]
+fn serde_wrapped<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<Operation>, D::Error> {
+    use serde::Deserialize;
+    use std::cell::Cell;
+    std::thread_local!(static DEPTH: Cell<usize> = const { Cell::new(0) });
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    // The proposals whose fields are being decoded, this one's included.
+    let level = DEPTH.with(|d| d.get()) + 1;
+    if level > MAX_MULTISIG_NESTING {
+        return Err(serde::de::Error::custom(format!(
+            "multisig proposals nested more than {MAX_MULTISIG_NESTING} deep"
+        )));
+    }
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _level = Level;
+    <Operation as Deserialize>::deserialize(d).map(Box::new)
 }
 
 impl Operation {
@@ -531,6 +598,77 @@ mod tests {
         expected.extend_from_slice(&[7; 32]);
         expected.extend_from_slice(&258u128.to_le_bytes());
         assert_eq!(borsh::to_vec(&t).expect("encodes"), expected);
+    }
+
+    /// `levels` multisig proposals wrapped in one another around a transfer, as Borsh bytes
+    /// built by hand (building the value itself would recurse to drop it).
+    fn nested_borsh(levels: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(levels * 33 + 49);
+        for _ in 0..levels {
+            bytes.push(65);
+            bytes.extend_from_slice(&[9; 32]);
+        }
+        bytes.extend(borsh::to_vec(&Operation::ClaimRewards).expect("encodes"));
+        bytes
+    }
+
+    fn nested(levels: usize) -> Operation {
+        let mut op = Operation::ClaimRewards;
+        for _ in 0..levels {
+            op = Operation::ProposeMultiSig {
+                multisig: Address([9; 32]),
+                op: Box::new(op),
+            };
+        }
+        op
+    }
+
+    #[test]
+    fn multisig_nesting_decodes_up_to_the_limit_and_is_refused_beyond() {
+        for levels in 1..=MAX_MULTISIG_NESTING {
+            let op: Operation = borsh::from_slice(&nested_borsh(levels)).expect("within the limit");
+            assert_eq!(op, nested(levels));
+            assert_eq!(borsh::to_vec(&op).expect("encodes"), nested_borsh(levels));
+        }
+        for levels in [MAX_MULTISIG_NESTING + 1, 1_000, 100_000] {
+            let err =
+                borsh::from_slice::<Operation>(&nested_borsh(levels)).expect_err("nested too deep");
+            assert!(
+                err.to_string().contains("nested more than 4 deep"),
+                "{levels}: {err}"
+            );
+        }
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn multisig_nesting_is_limited_in_json_too() {
+        fn json(levels: usize) -> String {
+            let mut s = String::new();
+            for _ in 0..levels {
+                s.push_str(r#"{"ProposeMultiSig":{"multisig":"#);
+                s.push_str(&serde_json::to_string(&Address([9; 32])).expect("address"));
+                s.push_str(r#","op":"#);
+            }
+            s.push_str(r#""ClaimRewards""#);
+            for _ in 0..levels {
+                s.push_str("}}");
+            }
+            s
+        }
+        for levels in 1..=MAX_MULTISIG_NESTING {
+            let op: Operation = serde_json::from_str(&json(levels)).expect("within the limit");
+            assert_eq!(op, nested(levels));
+        }
+        let err = serde_json::from_str::<Operation>(&json(MAX_MULTISIG_NESTING + 1))
+            .expect_err("nested too deep");
+        assert!(err.to_string().contains("nested more than 4 deep"), "{err}");
+        // Deeper still, serde_json's own recursion limit may answer first; either way it is
+        // an error, not a stack overflow.
+        assert!(serde_json::from_str::<Operation>(&json(100_000)).is_err());
+        // The depth counter is back at zero after an error.
+        let op: Operation = serde_json::from_str(&json(MAX_MULTISIG_NESTING)).expect("again");
+        assert_eq!(op, nested(MAX_MULTISIG_NESTING));
     }
 
     #[test]
