@@ -24,7 +24,8 @@ use vexidus_consensus::{
     Action, BlockMeta, Config, Consensus, Event, Evidence, SafetyState, Stage, ValidatorSet, Vote,
 };
 use vexidus_network::guard::Offence;
-use vexidus_network::wire::Gossip;
+use vexidus_network::service::{Validation, Verdict};
+use vexidus_network::wire::{Gossip, MAX_VOTES_PER_MESSAGE};
 use vexidus_runtime_api::abi::{ConsensusView, Query, QueryResponse, UpgradeHalt};
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::state::PlanStatus;
@@ -38,7 +39,15 @@ pub type PeerId = libp2p::PeerId;
 /// How long the driver waits for input before time passes for consensus.
 const TICK: Duration = Duration::from_millis(20);
 /// Most blocks kept waiting for their parent.
-const MAX_ORPHANS: usize = 1_024;
+pub const MAX_ORPHANS: usize = 256;
+/// Most bytes of blocks kept waiting for their parent (encoded size).
+pub const MAX_ORPHAN_BYTES: usize = 64 << 20;
+/// Heights above the last irreversible block for which votes are counted and kept, and
+/// blocks are kept waiting for their parent. A vote or an orphan further ahead is dropped
+/// (nobody is charged: a node that is behind sees honest ones); validators send their votes
+/// again every few seconds, so a vote dropped while finality lagged arrives again once it
+/// is inside the window.
+pub const HEIGHT_WINDOW: u64 = 256;
 
 /// A misbehaviour a test can switch on (`vexidus-node --test-fault`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,18 +82,22 @@ pub enum Input {
     /// A block from a peer (gossip or sync). `done` hears whether it was taken.
     Block {
         /// The block.
-        block: Block,
+        block: Box<Block>,
         /// Who sent it.
         from: Option<PeerId>,
         /// Told the outcome once the block is executed (or refused).
         done: Option<oneshot::Sender<Result<(), String>>>,
+        /// For a gossiped block: the verdict the transport waits for before forwarding it.
+        gossip: Option<Validation>,
     },
-    /// A vote from a peer.
-    Vote {
-        /// The vote.
-        vote: SignedVote,
-        /// Who sent it.
+    /// Votes from a peer: one gossip message, or a synced certificate.
+    Votes {
+        /// The votes.
+        votes: Vec<SignedVote>,
+        /// Who sent them.
         from: Option<PeerId>,
+        /// For gossiped votes: the verdict the transport waits for before forwarding them.
+        gossip: Option<Validation>,
     },
 }
 
@@ -99,6 +112,13 @@ pub enum Outbound {
         hash: Hash,
         /// A peer that should have it.
         from: Option<PeerId>,
+    },
+    /// The verdict on a gossip message (forward, drop, or drop and ban its sender).
+    Validated {
+        /// The message.
+        validation: Validation,
+        /// The verdict.
+        verdict: Verdict,
     },
     /// The peer sent something invalid.
     Report {
@@ -118,7 +138,7 @@ pub struct Driver {
     out: Option<mpsc::UnboundedSender<Outbound>>,
     started: Instant,
     chain_id: String,
-    orphans: BTreeMap<Hash, Vec<(Block, Option<PeerId>)>>,
+    orphans: Orphans,
     /// Signed votes above the last irreversible block, for relays and certificates.
     signed: BTreeMap<(Stage, u64, Hash), BTreeMap<Address, SignedVote>>,
     persisted: Vec<u8>,
@@ -247,7 +267,7 @@ impl Driver {
             out,
             started: Instant::now(),
             chain_id,
-            orphans: BTreeMap::new(),
+            orphans: Orphans::default(),
             signed: BTreeMap::new(),
             persisted: stored_safety.unwrap_or_default(),
             halt: None,
@@ -307,9 +327,14 @@ impl Driver {
 
     fn on_input(&mut self, input: Input) -> Result<(), ChainError> {
         match input {
-            Input::Block { block, from, done } => {
+            Input::Block {
+                block,
+                from,
+                done,
+                gossip,
+            } => {
                 let mut queue = VecDeque::new();
-                let verdict = self.import(block, from, &mut queue);
+                let verdict = self.import(*block, from, gossip, &mut queue);
                 if let Some(done) = done {
                     let _ = done.send(verdict.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 }
@@ -320,19 +345,74 @@ impl Driver {
                 }
                 self.run_queue(queue)
             }
-            Input::Vote { vote, from } => {
-                if !vote.verify(&self.chain_id) {
-                    if let Some(peer) = from {
-                        self.send(Outbound::Report {
-                            peer,
-                            offence: Offence::BadSignature,
-                        });
+            Input::Votes {
+                votes,
+                from,
+                gossip,
+            } => {
+                let mut events = VecDeque::new();
+                let mut verdict = Verdict::Ignore;
+                if votes.len() > MAX_VOTES_PER_MESSAGE {
+                    verdict = Verdict::Reject(Offence::Malformed);
+                } else {
+                    for vote in votes {
+                        match self.check_vote(&vote) {
+                            VoteCheck::Useless => {}
+                            VoteCheck::Held => verdict = Verdict::Accept,
+                            VoteCheck::Good => {
+                                events.push_back(self.keep_vote(vote));
+                                verdict = Verdict::Accept;
+                            }
+                            VoteCheck::BadSignature => {
+                                verdict = Verdict::Reject(Offence::BadSignature);
+                                events.clear();
+                                break;
+                            }
+                        }
                     }
-                    return Ok(());
                 }
-                let event = self.keep_vote(vote);
-                self.run_queue(VecDeque::from([event]))
+                match (gossip, verdict, from) {
+                    (Some(validation), verdict, _) => self.send(Outbound::Validated {
+                        validation,
+                        verdict,
+                    }),
+                    (None, Verdict::Reject(offence), Some(peer)) => {
+                        self.send(Outbound::Report { peer, offence })
+                    }
+                    _ => {}
+                }
+                self.run_queue(events)
             }
+        }
+    }
+
+    /// Whether a vote is worth counting, checked cheapest first: a vote at a height consensus
+    /// is done with or too far ahead, from a key outside the active set, or already held costs
+    /// no signature check.
+    fn check_vote(&self, vote: &SignedVote) -> VoteCheck {
+        let finalized = self.consensus.finalized().height;
+        let height = vote.body.height;
+        if height <= finalized || height > finalized + HEIGHT_WINDOW {
+            return VoteCheck::Useless;
+        }
+        let voter = vote.voter.address();
+        if !self.consensus.validators().members.contains_key(&voter) {
+            return VoteCheck::Useless;
+        }
+        if self
+            .signed
+            .get(&(vote.body.stage, height, vote.body.block))
+            .and_then(|m| m.get(&voter))
+            .is_some_and(|held| held == vote)
+        {
+            // The very bytes checked before: valid, and nothing new for consensus. A re-send
+            // made of such votes is still forwarded, for peers that missed the first copy.
+            return VoteCheck::Held;
+        }
+        if vote.verify(&self.chain_id) {
+            VoteCheck::Good
+        } else {
+            VoteCheck::BadSignature
         }
     }
 
@@ -356,56 +436,67 @@ impl Driver {
         Event::Vote(v)
     }
 
-    /// Executes a block from a peer, and then any blocks that were waiting for it.
+    /// Executes a block from a peer, and then any blocks that were waiting for it. A gossiped
+    /// block's verdict goes to the transport once it is known: forwarded only once executed.
     fn import(
         &mut self,
         block: Block,
         from: Option<PeerId>,
+        gossip: Option<Validation>,
         queue: &mut VecDeque<Event>,
     ) -> Result<(), ChainError> {
-        let mut todo = vec![(block, from)];
+        let mut todo = vec![Orphan::new(block, from, gossip)];
         let mut first = true;
         let mut verdict = Ok(());
-        while let Some((block, from)) = todo.pop() {
+        while let Some(Orphan {
+            block,
+            from,
+            gossip,
+            ..
+        }) = todo.pop()
+        {
             let hash = signing::header_hash(&block.header);
             let parent = block.header.parent_hash;
-            let (known, parent_known, below) = {
+            let (known, parent_known, finalized) = {
                 let chain = self.state.read_chain();
                 (
                     chain.knows(&hash),
                     parent == chain.finalized().hash || chain.pending_block(&parent).is_some(),
-                    block.header.height <= chain.finalized().height,
+                    chain.finalized().height,
                 )
             };
-            if known || below {
+            if known || block.header.height <= finalized {
+                self.validated(gossip, Verdict::Ignore);
                 continue;
             }
             if !parent_known {
-                if self.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
-                    let waiting = self.orphans.entry(parent).or_default();
-                    if !waiting
-                        .iter()
-                        .any(|(b, _)| signing::header_hash(&b.header) == hash)
-                    {
-                        waiting.push((block, from));
+                let orphan = Orphan::new(block, from, gossip);
+                match self.check_orphan(&orphan, finalized) {
+                    Verdict::Accept => {
+                        let evicted = self.orphans.insert(parent, hash, orphan);
+                        for o in evicted {
+                            self.validated(o.gossip, Verdict::Ignore);
+                        }
+                        self.send(Outbound::Fetch { hash: parent, from });
                     }
+                    Verdict::Ignore => self.validated(orphan.gossip, Verdict::Ignore),
+                    Verdict::Reject(offence) => self.reject(orphan.from, orphan.gossip, offence),
                 }
-                self.send(Outbound::Fetch { hash: parent, from });
                 continue;
             }
             let result = self.state.execute(block);
             let r = match result {
                 Ok(executed) => {
                     tracing::info!(height = executed.block.header.height, hash = %crate::rpc::hex0x(hash), txs = executed.block.transactions.len(), "imported block");
+                    self.validated(gossip, Verdict::Accept);
                     queue.push_back(Event::Block(meta_of(&self.state, &executed)?));
-                    if let Some(children) = self.orphans.remove(&hash) {
-                        todo.extend(children);
-                    }
+                    todo.extend(self.orphans.children_of(&hash));
                     Ok(())
                 }
                 Err(e) => {
-                    if let (Some(peer), Some(offence)) = (from, crate::p2p::offence_of(&e)) {
-                        self.send(Outbound::Report { peer, offence });
+                    match crate::p2p::offence_of(&e) {
+                        Some(offence) => self.reject(from, gossip, offence),
+                        None => self.validated(gossip, Verdict::Ignore),
                     }
                     if !matches!(e, ChainError::UpgradeHalt(_) | ChainError::Storage(_)) {
                         tracing::warn!(height = %hex::encode(&hash[..4]), "refused a block: {e}");
@@ -421,6 +512,52 @@ impl Driver {
             first = false;
         }
         verdict
+    }
+
+    /// Whether a block whose parent is unknown is worth keeping until the parent arrives:
+    /// inside the height window, signed by its proposer, who is in the active set. A bad
+    /// signature is provable; the rest may be an honest peer's view ahead of this node's.
+    fn check_orphan(&self, orphan: &Orphan, finalized: u64) -> Verdict {
+        let header = &orphan.block.header;
+        if header.height > finalized + HEIGHT_WINDOW
+            || !self
+                .consensus
+                .validators()
+                .members
+                .contains_key(&header.proposer.address())
+        {
+            return Verdict::Ignore;
+        }
+        if !signing::verify(
+            &header.proposer,
+            signing::BLOCK_DOMAIN,
+            &self.chain_id,
+            &signing::header_hash(header),
+            &orphan.block.signature,
+        ) {
+            return Verdict::Reject(Offence::BadSignature);
+        }
+        Verdict::Accept
+    }
+
+    /// Tells the transport the verdict on a gossiped message, if it was one.
+    fn validated(&self, gossip: Option<Validation>, verdict: Verdict) {
+        if let Some(validation) = gossip {
+            self.send(Outbound::Validated {
+                validation,
+                verdict,
+            });
+        }
+    }
+
+    /// A message from `from` proved `offence`: a gossiped one is rejected (the transport bans
+    /// the peer it came from), a synced one reported.
+    fn reject(&self, from: Option<PeerId>, gossip: Option<Validation>, offence: Offence) {
+        match (gossip, from) {
+            (Some(validation), _) => self.validated(Some(validation), Verdict::Reject(offence)),
+            (None, Some(peer)) => self.send(Outbound::Report { peer, offence }),
+            (None, None) => {}
+        }
     }
 
     /// Hands events to consensus and carries out its actions, until nothing is left.
@@ -457,10 +594,12 @@ impl Driver {
             }
             if !self.resend.is_empty() {
                 let votes = std::mem::take(&mut self.resend);
-                self.send(Outbound::Publish(Gossip::Votes {
-                    sent_at_ms: wall_ms(),
-                    votes,
-                }));
+                for votes in votes.chunks(MAX_VOTES_PER_MESSAGE) {
+                    self.send(Outbound::Publish(Gossip::Votes {
+                        sent_at_ms: wall_ms(),
+                        votes: votes.to_vec(),
+                    }));
+                }
             }
         }
         Ok(())
@@ -643,6 +782,9 @@ impl Driver {
         }
         self.signed.retain(|(_, h, _), _| *h > height);
         self.sent.retain(|(_, h)| *h > height);
+        for o in self.orphans.prune_to(height) {
+            self.validated(o.gossip, Verdict::Ignore);
+        }
         let view = consensus_view(&self.state, &hash, height)?;
         let set = ValidatorSet::new(view.active);
         if &set != self.consensus.validators() {
@@ -724,9 +866,180 @@ impl Driver {
     }
 }
 
+/// How a received vote fared.
+enum VoteCheck {
+    /// Valid and new.
+    Good,
+    /// The very vote already held (checked when it first came).
+    Held,
+    /// Outside the window of heights, or from a key outside the active set: dropped unchecked.
+    Useless,
+    /// The signature does not verify.
+    BadSignature,
+}
+
+/// A block waiting for its parent.
+struct Orphan {
+    block: Block,
+    from: Option<PeerId>,
+    gossip: Option<Validation>,
+    bytes: usize,
+}
+
+impl Orphan {
+    fn new(block: Block, from: Option<PeerId>, gossip: Option<Validation>) -> Self {
+        let bytes = borsh::object_length(&block).unwrap_or(usize::MAX);
+        Self {
+            block,
+            from,
+            gossip,
+            bytes,
+        }
+    }
+}
+
+/// Blocks waiting for their parent, bounded by [`MAX_ORPHANS`] and [`MAX_ORPHAN_BYTES`]: when
+/// full, the highest blocks leave first (the furthest from being executable).
+#[derive(Default)]
+struct Orphans {
+    by_parent: BTreeMap<Hash, Vec<Orphan>>,
+    /// (height, hash) → parent, to find the highest.
+    by_height: BTreeMap<(u64, Hash), Hash>,
+    bytes: usize,
+}
+
+impl Orphans {
+    /// Keeps `orphan` (unless it is already kept); returns what left to make room, which may be
+    /// `orphan` itself when it is the highest.
+    fn insert(&mut self, parent: Hash, hash: Hash, orphan: Orphan) -> Vec<Orphan> {
+        let key = (orphan.block.header.height, hash);
+        if self.by_height.contains_key(&key) {
+            return vec![orphan];
+        }
+        self.bytes += orphan.bytes;
+        self.by_height.insert(key, parent);
+        self.by_parent.entry(parent).or_default().push(orphan);
+        let mut evicted = Vec::new();
+        while self.by_height.len() > MAX_ORPHANS || self.bytes > MAX_ORPHAN_BYTES {
+            let Some((&(height, hash), _)) = self.by_height.iter().next_back() else {
+                break;
+            };
+            if let Some(o) = self.remove(height, &hash) {
+                evicted.push(o);
+            }
+        }
+        evicted
+    }
+
+    fn remove(&mut self, height: u64, hash: &Hash) -> Option<Orphan> {
+        let parent = self.by_height.remove(&(height, *hash))?;
+        let siblings = self.by_parent.get_mut(&parent)?;
+        let i = siblings
+            .iter()
+            .position(|o| signing::header_hash(&o.block.header) == *hash)?;
+        let o = siblings.swap_remove(i);
+        if siblings.is_empty() {
+            self.by_parent.remove(&parent);
+        }
+        self.bytes -= o.bytes;
+        Some(o)
+    }
+
+    /// Takes the blocks waiting for `parent`.
+    fn children_of(&mut self, parent: &Hash) -> Vec<Orphan> {
+        let children = self.by_parent.remove(parent).unwrap_or_default();
+        for o in &children {
+            self.by_height
+                .remove(&(o.block.header.height, signing::header_hash(&o.block.header)));
+            self.bytes -= o.bytes;
+        }
+        children
+    }
+
+    /// Forgets blocks at or below `height` (their parent can no longer be executed on).
+    fn prune_to(&mut self, height: u64) -> Vec<Orphan> {
+        let stale: Vec<(u64, Hash)> = self
+            .by_height
+            .range(..=(height, [0xff; 32]))
+            .map(|(k, _)| *k)
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|(h, hash)| self.remove(h, &hash))
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_height.len()
+    }
+}
+
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vexidus_runtime_api::{Header, PublicKey, Signature};
+
+    fn orphan(height: u64, parent: u8, payload: usize) -> (Hash, Hash, Orphan) {
+        let block = Block {
+            header: Header {
+                parent_hash: [parent; 32],
+                height,
+                timestamp_ms: payload as u64,
+                proposer: PublicKey::default(),
+                state_root: [0; 32],
+                transactions_root: [0; 32],
+                receipts_root: [0; 32],
+            },
+            transactions: vec![],
+            signature: Signature([payload as u8; 64]),
+        };
+        let hash = signing::header_hash(&block.header);
+        let mut o = Orphan::new(block, None, None);
+        o.bytes = payload;
+        ([parent; 32], hash, o)
+    }
+
+    #[test]
+    fn orphans_are_bounded_by_count_and_bytes_and_the_highest_leave_first() {
+        let mut orphans = Orphans::default();
+        for i in 0..MAX_ORPHANS as u64 {
+            let (parent, hash, o) = orphan(10 + i, (i % 7) as u8, 1);
+            assert!(orphans.insert(parent, hash, o).is_empty());
+        }
+        // One more than the count: the highest leaves, even when it is the newcomer.
+        let (parent, hash, o) = orphan(1_000_000, 1, 1);
+        let out = orphans.insert(parent, hash, o);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].block.header.height, 1_000_000);
+        let (parent, hash, o) = orphan(5, 1, 1);
+        let out = orphans.insert(parent, hash, o);
+        assert_eq!(out[0].block.header.height, 10 + MAX_ORPHANS as u64 - 1);
+        assert_eq!(orphans.len(), MAX_ORPHANS);
+        // Bytes: a few large blocks push out as many as it takes.
+        let (parent, hash, o) = orphan(6, 2, MAX_ORPHAN_BYTES / 2);
+        orphans.insert(parent, hash, o);
+        let (parent, hash, o) = orphan(7, 2, MAX_ORPHAN_BYTES / 2);
+        let out = orphans.insert(parent, hash, o);
+        assert!(orphans.bytes <= MAX_ORPHAN_BYTES);
+        assert!(!out.is_empty());
+        // The same block twice is kept once.
+        let (parent, hash, o) = orphan(5, 1, 1);
+        assert_eq!(orphans.insert(parent, hash, o).len(), 1);
+        // Children come out by parent; pruning drops everything at or below a height.
+        let before = orphans.len();
+        let kids = orphans.children_of(&[1; 32]);
+        assert!(!kids.is_empty());
+        assert_eq!(orphans.len(), before - kids.len());
+        let pruned = orphans.prune_to(u64::MAX - 1);
+        assert_eq!(orphans.len(), 0, "{} pruned", pruned.len());
+        assert_eq!(orphans.bytes, 0);
+    }
 }

@@ -94,6 +94,9 @@ pub struct NodeState {
     pub finalized: broadcast::Sender<Value>,
     /// Connected peers (the network task keeps it current).
     pub peers: std::sync::atomic::AtomicUsize,
+    /// The network as `vex_getPeers` shows it: connected peers and bans (the network task
+    /// keeps it current, once a second).
+    pub network: Mutex<Value>,
     /// The validators due to produce next: the next block's producer and the next slot's
     /// leader (the consensus driver keeps it current). Transactions go to them.
     pub leaders: Mutex<Vec<vexidus_runtime_api::Address>>,
@@ -115,6 +118,7 @@ impl NodeState {
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
             peers: std::sync::atomic::AtomicUsize::new(0),
+            network: Mutex::new(json!({ "connected": [], "banned": [] })),
             leaders: Mutex::new(Vec::new()),
             forward: Mutex::new(None),
             validator: validator.map(|k| k.public().to_string()),

@@ -81,6 +81,16 @@ pub async fn run(
                 ticks += 1;
                 let peers = p2p.client.peers().await;
                 p2p.state.peers.store(peers.len(), Ordering::Relaxed);
+                let bans = p2p.client.bans().await;
+                *p2p.state.network.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
+                    "peer_id": network.peer_id.to_string(),
+                    "connected": peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "banned": bans.iter().map(|b| serde_json::json!({
+                        "peer": b.peer.to_string(),
+                        "reason": b.reason,
+                        "remaining_s": b.remaining_ms.div_ceil(1000),
+                    })).collect::<Vec<_>>(),
+                });
                 // Bootnodes that went away (restarted, upgraded) are dialled again.
                 if ticks.is_multiple_of(5) && peers.len() < bootnodes.len() {
                     for addr in &bootnodes {
@@ -131,6 +141,10 @@ impl P2p {
         match message {
             Outbound::Publish(g) => self.client.publish(&g).await,
             Outbound::Report { peer, offence } => self.client.report(peer, offence).await,
+            Outbound::Validated {
+                validation,
+                verdict,
+            } => self.client.validated(validation, verdict).await,
             Outbound::Fetch { hash, from } => {
                 let (client, inputs) = (self.client.clone(), self.inputs.clone());
                 tokio::spawn(async move {
@@ -144,9 +158,10 @@ impl P2p {
                             && let Some(block) = blocks.into_iter().next()
                         {
                             let _ = inputs.send(Input::Block {
-                                block,
+                                block: Box::new(block),
                                 from: Some(peer),
                                 done: None,
+                                gossip: None,
                             });
                             return;
                         }
@@ -243,32 +258,37 @@ impl P2p {
                 });
                 self.sync_in_background(peer);
             }
-            NetworkEvent::Gossip { peer, message, .. } => match *message {
-                Gossip::Block(block) => {
-                    if block.header.height > self.state.read_chain().head().height + 1 {
-                        self.sync_in_background(peer);
-                    }
-                    let _ = self.inputs.send(Input::Block {
-                        block,
-                        from: Some(peer),
-                        done: None,
-                    });
-                }
-                Gossip::Vote(vote) => {
-                    let _ = self.inputs.send(Input::Vote {
-                        vote,
-                        from: Some(peer),
-                    });
-                }
-                Gossip::Votes { votes, .. } => {
-                    for vote in votes {
-                        let _ = self.inputs.send(Input::Vote {
-                            vote,
+            NetworkEvent::Gossip {
+                peer,
+                message,
+                validation,
+                ..
+            } => {
+                let input = match *message {
+                    Gossip::Block(block) => {
+                        if block.header.height > self.state.read_chain().head().height + 1 {
+                            self.sync_in_background(peer);
+                        }
+                        Input::Block {
+                            block: Box::new(block),
                             from: Some(peer),
-                        });
+                            done: None,
+                            gossip: Some(validation),
+                        }
                     }
-                }
-            },
+                    Gossip::Vote(vote) => Input::Votes {
+                        votes: vec![vote],
+                        from: Some(peer),
+                        gossip: Some(validation),
+                    },
+                    Gossip::Votes { votes, .. } => Input::Votes {
+                        votes,
+                        from: Some(peer),
+                        gossip: Some(validation),
+                    },
+                };
+                let _ = self.inputs.send(input);
+            }
             NetworkEvent::SyncRequest {
                 peer,
                 request,
@@ -364,9 +384,10 @@ async fn sync_from(
             let (done, verdict) = oneshot::channel();
             if inputs
                 .send(Input::Block {
-                    block,
+                    block: Box::new(block),
                     from: Some(peer),
                     done: Some(done),
+                    gossip: None,
                 })
                 .is_err()
             {
@@ -381,10 +402,11 @@ async fn sync_from(
                 Err(_) => return,
             }
         }
-        for vote in certificate {
-            let _ = inputs.send(Input::Vote {
-                vote,
+        for votes in certificate.chunks(vexidus_network::wire::MAX_VOTES_PER_MESSAGE) {
+            let _ = inputs.send(Input::Votes {
+                votes: votes.to_vec(),
                 from: Some(peer),
+                gossip: None,
             });
         }
         total += n;

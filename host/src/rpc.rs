@@ -347,6 +347,13 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                 }
             },
         )?;
+        m.register_method("vex_getPeers", |_, state, _| -> Value {
+            state
+                .network
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })?;
         m.register_method(
             "vex_getStatus",
             |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) },

@@ -2,9 +2,15 @@
 //!
 //! Each peer starts at [`START_SCORE`]. Garbage, oversized messages, replays (a hash among the
 //! last [`REPLAY_RING`] messages from that peer) and messages over the rate limit cost points;
-//! a bad signature or an invalid block, reported by the node after checking, bans at once
-//! (SPEC §10, seeds/002). At zero a peer is banned for good and its messages are dropped
-//! unread: not hashed, not decoded.
+//! an offence the node proved after checking a message (a bad signature, an invalid block)
+//! bans at once. Points come back over time ([`RECOVERY_MS`] a point), so an honest peer that
+//! once sent something odd is not marked for good. A ban lasts [`BAN_BASE_MS`], doubled for
+//! each earlier ban of the same peer up to [`BAN_MAX_MS`]; meanwhile its messages are dropped
+//! unread (not hashed, not decoded) and the transport refuses its connections.
+//!
+//! Only the peer a message came from is ever charged, and only for what that message shows:
+//! the transport forwards nothing before the node has validated it, so an honest relay never
+//! passes on what would cost it points.
 
 use crate::wire::{Encoding, MAX_MESSAGE_BYTES, decode};
 use borsh::BorshDeserialize;
@@ -23,6 +29,16 @@ pub const OVERSIZED_COST: i32 = 25;
 pub const REPLAY_COST: i32 = 5;
 /// Cost of a message over the rate limit.
 pub const RATE_COST: i32 = 2;
+/// A point comes back every this many milliseconds, up to [`START_SCORE`].
+pub const RECOVERY_MS: u64 = 10_000;
+/// Length of a peer's first ban.
+pub const BAN_BASE_MS: u64 = 10 * 60 * 1000;
+/// Longest ban.
+pub const BAN_MAX_MS: u64 = 24 * 60 * 60 * 1000;
+/// Most peers the guard keeps a record of. Past it, the record least recently heard from
+/// that is not banned leaves (then the ban that ends first): a stranger with endless peer ids
+/// cannot grow the table.
+pub const MAX_RECORDS: usize = 4_096;
 
 /// Why a message was not passed on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +53,9 @@ pub enum Dropped {
     Replay,
     /// Not a message.
     Garbage(String),
-    /// A block authored by a peer that has not proved a validator key, while
-    /// `--enforce-validator-allowlist` is on (not an offence: ignored, not forwarded).
+    /// A message authored by a peer that has not proved a validator key, on a topic only
+    /// validators publish, while `--enforce-validator-allowlist` is on (not an offence:
+    /// ignored, not forwarded).
     NotAValidatorPeer,
 }
 
@@ -49,6 +66,9 @@ pub enum Offence {
     BadSignature,
     /// A block that does not execute to its header.
     InvalidBlock,
+    /// A message the protocol does not allow (too many votes in one, a proof for another
+    /// peer id).
+    Malformed,
 }
 
 /// One peer's record.
@@ -56,26 +76,66 @@ pub enum Offence {
 pub struct PeerRecord {
     /// Current score; banned at zero.
     pub score: i32,
-    /// Banned for good.
-    pub banned: bool,
+    /// Until when (the guard's clock, ms) the peer is banned, while it is.
+    pub banned_until: Option<u64>,
+    /// Bans so far: each one lasts twice the last.
+    pub bans: u32,
     /// Why, when banned.
     pub ban_reason: Option<String>,
     recent: VecDeque<[u8; 32]>,
     window_start_ms: u64,
     in_window: u32,
+    /// When the score was last brought up to date, and when the peer was last heard from.
+    last_ms: u64,
 }
 
-impl Default for PeerRecord {
-    fn default() -> Self {
+impl PeerRecord {
+    fn new(now_ms: u64) -> Self {
         Self {
             score: START_SCORE,
-            banned: false,
+            banned_until: None,
+            bans: 0,
             ban_reason: None,
             recent: VecDeque::with_capacity(REPLAY_RING),
-            window_start_ms: 0,
+            window_start_ms: now_ms,
             in_window: 0,
+            last_ms: now_ms,
         }
     }
+
+    /// Whether the peer is banned at `now_ms`.
+    pub fn is_banned(&self, now_ms: u64) -> bool {
+        self.banned_until.is_some_and(|until| now_ms < until)
+    }
+
+    /// Points that came back since the last look.
+    fn recover(&mut self, now_ms: u64) {
+        if self.banned_until.is_none() {
+            let points = now_ms.saturating_sub(self.last_ms) / RECOVERY_MS;
+            if points > 0 {
+                self.score = (self.score as i64 + points as i64).min(START_SCORE as i64) as i32;
+                self.last_ms += points * RECOVERY_MS;
+            }
+            if self.score >= START_SCORE {
+                self.last_ms = now_ms;
+            }
+        } else {
+            self.last_ms = now_ms;
+        }
+    }
+}
+
+/// A ban the guard imposed, for the transport to enforce and log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ban {
+    /// The peer.
+    pub peer: Vec<u8>,
+    /// Why.
+    pub reason: String,
+    /// How long (ms).
+    pub duration_ms: u64,
+    /// Which ban of this peer it is (1 for the first).
+    pub count: u32,
 }
 
 /// The guard of one node, over all its peers (keyed by peer id bytes).
@@ -83,6 +143,8 @@ impl Default for PeerRecord {
 pub struct PeerGuard {
     peers: BTreeMap<Vec<u8>, PeerRecord>,
     max_per_second: u32,
+    /// Bans imposed since the transport last took them.
+    new_bans: Vec<Ban>,
 }
 
 impl PeerGuard {
@@ -91,6 +153,7 @@ impl PeerGuard {
         Self {
             peers: BTreeMap::new(),
             max_per_second,
+            new_bans: Vec::new(),
         }
     }
 
@@ -99,9 +162,45 @@ impl PeerGuard {
         self.peers.get(id)
     }
 
-    /// Whether a peer is banned (the transport also disconnects it).
-    pub fn is_banned(&self, id: &[u8]) -> bool {
-        self.peers.get(id).is_some_and(|p| p.banned)
+    /// Whether a peer is banned at `now_ms` (the transport also disconnects it).
+    pub fn is_banned(&self, id: &[u8], now_ms: u64) -> bool {
+        self.peers.get(id).is_some_and(|p| p.is_banned(now_ms))
+    }
+
+    /// The peers banned at `now_ms`, with why and until when.
+    pub fn banned(&self, now_ms: u64) -> Vec<(Vec<u8>, String, u64)> {
+        self.peers
+            .iter()
+            .filter(|(_, r)| r.is_banned(now_ms))
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    r.ban_reason.clone().unwrap_or_default(),
+                    r.banned_until.unwrap_or(now_ms),
+                )
+            })
+            .collect()
+    }
+
+    /// The bans imposed since the last call.
+    pub fn take_new_bans(&mut self) -> Vec<Ban> {
+        std::mem::take(&mut self.new_bans)
+    }
+
+    /// Lifts the bans that ended by `now_ms` and returns those peers. They start again from a
+    /// full score; the next ban lasts twice as long.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
+        let mut lifted = Vec::new();
+        for (id, record) in &mut self.peers {
+            if record.banned_until.is_some_and(|until| now_ms >= until) {
+                record.banned_until = None;
+                record.ban_reason = None;
+                record.score = START_SCORE;
+                record.last_ms = now_ms;
+                lifted.push(id.clone());
+            }
+        }
+        lifted
     }
 
     /// Admits gossip `bytes` from `peer` at `now_ms`: the decoded message, or why it was
@@ -126,6 +225,37 @@ impl PeerGuard {
         self.admit_with(peer, bytes, now_ms, false)
     }
 
+    fn record(&mut self, peer: &[u8], now_ms: u64) -> &mut PeerRecord {
+        if !self.peers.contains_key(peer) && self.peers.len() >= MAX_RECORDS {
+            self.evict_one();
+        }
+        let record = self
+            .peers
+            .entry(peer.to_vec())
+            .or_insert_with(|| PeerRecord::new(now_ms));
+        record.recover(now_ms);
+        record
+    }
+
+    /// Makes room for one record: the least recently heard from peer that is not banned, or
+    /// else the ban that ends first.
+    fn evict_one(&mut self) {
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.banned_until.is_none())
+            .min_by_key(|(_, r)| r.last_ms)
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .min_by_key(|(_, r)| r.banned_until.unwrap_or(0))
+            })
+            .map(|(id, _)| id.clone());
+        if let Some(id) = victim {
+            self.peers.remove(&id);
+        }
+    }
+
     fn admit_with<T: BorshDeserialize + for<'de> Deserialize<'de>>(
         &mut self,
         peer: &[u8],
@@ -134,56 +264,110 @@ impl PeerGuard {
         replay_check: bool,
     ) -> Result<(T, Encoding), Dropped> {
         let max_rate = self.max_per_second;
-        let record = self.peers.entry(peer.to_vec()).or_default();
-        if record.banned {
+        let record = self.record(peer, now_ms);
+        if record.is_banned(now_ms) {
             return Err(Dropped::Banned);
         }
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            penalize(record, OVERSIZED_COST, "oversized messages");
-            return Err(Dropped::Oversized(bytes.len()));
+        let verdict = check(record, bytes, now_ms, max_rate, replay_check);
+        let verdict = verdict.and_then(|()| {
+            decode(bytes).map_err(|e| {
+                record.score -= GARBAGE_COST;
+                Dropped::Garbage(e.to_string())
+            })
+        });
+        if verdict.is_err() {
+            self.ban_if_spent(peer, now_ms, &verdict);
         }
-        if now_ms >= record.window_start_ms + 1000 {
-            record.window_start_ms = now_ms;
-            record.in_window = 0;
-        }
-        record.in_window += 1;
-        if record.in_window > max_rate {
-            penalize(record, RATE_COST, "message rate");
-            return Err(Dropped::RateLimited);
-        }
-        if replay_check {
-            let hash = *blake3::hash(bytes).as_bytes();
-            if record.recent.contains(&hash) {
-                penalize(record, REPLAY_COST, "replayed messages");
-                return Err(Dropped::Replay);
-            }
-            if record.recent.len() == REPLAY_RING {
-                record.recent.pop_front();
-            }
-            record.recent.push_back(hash);
-        }
-        decode(bytes).map_err(|e| {
-            penalize(record, GARBAGE_COST, "undecodable messages");
-            Dropped::Garbage(e.to_string())
-        })
+        verdict
     }
 
-    /// The node found `offence` in a message from `peer`: banned at once.
-    pub fn report(&mut self, peer: &[u8], offence: Offence) {
-        let record = self.peers.entry(peer.to_vec()).or_default();
+    fn ban_if_spent<T>(&mut self, peer: &[u8], now_ms: u64, why: &Result<T, Dropped>) {
+        let Some(record) = self.peers.get(peer) else {
+            return;
+        };
+        if record.score > 0 || record.is_banned(now_ms) {
+            return;
+        }
+        let reason = match why {
+            Err(Dropped::Oversized(_)) => "oversized messages",
+            Err(Dropped::RateLimited) => "message rate",
+            Err(Dropped::Replay) => "replayed messages",
+            Err(Dropped::Garbage(_)) => "undecodable messages",
+            _ => "misbehaviour",
+        };
+        self.ban(peer, now_ms, reason.to_string());
+    }
+
+    fn ban(&mut self, peer: &[u8], now_ms: u64, reason: String) {
+        let record = self.record(peer, now_ms);
+        let duration_ms = BAN_BASE_MS
+            .saturating_mul(1u64 << record.bans.min(20))
+            .min(BAN_MAX_MS);
         record.score = 0;
-        record.banned = true;
-        record.ban_reason = Some(format!("{offence:?}"));
+        record.bans += 1;
+        record.banned_until = Some(now_ms.saturating_add(duration_ms));
+        record.ban_reason = Some(reason.clone());
+        let count = record.bans;
+        self.new_bans.push(Ban {
+            peer: peer.to_vec(),
+            reason,
+            duration_ms,
+            count,
+        });
+    }
+
+    /// Charges `peer` `cost` points for a message that decoded but breaks a rule of the
+    /// protocol the transport checks (`why` is the ban's reason if the score runs out).
+    pub fn penalize(&mut self, peer: &[u8], cost: i32, why: &str, now_ms: u64) {
+        let record = self.record(peer, now_ms);
+        record.score -= cost;
+        if record.score <= 0 && !record.is_banned(now_ms) {
+            self.ban(peer, now_ms, why.to_string());
+        }
+    }
+
+    /// The node proved `offence` in a message from `peer`: banned at once (unless it already
+    /// is).
+    pub fn report(&mut self, peer: &[u8], offence: Offence, now_ms: u64) {
+        if !self.is_banned(peer, now_ms) {
+            self.ban(peer, now_ms, format!("{offence:?}"));
+        }
     }
 }
 
-fn penalize(record: &mut PeerRecord, cost: i32, why: &str) {
-    record.score -= cost;
-    if record.score <= 0 {
-        record.score = 0;
-        record.banned = true;
-        record.ban_reason = Some(why.to_string());
+/// The checks before decoding: size, rate, replay. Costs points on failure.
+fn check(
+    record: &mut PeerRecord,
+    bytes: &[u8],
+    now_ms: u64,
+    max_rate: u32,
+    replay_check: bool,
+) -> Result<(), Dropped> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        record.score -= OVERSIZED_COST;
+        return Err(Dropped::Oversized(bytes.len()));
     }
+    if now_ms >= record.window_start_ms + 1000 {
+        record.window_start_ms = now_ms;
+        record.in_window = 0;
+    }
+    record.in_window += 1;
+    if record.in_window > max_rate {
+        record.score -= RATE_COST;
+        return Err(Dropped::RateLimited);
+    }
+    if replay_check {
+        let hash = *blake3::hash(bytes).as_bytes();
+        if record.recent.contains(&hash) {
+            record.score -= REPLAY_COST;
+            return Err(Dropped::Replay);
+        }
+        if record.recent.len() == REPLAY_RING {
+            record.recent.pop_front();
+        }
+        record.recent.push_back(hash);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -239,7 +423,7 @@ mod tests {
         );
         // Garbage until banned.
         let mut n = 0u32;
-        while !g.is_banned(b"bad") {
+        while !g.is_banned(b"bad", t) {
             t += 1;
             n += 1;
             let junk = format!("junk {n}");
@@ -292,11 +476,99 @@ mod tests {
     #[test]
     fn a_bad_signature_bans_at_once() {
         let mut g = PeerGuard::new(10);
-        g.report(b"p", Offence::BadSignature);
-        assert!(g.is_banned(b"p"));
+        g.report(b"p", Offence::BadSignature, 0);
+        assert!(g.is_banned(b"p", 0));
         assert_eq!(
             g.admit::<Gossip>(b"p", &encode(&vote(1)), 0),
             Err(Dropped::Banned)
         );
+        let bans = g.take_new_bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(
+            (bans[0].reason.as_str(), bans[0].duration_ms, bans[0].count),
+            ("BadSignature", BAN_BASE_MS, 1)
+        );
+        assert!(g.take_new_bans().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn bans_expire_and_each_lasts_twice_the_last() {
+        let mut g = PeerGuard::new(10);
+        let mut now = 1_000;
+        let mut expected = BAN_BASE_MS;
+        for count in 1..=12u32 {
+            g.report(b"p", Offence::InvalidBlock, now);
+            let ban = g.take_new_bans().pop().expect("a ban");
+            assert_eq!((ban.count, ban.duration_ms), (count, expected));
+            assert!(g.is_banned(b"p", now + expected - 1));
+            assert!(g.expire(now + expected - 1).is_empty(), "not over yet");
+            assert_eq!(g.expire(now + expected), vec![b"p".to_vec()]);
+            assert!(!g.is_banned(b"p", now + expected));
+            assert!(g.banned(now + expected).is_empty());
+            assert_eq!(g.peer(b"p").map(|r| r.score), Some(START_SCORE));
+            // After the ban, the peer is heard again.
+            now += expected;
+            assert!(
+                g.admit::<Gossip>(b"p", &encode(&vote(count as u64)), now)
+                    .is_ok()
+            );
+            expected = (expected * 2).min(BAN_MAX_MS);
+        }
+        assert_eq!(expected, BAN_MAX_MS, "the cap is reached");
+    }
+
+    #[test]
+    fn points_come_back_over_time() {
+        let mut g = PeerGuard::new(1_000);
+        for n in 0..4u32 {
+            let junk = format!("junk {n}");
+            let _ = g.admit::<Gossip>(b"p", junk.as_bytes(), 0);
+        }
+        assert_eq!(
+            g.peer(b"p").map(|r| r.score),
+            Some(START_SCORE - 4 * GARBAGE_COST)
+        );
+        // 25 recovery periods later, 25 points are back; never more than the start score.
+        assert!(
+            g.admit::<Gossip>(b"p", &encode(&vote(1)), 25 * RECOVERY_MS + 1)
+                .is_ok()
+        );
+        assert_eq!(
+            g.peer(b"p").map(|r| r.score),
+            Some(START_SCORE - 4 * GARBAGE_COST + 25)
+        );
+        assert!(
+            g.admit::<Gossip>(b"p", &encode(&vote(2)), 1_000 * RECOVERY_MS)
+                .is_ok()
+        );
+        assert_eq!(g.peer(b"p").map(|r| r.score), Some(START_SCORE));
+        // A garbage stream faster than recovery still ends in a ban.
+        let mut t = 1_000 * RECOVERY_MS;
+        let mut n = 0;
+        while !g.is_banned(b"p", t) {
+            t += RECOVERY_MS;
+            n += 1;
+            let _ = g.admit::<Gossip>(b"p", format!("more junk {n}").as_bytes(), t);
+            assert!(n < 20, "should be banned by now");
+        }
+    }
+
+    #[test]
+    fn the_record_table_is_bounded_and_keeps_bans() {
+        let mut g = PeerGuard::new(10);
+        g.report(b"banned", Offence::BadSignature, 0);
+        for i in 0..(MAX_RECORDS as u64 * 2) {
+            let id = format!("peer {i}");
+            assert!(
+                g.admit::<Gossip>(id.as_bytes(), &encode(&vote(i)), i + 1)
+                    .is_ok()
+            );
+        }
+        assert_eq!(g.peers.len(), MAX_RECORDS);
+        assert!(
+            g.is_banned(b"banned", 10),
+            "a ban is not evicted by newcomers"
+        );
+        assert!(g.peer(b"peer 0").is_none(), "the least recently heard left");
     }
 }

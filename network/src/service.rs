@@ -2,8 +2,10 @@
 //! sync, identify, bootnodes, and the [`PeerGuard`] in front of every received message. Runs
 //! as a tokio task; the node talks to it through [`NetworkHandle`].
 
-use crate::guard::{Dropped, Offence, PeerGuard};
-use crate::wire::{Encoding, Gossip, MAX_MESSAGE_BYTES, SyncRequest, SyncResponse, encode};
+use crate::guard::{Dropped, GARBAGE_COST, Offence, PeerGuard};
+use crate::wire::{
+    Encoding, Gossip, MAX_MESSAGE_BYTES, MAX_VOTES_PER_MESSAGE, SyncRequest, SyncResponse, encode,
+};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -43,11 +45,40 @@ pub struct NetworkConfig {
     pub enforce_validator_allowlist: bool,
 }
 
+/// A gossip message waiting for the node's verdict: GossipSub forwards it to the mesh only
+/// once the node has said it is valid ([`NetworkClient::validated`]).
+#[derive(Clone, Debug)]
+pub struct Validation {
+    id: gossipsub::MessageId,
+    source: PeerId,
+}
+
+impl Validation {
+    /// The peer the message came from (the one a verdict of [`Verdict::Reject`] charges).
+    pub fn peer(&self) -> PeerId {
+        self.source
+    }
+}
+
+/// The node's verdict on a gossip message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it to the mesh.
+    Accept,
+    /// Not forwarded and nobody charged: a message this node could not check or does not need
+    /// (an old block, one whose parent it lacks, a vote outside its window), which an honest
+    /// peer may well have sent.
+    Ignore,
+    /// Provably invalid: not forwarded, and the peer it came from is banned (an honest peer
+    /// validates before it forwards, so it never sends such a message).
+    Reject(Offence),
+}
+
 /// What the transport reports.
 #[derive(Debug)]
 pub enum NetworkEvent {
-    /// A gossip message that passed the guard. The node must check signatures and validity
-    /// and call [`NetworkClient::report`] on an offence.
+    /// A gossip message that passed the guard. The node checks signatures and validity and
+    /// gives its verdict with [`NetworkClient::validated`]; until then it is not forwarded.
     Gossip {
         /// The peer that forwarded it.
         peer: PeerId,
@@ -55,6 +86,8 @@ pub enum NetworkEvent {
         message: Box<Gossip>,
         /// How it was encoded.
         encoding: Encoding,
+        /// What the verdict is given for.
+        validation: Validation,
     },
     /// A peer asks for blocks; answer with [`NetworkClient::respond`].
     SyncRequest {
@@ -102,6 +135,11 @@ enum Command {
         peer: PeerId,
         offence: Offence,
     },
+    Validated {
+        validation: Validation,
+        verdict: Verdict,
+    },
+    Bans(oneshot::Sender<Vec<BanView>>),
     Dial(Multiaddr),
     Peers(oneshot::Sender<Vec<PeerId>>),
     Allow(PeerId),
@@ -185,6 +223,27 @@ impl NetworkClient {
         let _ = self.commands.send(Command::Report { peer, offence }).await;
     }
 
+    /// The node's verdict on a gossip message: forward it, drop it, or drop it and ban the
+    /// peer it came from.
+    pub async fn validated(&self, validation: Validation, verdict: Verdict) {
+        let _ = self
+            .commands
+            .send(Command::Validated {
+                validation,
+                verdict,
+            })
+            .await;
+    }
+
+    /// The peers banned now, with why and for how much longer.
+    pub async fn bans(&self) -> Vec<BanView> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Bans(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) {
         let _ = self.commands.send(Command::Dial(addr)).await;
@@ -203,6 +262,17 @@ impl NetworkClient {
         }
         rx.await.unwrap_or_default()
     }
+}
+
+/// A banned peer, as [`NetworkClient::bans`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BanView {
+    /// The peer.
+    pub peer: PeerId,
+    /// Why it was banned.
+    pub reason: String,
+    /// How much longer the ban lasts (ms).
+    pub remaining_ms: u64,
 }
 
 /// Raw bytes with a size cap, one message per stream (the writer closes after writing).
@@ -365,6 +435,7 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
         pending: BTreeMap::new(),
         enforce_allowlist: cfg.enforce_validator_allowlist,
         validators: std::collections::BTreeSet::new(),
+        dropped_full: 0,
     };
     tokio::spawn(task.run(command_rx));
     Ok(NetworkHandle {
@@ -388,10 +459,13 @@ struct Task {
     >,
     enforce_allowlist: bool,
     validators: std::collections::BTreeSet<PeerId>,
+    /// Gossip messages dropped because the node's event queue was full.
+    dropped_full: u64,
 }
 
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -399,6 +473,17 @@ impl Task {
                     None => return,
                 },
                 event = self.swarm.select_next_some() => self.swarm_event(event).await,
+                _ = expiry.tick() => self.lift_bans(),
+            }
+        }
+    }
+
+    /// Lets peers whose ban ended connect again.
+    fn lift_bans(&mut self) {
+        for id in self.guard.expire(self.now_ms()) {
+            if let Ok(peer) = PeerId::from_bytes(&id) {
+                tracing::info!(%peer, "a ban ended");
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             }
         }
     }
@@ -441,8 +526,47 @@ impl Task {
                 }
             }
             Command::Report { peer, offence } => {
-                self.guard.report(&peer.to_bytes(), offence);
-                self.ban(peer);
+                self.guard.report(&peer.to_bytes(), offence, self.now_ms());
+                self.enforce_bans();
+            }
+            Command::Validated {
+                validation,
+                verdict,
+            } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                    Verdict::Reject(_) => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &validation.id,
+                        &validation.source,
+                        acceptance,
+                    );
+                if let Verdict::Reject(offence) = verdict {
+                    self.guard
+                        .report(&validation.source.to_bytes(), offence, self.now_ms());
+                    self.enforce_bans();
+                }
+            }
+            Command::Bans(reply) => {
+                let now = self.now_ms();
+                let bans = self
+                    .guard
+                    .banned(now)
+                    .into_iter()
+                    .filter_map(|(id, reason, until)| {
+                        Some(BanView {
+                            peer: PeerId::from_bytes(&id).ok()?,
+                            reason,
+                            remaining_ms: until.saturating_sub(now),
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(bans);
             }
             Command::Dial(addr) => {
                 if let Err(e) = self.swarm.dial(addr) {
@@ -458,10 +582,23 @@ impl Task {
         }
     }
 
-    fn ban(&mut self, peer: PeerId) {
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
-        let _ = self.events.try_send(NetworkEvent::Banned { peer });
+    /// Disconnects and blocks the peers the guard banned since the last call, and says so.
+    fn enforce_bans(&mut self) {
+        for ban in self.guard.take_new_bans() {
+            let Ok(peer) = PeerId::from_bytes(&ban.peer) else {
+                continue;
+            };
+            tracing::warn!(
+                %peer,
+                reason = %ban.reason,
+                minutes = ban.duration_ms / 60_000,
+                nth = ban.count,
+                "banned a peer: its messages are dropped unread and its connections refused"
+            );
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            let _ = self.events.try_send(NetworkEvent::Banned { peer });
+        }
     }
 
     async fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -478,46 +615,85 @@ impl Task {
                 message,
             })) => {
                 let now = self.now_ms();
+                // Blocks and votes come from validators only; relays keep the author as the
+                // message's source.
                 let not_allowed = self.enforce_allowlist
-                    && message.topic == IdentTopic::new(BLOCKS_TOPIC).hash()
+                    && (message.topic == IdentTopic::new(BLOCKS_TOPIC).hash()
+                        || message.topic == IdentTopic::new(VOTES_TOPIC).hash())
                     && !message.source.is_some_and(|s| self.validators.contains(&s));
+                let peer_bytes = propagation_source.to_bytes();
                 let verdict = if not_allowed {
                     Err(Dropped::NotAValidatorPeer)
                 } else {
                     self.guard
-                        .admit::<Gossip>(&propagation_source.to_bytes(), &message.data, now)
+                        .admit::<Gossip>(&peer_bytes, &message.data, now)
+                        .and_then(|(m, e)| match &m {
+                            Gossip::Votes { votes, .. } if votes.len() > MAX_VOTES_PER_MESSAGE => {
+                                self.guard.penalize(
+                                    &peer_bytes,
+                                    GARBAGE_COST,
+                                    "too many votes in one message",
+                                    now,
+                                );
+                                Err(Dropped::Garbage(format!(
+                                    "{} votes in one message, more than {MAX_VOTES_PER_MESSAGE}",
+                                    votes.len()
+                                )))
+                            }
+                            _ => Ok((m, e)),
+                        })
                 };
-                let acceptance = match &verdict {
-                    Ok(_) => MessageAcceptance::Accept,
-                    Err(Dropped::NotAValidatorPeer) => MessageAcceptance::Ignore,
-                    Err(_) => MessageAcceptance::Reject,
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
                 match verdict {
                     Ok((message, encoding)) => {
-                        let _ = self
-                            .events
-                            .send(NetworkEvent::Gossip {
-                                peer: propagation_source,
-                                message: Box::new(message),
-                                encoding,
-                            })
-                            .await;
+                        // The verdict comes from the node once it has checked the message.
+                        let validation = Validation {
+                            id: message_id,
+                            source: propagation_source,
+                        };
+                        if let Err(mpsc::error::TrySendError::Full(NetworkEvent::Gossip {
+                            validation,
+                            ..
+                        })) = self.events.try_send(NetworkEvent::Gossip {
+                            peer: propagation_source,
+                            message: Box::new(message),
+                            encoding,
+                            validation,
+                        }) {
+                            // The node is behind: drop the message rather than queue without
+                            // bound (a peer may resend it; nobody is charged).
+                            self.dropped_full += 1;
+                            tracing::debug!(
+                                dropped = self.dropped_full,
+                                "event queue full: gossip dropped"
+                            );
+                            self.swarm
+                                .behaviour_mut()
+                                .gossipsub
+                                .report_message_validation_result(
+                                    &validation.id,
+                                    &propagation_source,
+                                    MessageAcceptance::Ignore,
+                                );
+                        }
                     }
                     Err(reason) => {
-                        let _ = self
-                            .events
-                            .send(NetworkEvent::Dropped {
-                                peer: propagation_source,
-                                reason,
-                            })
-                            .await;
-                        if self.guard.is_banned(&propagation_source.to_bytes()) {
-                            self.ban(propagation_source);
-                        }
+                        let acceptance = match &reason {
+                            Dropped::NotAValidatorPeer => MessageAcceptance::Ignore,
+                            _ => MessageAcceptance::Reject,
+                        };
+                        self.swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .report_message_validation_result(
+                                &message_id,
+                                &propagation_source,
+                                acceptance,
+                            );
+                        let _ = self.events.try_send(NetworkEvent::Dropped {
+                            peer: propagation_source,
+                            reason,
+                        });
+                        self.enforce_bans();
                     }
                 }
             }
@@ -548,13 +724,8 @@ impl Task {
                                 .await;
                         }
                         Err(reason) => {
-                            let _ = self
-                                .events
-                                .send(NetworkEvent::Dropped { peer, reason })
-                                .await;
-                            if self.guard.is_banned(&peer.to_bytes()) {
-                                self.ban(peer);
-                            }
+                            let _ = self.events.try_send(NetworkEvent::Dropped { peer, reason });
+                            self.enforce_bans();
                         }
                     }
                 }

@@ -10,6 +10,11 @@ pub const MAGIC: [u8; 2] = *b"VX";
 /// The largest message accepted (a block of the largest runtime upgrade fits).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
+/// Most votes one [`Gossip::Votes`] may carry: a validator's own votes in the window of heights
+/// above the last irreversible block that receivers keep, plus a certificate it relays, fit
+/// several times over. A message with more is refused unread by the node and costs its sender.
+pub const MAX_VOTES_PER_MESSAGE: usize = 512;
+
 /// A gossip message (topic `blocks` or `votes`).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]

@@ -1,13 +1,15 @@
 //! Transports on loopback QUIC: gossip in both encodings, block sync; peers that send garbage,
 //! replay messages or send oversized ones get banned and disconnected while the node keeps
-//! working with the others; the validator allowlist admits blocks only from proven peers.
+//! working with the others; the validator allowlist admits blocks and votes only from proven
+//! peers; gossip is forwarded only once the node has validated it, and a rejected message
+//! bans only the peer it came from.
 
 use libp2p::multiaddr::Protocol;
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
-use vexidus_network::guard::Dropped;
+use vexidus_network::guard::{Dropped, Offence};
 use vexidus_network::service::{
-    BLOCKS_TOPIC, NetworkConfig, NetworkEvent, NetworkHandle, VOTES_TOPIC, start,
+    BLOCKS_TOPIC, NetworkConfig, NetworkEvent, NetworkHandle, VOTES_TOPIC, Verdict, start,
 };
 use vexidus_network::wire::{
     Encoding, Gossip, MAX_MESSAGE_BYTES, SyncRequest, SyncResponse, encode, encode_json,
@@ -333,12 +335,114 @@ async fn the_allowlist_admits_blocks_only_from_proven_validators() {
         |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == block(8)),
     )
     .await;
-    // Votes are not limited: anyone may relay them.
-    deliver(
+    // Votes too come from validators only.
+    let e = deliver(
         &stranger,
         &mut a,
         encode(&vote(11)),
-        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(11)),
+        |e| matches!(e, NetworkEvent::Dropped { peer, .. } if *peer == stranger.peer_id),
     )
     .await;
+    assert!(
+        matches!(
+            e,
+            NetworkEvent::Dropped {
+                reason: Dropped::NotAValidatorPeer,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    deliver(
+        &validator,
+        &mut a,
+        encode(&vote(12)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(12)),
+    )
+    .await;
+}
+
+/// Whether `h` hears gossip carrying `message` within `wait`.
+async fn hears(h: &mut NetworkHandle, message: &Gossip, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    while let Ok(Some(e)) = timeout(
+        until.saturating_duration_since(Instant::now()),
+        h.events.recv(),
+    )
+    .await
+    {
+        if matches!(&e, NetworkEvent::Gossip { message: m, .. } if **m == *message) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_is_forwarded_only_once_validated_and_a_rejection_bans_only_its_sender() {
+    // A line: author - relay - listener (each dials only the relay).
+    let mut relay = start(config(vec![])).await.expect("relay");
+    let author = start(config(vec![addr_of(&relay)])).await.expect("author");
+    let mut listener = start(config(vec![addr_of(&relay)]))
+        .await
+        .expect("listener");
+
+    // The relay holds a message until it gives its verdict: nothing reaches the listener.
+    let e = deliver(
+        &author,
+        &mut relay,
+        encode(&vote(20)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(20)),
+    )
+    .await;
+    let NetworkEvent::Gossip { validation, .. } = e else {
+        unreachable!()
+    };
+    assert_eq!(validation.peer(), author.peer_id);
+    assert!(
+        !hears(&mut listener, &vote(20), Duration::from_secs(1)).await,
+        "forwarded before it was validated"
+    );
+    // Accepted: forwarded.
+    relay.validated(validation, Verdict::Accept).await;
+    assert!(
+        hears(&mut listener, &vote(20), WAIT).await,
+        "an accepted message was not forwarded"
+    );
+
+    // A message the relay rejects is not forwarded; its author is banned, nobody else is.
+    let e = deliver(
+        &author,
+        &mut relay,
+        encode(&vote(21)),
+        |e| matches!(e, NetworkEvent::Gossip { message, .. } if **message == vote(21)),
+    )
+    .await;
+    let NetworkEvent::Gossip { validation, .. } = e else {
+        unreachable!()
+    };
+    relay
+        .validated(validation, Verdict::Reject(Offence::BadSignature))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let bans = relay.bans().await;
+        if bans.iter().any(|b| b.peer == author.peer_id) {
+            assert_eq!(bans.len(), 1, "{bans:?}");
+            assert_eq!(bans[0].reason, "BadSignature");
+            assert!(bans[0].remaining_ms > 9 * 60 * 1000, "{bans:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the author was not banned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !hears(&mut listener, &vote(21), Duration::from_secs(1)).await,
+        "a rejected message was forwarded"
+    );
+    assert!(
+        listener.bans().await.is_empty(),
+        "the listener banned someone"
+    );
+    assert!(listener.peers().await.contains(&relay.peer_id));
 }

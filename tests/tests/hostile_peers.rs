@@ -1,0 +1,195 @@
+//! Hostile peers against four real validators on loopback. A stranger speaking the real
+//! transport (QUIC, GossipSub, the sync protocol) sends forged messages to one node: only the
+//! stranger is banned, no honest node bans another (an honest node forwards nothing it has not
+//! validated), and finality goes on.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use vexidus_network::service::{NetworkConfig, NetworkHandle, start};
+use vexidus_network::wire::Gossip;
+use vexidus_runtime_api::vote::{SignedVote, VoteBody, VoteStage};
+use vexidus_runtime_api::{Block, Header, PublicKey, Signature};
+use vexidus_tests::localnet::Localnet;
+
+const ALL: [usize; 4] = [0, 1, 2, 3];
+
+fn four_validators(dir: &std::path::Path, rpc_port: u16, p2p_port: u16) -> Result<Localnet> {
+    let (rpc, p2p) = (rpc_port.to_string(), p2p_port.to_string());
+    Localnet::start(
+        &dir.join("net"),
+        &[
+            "--validators",
+            "4",
+            "--block-time",
+            "0.5",
+            "--failover-base-ms",
+            "200",
+            "--rpc-port",
+            &rpc,
+            "--p2p-port",
+            &p2p,
+        ],
+    )
+}
+
+/// The QUIC address of node `i`, from `localnet.json`.
+fn p2p_addr(net: &Localnet, i: usize) -> Result<libp2p::Multiaddr> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(net.home.join("localnet.json"))?)?;
+    Ok(v["nodes"][i]["p2p"]
+        .as_str()
+        .context("p2p address")?
+        .parse()?)
+}
+
+/// A transport of a stranger (no validator key), dialling `target`.
+async fn stranger(target: libp2p::Multiaddr) -> Result<NetworkHandle> {
+    Ok(start(NetworkConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        listen: "/ip4/127.0.0.1/udp/0/quic-v1".parse()?,
+        bootnodes: vec![target],
+        max_messages_per_second: 1_000,
+        request_timeout: Duration::from_secs(10),
+        heartbeat: Duration::from_millis(500),
+        enforce_validator_allowlist: false,
+    })
+    .await?)
+}
+
+/// `vex_getPeers` of node `i`.
+fn peers(net: &Localnet, i: usize) -> Result<Value> {
+    Ok(net.nodes[i].rpc.call("vex_getPeers", json!([]))?)
+}
+
+fn banned(peers: &Value) -> Vec<String> {
+    peers["banned"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b["peer"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Publishes what `message` makes (fresh each time, so no two are the same bytes) from
+/// `from` until node `i` lists `from` as banned.
+async fn send_until_banned(
+    net: &Localnet,
+    i: usize,
+    from: &NetworkHandle,
+    message: impl Fn(u64) -> Gossip,
+) -> Result<u64> {
+    let started = Instant::now();
+    let me = from.peer_id.to_string();
+    for n in 0.. {
+        from.publish(&message(n)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if banned(&peers(net, i)?).contains(&me) {
+            return Ok(n + 1);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("node {i} never banned {me}:\n{}", net.logs(30));
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans_another()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = four_validators(dir.path(), 19_610, 19_710)?;
+    net.wait_until(&ALL, Duration::from_secs(60), "finality", |s| {
+        s["finalized_height"].as_u64().unwrap_or(0) >= 4
+    })?;
+    let status = net.nodes[0].status().context("status")?;
+    let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
+    let finalized = status["finalized_height"].as_u64().context("finalized")?;
+    // A real validator's key, with signatures that are not its own.
+    let victim: PublicKey = PublicKey::from_hex(&net.nodes[1].public_key)
+        .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
+    let target = p2p_addr(&net, 0)?;
+
+    // A forged prevote: inside the window, from an active validator, signed by nobody.
+    let voter = stranger(target.clone()).await?;
+    let forged_vote = |n: u64| {
+        let mut v = SignedVote::sign(
+            VoteBody {
+                stage: VoteStage::Prevote,
+                height: finalized + 2,
+                block: [n as u8; 32],
+            },
+            &vexidus_runtime_api::signing::Keypair::from_seed([7; 32]),
+            &chain_id,
+        );
+        v.voter = victim;
+        Gossip::Vote(v)
+    };
+    let votes = send_until_banned(&net, 0, &voter, forged_vote).await?;
+
+    // A forged block: the validator as proposer, a signature it never made.
+    let producer = stranger(target).await?;
+    let forged_block = |n: u64| {
+        Gossip::Block(Block {
+            header: Header {
+                parent_hash: [n as u8; 32],
+                height: finalized + 3,
+                timestamp_ms: n,
+                proposer: victim,
+                state_root: [2; 32],
+                transactions_root: [3; 32],
+                receipts_root: [4; 32],
+            },
+            transactions: vec![],
+            signature: Signature([9; 64]),
+        })
+    };
+    let blocks = send_until_banned(&net, 0, &producer, forged_block).await?;
+
+    // Only the strangers are banned, and only by the node they spoke to.
+    let strangers = [voter.peer_id.to_string(), producer.peer_id.to_string()];
+    let mut honest = Vec::new();
+    for i in ALL {
+        honest.push(
+            peers(&net, i)?["peer_id"]
+                .as_str()
+                .context("peer id")?
+                .to_string(),
+        );
+    }
+    // Give any wrongly forwarded message time to cost someone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in ALL {
+        let p = peers(&net, i)?;
+        let b = banned(&p);
+        for id in &b {
+            assert!(
+                !honest.contains(id),
+                "node {i} banned an honest node {id}: {p}\n{}",
+                net.logs(30)
+            );
+        }
+        if i == 0 {
+            let mut sorted = b.clone();
+            sorted.sort();
+            let mut expected = strangers.to_vec();
+            expected.sort();
+            assert_eq!(sorted, expected, "node 0's bans: {p}");
+        } else {
+            assert!(b.is_empty(), "node {i} heard a forgery: {p}");
+        }
+        let connected = p["connected"].as_array().map_or(0, Vec::len);
+        assert!(connected >= 3, "node {i} lost honest peers: {p}");
+    }
+    // Finality goes on everywhere.
+    let before = net.min_finalized(&ALL);
+    net.wait_until(
+        &ALL,
+        Duration::from_secs(60),
+        "finality after the attack",
+        |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
+    )?;
+    eprintln!("banned after {votes} forged votes and {blocks} forged blocks");
+    Ok(())
+}
