@@ -42,7 +42,14 @@ pub struct RpcConfig {
     pub rate_limit: u32,
     /// Largest request body in bytes.
     pub max_request_bytes: u32,
+    /// Most calls in one JSON-RPC batch. A longer batch is refused as a whole once its length
+    /// is known, before any call in it is parsed; a batch costs its length in rate-limit
+    /// tokens.
+    pub max_batch_len: u32,
 }
+
+/// Most subscriptions one connection may hold.
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: u32 = 64;
 
 fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, msg.into(), None::<()>)
@@ -696,6 +703,10 @@ pub async fn start(
         .max_request_body_size(config.max_request_bytes)
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1_000)
+        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
+            config.max_batch_len,
+        ))
         .build();
     let svc_builder = jsonrpsee::server::Server::builder()
         .set_config(server_config)

@@ -124,7 +124,7 @@ enum Command {
     },
     Request {
         peer: PeerId,
-        request: SyncRequest,
+        bytes: Vec<u8>,
         reply: oneshot::Sender<Result<SyncResponse, String>>,
     },
     Respond {
@@ -197,13 +197,14 @@ impl NetworkClient {
         peer: PeerId,
         request: SyncRequest,
     ) -> Result<SyncResponse, String> {
+        self.request_raw(peer, encode(&request)).await
+    }
+
+    /// Sends raw bytes as a sync request (the JSON form, or anything a test wants to send).
+    pub async fn request_raw(&self, peer: PeerId, bytes: Vec<u8>) -> Result<SyncResponse, String> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Request {
-                peer,
-                request,
-                reply,
-            })
+            .send(Command::Request { peer, bytes, reply })
             .await
             .map_err(|_| "the network task has stopped".to_string())?;
         rx.await
@@ -504,16 +505,8 @@ impl Task {
                     tracing::debug!(error = %e, topic, "publish failed");
                 }
             }
-            Command::Request {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer, encode(&request));
+            Command::Request { peer, bytes, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
                 self.pending.insert(id, reply);
             }
             Command::Respond { ticket, response } => {

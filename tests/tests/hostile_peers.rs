@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 use vexidus_network::service::{NetworkConfig, NetworkHandle, start};
 use vexidus_network::wire::Gossip;
@@ -111,13 +112,15 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
         .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
     let target = p2p_addr(&net, 0)?;
 
+    // Heights well inside the window of 256 above finality, so they stay inside it however
+    // far finality moves while the attack goes on (two blocks a second).
     // A forged prevote: inside the window, from an active validator, signed by nobody.
     let voter = stranger(target.clone()).await?;
     let forged_vote = |n: u64| {
         let mut v = SignedVote::sign(
             VoteBody {
                 stage: VoteStage::Prevote,
-                height: finalized + 2,
+                height: finalized + 100,
                 block: [n as u8; 32],
             },
             &vexidus_runtime_api::signing::Keypair::from_seed([7; 32]),
@@ -134,7 +137,7 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
         Gossip::Block(Block {
             header: Header {
                 parent_hash: [n as u8; 32],
-                height: finalized + 3,
+                height: finalized + 101,
                 timestamp_ms: n,
                 proposer: victim,
                 state_root: [2; 32],
@@ -191,5 +194,140 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
         |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
     )?;
     eprintln!("banned after {votes} forged votes and {blocks} forged blocks");
+    Ok(())
+}
+
+/// A transaction whose one operation is `levels` multisig proposals wrapped in one another, as
+/// Borsh bytes: a well-formed transaction with a placeholder transfer, the placeholder's bytes
+/// replaced (the nested value itself is never built).
+fn nested_transaction(chain_id: &str, levels: usize) -> Vec<u8> {
+    use vexidus_runtime_api::transaction::{Operation, Transaction};
+    use vexidus_runtime_api::{Address, SignedTransaction};
+    let placeholder = Operation::Transfer {
+        to: Address([0xab; 32]),
+        amount: 0x1122_3344_5566_7788_99aa_bbcc_ddee_ff00,
+    };
+    let tx = SignedTransaction {
+        transaction: Transaction {
+            chain_id: chain_id.to_string(),
+            sender: PublicKey([1; 32]),
+            nonce: 0,
+            max_gas: 1_000_000,
+            valid_until: u64::MAX,
+            operations: vec![placeholder.clone()],
+        },
+        signature: Signature([2; 64]),
+    };
+    let bytes = borsh::to_vec(&tx).expect("encodes");
+    let old = borsh::to_vec(&placeholder).expect("encodes");
+    let at = bytes
+        .windows(old.len())
+        .position(|w| w == old.as_slice())
+        .expect("placeholder");
+    let mut nested = Vec::with_capacity(levels * 33 + 1);
+    for _ in 0..levels {
+        nested.push(65);
+        nested.extend_from_slice(&[9; 32]);
+    }
+    nested.push(4); // ClaimRewards
+    [&bytes[..at], &nested[..], &bytes[at + old.len()..]].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_nested_100000_deep_is_refused_over_rpc_gossip_and_sync() -> Result<()> {
+    const LEVELS: usize = 100_000;
+    let dir = tempfile::tempdir()?;
+    let net = four_validators(dir.path(), 19_620, 19_720)?;
+    net.wait_until(&ALL, Duration::from_secs(60), "finality", |s| {
+        s["finalized_height"].as_u64().unwrap_or(0) >= 2
+    })?;
+    let status = net.nodes[0].status().context("status")?;
+    let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
+    let tx = nested_transaction(&chain_id, LEVELS);
+
+    // RPC: refused with an error that says why.
+    let answer = net.nodes[0].rpc.call(
+        "vex_submitTransaction",
+        json!([format!("0x{}", hex::encode(&tx))]),
+    );
+    let err = answer
+        .expect_err("a nested transaction was accepted")
+        .to_string();
+    assert!(err.contains("nested more than 4 deep"), "{err}");
+
+    // Gossip: a block carrying it does not decode; its sender pays for the garbage.
+    let peer = stranger(p2p_addr(&net, 1)?).await?;
+    let head = status["height"].as_u64().context("height")?;
+    let block = Block {
+        header: Header {
+            parent_hash: [1; 32],
+            height: head + 1,
+            timestamp_ms: 0,
+            proposer: PublicKey([3; 32]),
+            state_root: [2; 32],
+            transactions_root: [3; 32],
+            receipts_root: [4; 32],
+        },
+        transactions: vec![],
+        signature: Signature([9; 64]),
+    };
+    // `VX`, the Block variant, the header, one transaction, the signature.
+    let mut encoded = vexidus_network::wire::encode(&Gossip::Block(block));
+    let tail = encoded.split_off(encoded.len() - 64 - 4);
+    let mut message = encoded;
+    message.extend_from_slice(&1u32.to_le_bytes());
+    message.extend_from_slice(&tx);
+    message.extend_from_slice(&tail[4..]);
+    assert!(vexidus_network::wire::decode::<Gossip>(&message).is_err());
+    let me = peer.peer_id.to_string();
+    let started = Instant::now();
+    loop {
+        peer.publish_raw(vexidus_network::service::BLOCKS_TOPIC, message.clone())
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = std::fs::read_to_string(net.nodes[1].dir.join("node.log"))?;
+        if banned(&peers(&net, 1)?).contains(&me) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "node 1 never dropped the gossip:\n{}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+    }
+
+    // Sync: a request carrying it does not decode; no answer comes.
+    let asker = stranger(p2p_addr(&net, 2)?).await?;
+    let node2 = libp2p::PeerId::from_str(peers(&net, 2)?["peer_id"].as_str().context("peer id")?)?;
+    let mut request = vexidus_network::wire::MAGIC.to_vec();
+    request.push(3); // SyncRequest::Transactions
+    request.extend_from_slice(&1u32.to_le_bytes());
+    request.extend_from_slice(&tx);
+    let started = Instant::now();
+    let answer = loop {
+        match asker.request_raw(node2, request.clone()).await {
+            Err(e) if e.contains("dial") || e.contains("connect") => {
+                assert!(started.elapsed() < Duration::from_secs(30), "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        answer.is_err(),
+        "a nested transaction got an answer: {answer:?}"
+    );
+
+    // Every node keeps producing and finalizing.
+    let before = net.min_finalized(&ALL);
+    net.wait_until(
+        &ALL,
+        Duration::from_secs(60),
+        "finality after the attack",
+        |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
+    )?;
+    for i in ALL {
+        assert!(net.nodes[i].status().is_some(), "node {i} is down");
+    }
     Ok(())
 }

@@ -167,3 +167,69 @@ fn oversized_request(url: &str, len: usize) -> Result<String> {
     let n = sock.read(&mut buf)?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+/// POSTs `body` and returns the response body.
+fn post(url: &str, body: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        sock,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text))
+}
+
+fn batch(len: usize) -> String {
+    let calls: Vec<String> = (0..len)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"vex_getStatus","params":[]}}"#))
+        .collect();
+    format!("[{}]", calls.join(","))
+}
+
+#[test]
+fn an_oversized_batch_is_refused_and_a_batch_costs_its_length_in_tokens() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_dev(
+        &dir.path().join("data"),
+        0.5,
+        &["--rpc-rate-limit", "100", "--rpc-max-batch-len", "50"],
+    )?;
+    // Longer than the limit: one error for the whole batch, no call answered. The calls are
+    // garbage past the first, so an answer proves none of them was parsed.
+    let mut too_long = batch(1);
+    too_long.pop();
+    for _ in 0..60 {
+        too_long.push_str(r#",{"not":"a call"}"#);
+    }
+    too_long.push(']');
+    let answer = post(&node.url, &too_long)?;
+    let v: serde_json::Value = serde_json::from_str(&answer)?;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too large") || m.contains("too big")),
+        "{answer}"
+    );
+    // Within the limit: every call answered.
+    std::thread::sleep(Duration::from_millis(1100));
+    let answer: serde_json::Value = serde_json::from_str(&post(&node.url, &batch(50))?)?;
+    assert_eq!(answer.as_array().map(Vec::len), Some(50), "{answer}");
+    // The 50 calls took 50 of the 100 tokens: a second batch of 50 fits, a third does not.
+    let answer: serde_json::Value = serde_json::from_str(&post(&node.url, &batch(50))?)?;
+    assert_eq!(answer.as_array().map(Vec::len), Some(50), "{answer}");
+    let answer = post(&node.url, &batch(50))?;
+    assert!(answer.contains("rate limit"), "{answer}");
+    // The node goes on.
+    std::thread::sleep(Duration::from_millis(1100));
+    node.client().call("vex_getStatus", json!([]))?;
+    Ok(())
+}

@@ -39,6 +39,9 @@ struct Cli {
     /// Largest JSON-RPC request body in bytes.
     #[arg(long, default_value_t = 40 * 1024 * 1024)]
     rpc_max_request_bytes: u32,
+    /// Most calls in one JSON-RPC batch; a longer batch is refused before its calls are parsed.
+    #[arg(long, default_value_t = 100)]
+    rpc_max_batch_len: u32,
     /// Approve every upgrade plan open for votes with the validator key (automated testnets).
     #[arg(long)]
     auto_vote_seed: bool,
@@ -383,6 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             addr: cli.rpc_addr,
             rate_limit: cli.rpc_rate_limit,
             max_request_bytes: cli.rpc_max_request_bytes,
+            max_batch_len: cli.rpc_max_batch_len,
         },
         implemented_upgrades: vexidus_host::implemented_upgrades(),
         pool_capacity: cli.pool_capacity,
