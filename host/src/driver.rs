@@ -101,6 +101,121 @@ pub enum Input {
     },
 }
 
+/// Most inputs waiting for the driver.
+pub const INPUT_QUEUE: usize = 1_024;
+/// Most bytes of blocks waiting for the driver (encoded). Past either bound a gossiped input is
+/// dropped (counted; its message goes unforwarded and nobody is charged) and a synced one waits.
+pub const INPUT_QUEUE_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct QueueShared {
+    bytes: std::sync::atomic::AtomicUsize,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// The sending side of the driver's bounded input queue (the network task's).
+#[derive(Clone)]
+pub struct Inputs {
+    tx: std::sync::mpsc::SyncSender<(Input, usize)>,
+    shared: Arc<QueueShared>,
+}
+
+/// The driver's side of its input queue.
+pub struct InputQueue {
+    rx: std::sync::mpsc::Receiver<(Input, usize)>,
+    shared: Arc<QueueShared>,
+}
+
+/// A bounded input queue for the driver: [`INPUT_QUEUE`] inputs, [`INPUT_QUEUE_BYTES`] bytes.
+pub fn input_queue() -> (Inputs, InputQueue) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE);
+    let shared = Arc::new(QueueShared::default());
+    (
+        Inputs {
+            tx,
+            shared: shared.clone(),
+        },
+        InputQueue { rx, shared },
+    )
+}
+
+/// Why an input was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is full.
+    Full,
+    /// The driver has stopped.
+    Closed,
+}
+
+impl Inputs {
+    fn size(input: &Input) -> usize {
+        match input {
+            Input::Block { block, .. } => borsh::object_length(block.as_ref()).unwrap_or(0),
+            Input::Votes { votes, .. } => votes.len() * 160,
+        }
+    }
+
+    /// Queues `input` if there is room; a gossiped input that finds none is dropped and
+    /// counted ([`Self::dropped`]).
+    pub fn offer(&self, input: Input) -> Result<(), QueueError> {
+        let size = Self::size(&input);
+        let before = self.shared.bytes.fetch_add(size, Ordering::SeqCst);
+        if before > 0 && before + size > INPUT_QUEUE_BYTES {
+            self.shared.bytes.fetch_sub(size, Ordering::SeqCst);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(QueueError::Full);
+        }
+        match self.tx.try_send((input, size)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.bytes.fetch_sub(size, Ordering::SeqCst);
+                match e {
+                    std::sync::mpsc::TrySendError::Full(_) => {
+                        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        Err(QueueError::Full)
+                    }
+                    std::sync::mpsc::TrySendError::Disconnected(_) => Err(QueueError::Closed),
+                }
+            }
+        }
+    }
+
+    /// Queues `input`, waiting for room (synced blocks: the caller awaits each verdict anyway).
+    pub async fn send(&self, input: Input) -> Result<(), QueueError> {
+        let mut input = Some(input);
+        loop {
+            let size = Self::size(input.as_ref().expect("held until sent"));
+            let before = self.shared.bytes.fetch_add(size, Ordering::SeqCst);
+            if before == 0 || before + size <= INPUT_QUEUE_BYTES {
+                match self.tx.try_send((input.take().expect("held"), size)) {
+                    Ok(()) => return Ok(()),
+                    Err(std::sync::mpsc::TrySendError::Full((back, _))) => input = Some(back),
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                        self.shared.bytes.fetch_sub(size, Ordering::SeqCst);
+                        return Err(QueueError::Closed);
+                    }
+                }
+            }
+            self.shared.bytes.fetch_sub(size, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Gossiped inputs dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl InputQueue {
+    fn recv_timeout(&self, timeout: Duration) -> Result<Input, std::sync::mpsc::RecvTimeoutError> {
+        let (input, size) = self.rx.recv_timeout(timeout)?;
+        self.shared.bytes.fetch_sub(size, Ordering::SeqCst);
+        Ok(input)
+    }
+}
+
 /// What the driver asks of the network.
 #[derive(Debug)]
 pub enum Outbound {
@@ -301,7 +416,7 @@ impl Driver {
     /// Runs until `stop` is set, the inputs close, or a binary upgrade halts the node.
     pub fn run(
         mut self,
-        inputs: std::sync::mpsc::Receiver<Input>,
+        inputs: InputQueue,
         stop: Arc<AtomicBool>,
     ) -> Result<Option<UpgradeHalt>, ChainError> {
         loop {

@@ -29,8 +29,8 @@ pub struct NodeConfig {
     pub rpc: RpcConfig,
     /// Upgrade names this binary implements.
     pub implemented_upgrades: Vec<String>,
-    /// Most pending transactions.
-    pub pool_capacity: usize,
+    /// The pool's budgets.
+    pub pool: crate::pool::PoolLimits,
     /// Vote to approve every upgrade plan with the validator key (`--auto-vote-seed`).
     pub auto_vote_seed: bool,
     /// The peer-to-peer network, if enabled.
@@ -111,10 +111,10 @@ pub struct NodeState {
 
 impl NodeState {
     /// Wraps a chain.
-    pub fn new(chain: Chain, pool_capacity: usize, validator: Option<&Keypair>) -> Self {
+    pub fn new(chain: Chain, pool: crate::pool::PoolLimits, validator: Option<&Keypair>) -> Self {
         Self {
             chain: RwLock::new(chain),
-            pool: Mutex::new(Pool::new(pool_capacity)),
+            pool: Mutex::new(Pool::with_limits(pool)),
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
             peers: std::sync::atomic::AtomicUsize::new(0),
@@ -307,7 +307,7 @@ impl NodeState {
                 .map(|c| {
                     let c = c?;
                     let tx = forward.is_some().then(|| c.transaction().clone());
-                    let r = pool.admit_valid(c);
+                    let r = pool.admit_valid(&chain, c);
                     if let (Ok(_), Some(tx)) = (&r, tx) {
                         admitted.push(tx);
                     }
@@ -339,7 +339,10 @@ impl NodeState {
 
     /// `vex_getStatus`.
     pub fn status_json(&self) -> Value {
-        let pending = self.lock_pool().len();
+        let (pending, pending_bytes) = {
+            let pool = self.lock_pool();
+            (pool.len(), pool.bytes())
+        };
         let chain = self.read_chain();
         let head = chain.head();
         let rt = chain.runtime();
@@ -352,6 +355,7 @@ impl NodeState {
             "state_root": rpc::hex0x(head.state_root),
             "peers": self.peers.load(std::sync::atomic::Ordering::Relaxed),
             "pending_transactions": pending,
+            "pending_bytes": pending_bytes,
             "validator": self.validator,
             "block_time_ms": chain.genesis().block_time_ms,
             "governance_mode": chain.genesis().governance.mode.as_str(),
@@ -631,7 +635,7 @@ pub async fn run(
             "Block-STM workers not pinned to CPUs"
         ),
     }
-    let mut node_state = NodeState::new(chain, config.pool_capacity, config.validator_key.as_ref());
+    let mut node_state = NodeState::new(chain, config.pool, config.validator_key.as_ref());
     if let (true, Some(key)) = (config.auto_vote_seed, &config.validator_key) {
         node_state = node_state.with_auto_vote(Keypair::from_seed(key.seed()));
     }
@@ -641,7 +645,7 @@ pub async fn run(
     tracing::info!("JSON-RPC listening on http://{addr} (HTTP and WebSocket)");
     println!("vexidus-node: RPC on http://{addr}");
 
-    let (inputs, input_rx) = std::sync::mpsc::channel();
+    let (inputs, input_rx) = crate::driver::input_queue();
     let (outbound, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
     let network_task = match &config.p2p {
         None => None,

@@ -32,7 +32,7 @@ pub const SYNC_BATCH: u32 = 64;
 pub async fn run(
     state: Arc<NodeState>,
     mut network: NetworkHandle,
-    inputs: std::sync::mpsc::Sender<Input>,
+    inputs: crate::driver::Inputs,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     validator_key: Option<Keypair>,
     bootnodes: Vec<libp2p::Multiaddr>,
@@ -112,7 +112,7 @@ struct P2p {
     state: Arc<NodeState>,
     client: NetworkClient,
     syncing: Arc<AtomicBool>,
-    inputs: std::sync::mpsc::Sender<Input>,
+    inputs: crate::driver::Inputs,
     proof: Option<PeerProof>,
     chain_id: String,
     /// Validators that proved their key, and their peers.
@@ -157,12 +157,14 @@ impl P2p {
                             client.request(peer, SyncRequest::Block { hash }).await
                             && let Some(block) = blocks.into_iter().next()
                         {
-                            let _ = inputs.send(Input::Block {
-                                block: Box::new(block),
-                                from: Some(peer),
-                                done: None,
-                                gossip: None,
-                            });
+                            let _ = inputs
+                                .send(Input::Block {
+                                    block: Box::new(block),
+                                    from: Some(peer),
+                                    done: None,
+                                    gossip: None,
+                                })
+                                .await;
                             return;
                         }
                     }
@@ -287,7 +289,12 @@ impl P2p {
                         gossip: Some(validation),
                     },
                 };
-                let _ = self.inputs.send(input);
+                if self.inputs.offer(input).is_err() {
+                    tracing::debug!(
+                        dropped = self.inputs.dropped(),
+                        "the consensus driver is behind: gossip dropped"
+                    );
+                }
             }
             NetworkEvent::SyncRequest {
                 peer,
@@ -350,7 +357,7 @@ pub(crate) fn offence_of(e: &ChainError) -> Option<Offence> {
 async fn sync_from(
     state: &Arc<NodeState>,
     network: &NetworkClient,
-    inputs: &std::sync::mpsc::Sender<Input>,
+    inputs: &crate::driver::Inputs,
     peer: libp2p::PeerId,
 ) {
     let mut from = state.read_chain().finalized().height + 1;
@@ -389,6 +396,7 @@ async fn sync_from(
                     done: Some(done),
                     gossip: None,
                 })
+                .await
                 .is_err()
             {
                 return;
@@ -403,11 +411,13 @@ async fn sync_from(
             }
         }
         for votes in certificate.chunks(vexidus_network::wire::MAX_VOTES_PER_MESSAGE) {
-            let _ = inputs.send(Input::Votes {
-                votes: votes.to_vec(),
-                from: Some(peer),
-                gossip: None,
-            });
+            let _ = inputs
+                .send(Input::Votes {
+                    votes: votes.to_vec(),
+                    from: Some(peer),
+                    gossip: None,
+                })
+                .await;
         }
         total += n;
         from += n as u64;

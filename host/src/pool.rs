@@ -72,6 +72,24 @@ pub enum TxError {
     /// The pool is full.
     #[error("transaction pool is full ({0} transactions); try again later")]
     PoolFull(usize),
+    /// The pool's byte budget is spent by senders holding less than this one would.
+    #[error("transaction pool is full ({0} bytes); try again later")]
+    PoolBytesFull(usize),
+    /// The sender already has as many pending transactions as one sender may.
+    #[error(
+        "sender already has {0} pending transactions, the most one sender may have; wait for some to be included"
+    )]
+    SenderLimit(usize),
+    /// The sender's pending transactions together could spend more than its balance.
+    #[error(
+        "the sender's pending transactions with this one could spend {needed} nanoVXS (fees at max gas and amounts moved), more than its balance of {balance}"
+    )]
+    Overcommitted {
+        /// What they could spend together.
+        needed: u128,
+        /// The balance at the head.
+        balance: u128,
+    },
     /// The node could not check it.
     #[error("node error: {0}")]
     Node(#[from] ChainError),
@@ -87,6 +105,59 @@ pub struct Pooled {
     /// Sender address.
     pub sender: Address,
     seq: u64,
+    /// Encoded size.
+    size: usize,
+    /// What its operations move out of the sender's balance (transfers, bonds).
+    value: u128,
+}
+
+/// What one sender's pending transactions add up to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    bytes: usize,
+    max_gas: u128,
+    value: u128,
+}
+
+/// The pool's budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Most pending transactions.
+    pub max_transactions: usize,
+    /// Most bytes of pending transactions (encoded). When a transaction does not fit, the
+    /// sender holding the most bytes, if it holds more than the newcomer's sender would,
+    /// loses its highest nonces until it fits.
+    pub max_bytes: usize,
+    /// Most pending transactions of one sender.
+    pub max_per_sender: usize,
+    /// Refuse a transaction when the sender's pending ones with it could spend more than its
+    /// balance (fees at max gas, amounts moved). The harness leaves it off, so tests can put
+    /// overdrafts in blocks.
+    pub check_funds: bool,
+}
+
+impl Default for PoolLimits {
+    /// The node's defaults.
+    fn default() -> Self {
+        Self {
+            max_transactions: 100_000,
+            max_bytes: 128 << 20,
+            max_per_sender: 256,
+            check_funds: true,
+        }
+    }
+}
+
+impl PoolLimits {
+    /// No limit but the count (the harness, benchmarks).
+    pub fn count_only(max_transactions: usize) -> Self {
+        Self {
+            max_transactions,
+            max_bytes: usize::MAX,
+            max_per_sender: usize::MAX,
+            check_funds: false,
+        }
+    }
 }
 
 /// Pending transactions.
@@ -94,23 +165,42 @@ pub struct Pooled {
 pub struct Pool {
     by_hash: HashMap<Hash, Pooled>,
     by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    totals: HashMap<Address, Totals>,
+    /// Senders by the bytes they hold, for eviction.
+    by_bytes: std::collections::BTreeSet<(usize, Address)>,
+    bytes: usize,
     by_arrival: BTreeMap<u64, Hash>,
     next_seq: u64,
-    capacity: usize,
+    limits: PoolLimits,
     verified: crate::sigcheck::VerifiedCache,
 }
 
 impl Pool {
-    /// An empty pool holding at most `capacity` transactions.
+    /// An empty pool holding at most `capacity` transactions, with no other budget.
     pub fn new(capacity: usize) -> Self {
+        Self::with_limits(PoolLimits::count_only(capacity))
+    }
+
+    /// An empty pool within `limits`.
+    pub fn with_limits(limits: PoolLimits) -> Self {
         Self {
             by_hash: HashMap::new(),
             by_sender: HashMap::new(),
+            totals: HashMap::new(),
+            by_bytes: std::collections::BTreeSet::new(),
+            bytes: 0,
             by_arrival: BTreeMap::new(),
             next_seq: 0,
-            capacity,
-            verified: crate::sigcheck::VerifiedCache::new(capacity.clamp(1_024, 1 << 20)),
+            limits,
+            verified: crate::sigcheck::VerifiedCache::new(
+                limits.max_transactions.clamp(1_024, 1 << 20),
+            ),
         }
+    }
+
+    /// Bytes of pending transactions (encoded).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Number of pending transactions.
@@ -165,15 +255,15 @@ impl Pool {
             self.verified.insert(hash);
         }
         let valid = chain.validate_transaction(&tx)?.map_err(TxError::Invalid)?;
-        self.insert_valid(Checked { tx, hash, valid })
+        self.insert_valid(chain, Checked { tx, hash, valid })
     }
 
     /// Adds a transaction [`check`] passed (in a batch, before the pool was locked); returns
     /// its hash.
-    pub fn admit_valid(&mut self, checked: Checked) -> Result<Hash, TxError> {
+    pub fn admit_valid(&mut self, chain: &Chain, checked: Checked) -> Result<Hash, TxError> {
         self.check_not_pending(&checked.hash)?;
         self.verified.insert(checked.hash);
-        self.insert_valid(checked)
+        self.insert_valid(chain, checked)
     }
 
     fn check_not_pending(&self, hash: &Hash) -> Result<(), TxError> {
@@ -183,11 +273,15 @@ impl Pool {
         Ok(())
     }
 
-    /// Places a valid transaction after its sender's pending ones.
-    fn insert_valid(&mut self, checked: Checked) -> Result<Hash, TxError> {
+    /// Places a valid transaction after its sender's pending ones, within the budgets.
+    fn insert_valid(&mut self, chain: &Chain, checked: Checked) -> Result<Hash, TxError> {
         let Checked { tx, hash, valid } = checked;
         let sender = tx.transaction.sender.address();
         let pending = self.by_sender.get(&sender);
+        let held = pending.map_or(0, BTreeMap::len);
+        if held >= self.limits.max_per_sender {
+            return Err(TxError::SenderLimit(self.limits.max_per_sender));
+        }
         let nonce = tx.transaction.nonce;
         if pending.is_some_and(|p| p.contains_key(&nonce)) {
             return Err(TxError::NonceTaken(nonce));
@@ -201,15 +295,33 @@ impl Pool {
                 found: nonce,
             });
         }
-        if self.by_hash.len() >= self.capacity {
-            return Err(TxError::PoolFull(self.capacity));
+        if self.by_hash.len() >= self.limits.max_transactions {
+            return Err(TxError::PoolFull(self.limits.max_transactions));
         }
+        let value = moved(&tx);
+        // The runtime checked this transaction alone against the balance; with others of the
+        // sender pending, they must fit together (fees at their max gas, amounts moved), or
+        // the later ones would only be refused in a block, at the producer's cost.
+        let before = self.totals.get(&sender).copied().unwrap_or_default();
+        if held > 0 && self.limits.check_funds {
+            let (balance, gas_price) = funds(chain, &sender)?;
+            let needed = (before.max_gas + u128::from(tx.transaction.max_gas))
+                .saturating_mul(gas_price)
+                .saturating_add(before.value)
+                .saturating_add(value);
+            if needed > balance {
+                return Err(TxError::Overcommitted { needed, balance });
+            }
+        }
+        let size = borsh::object_length(&tx).unwrap_or(usize::MAX);
+        self.make_room(&sender, before.bytes, size)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_sender
             .entry(sender)
             .or_default()
             .insert(nonce, hash);
+        self.add_totals(&sender, size as isize, tx.transaction.max_gas, value, true);
         self.by_arrival.insert(seq, hash);
         self.by_hash.insert(
             hash,
@@ -218,9 +330,57 @@ impl Pool {
                 hash,
                 sender,
                 seq,
+                size,
+                value,
             },
         );
         Ok(hash)
+    }
+
+    /// Frees bytes for `size` more of `sender` (which holds `holds`): evicts the highest nonces
+    /// of whoever holds the most, while that is more than `sender` would.
+    fn make_room(&mut self, sender: &Address, holds: usize, size: usize) -> Result<(), TxError> {
+        while self.bytes.saturating_add(size) > self.limits.max_bytes {
+            let victim = self
+                .by_bytes
+                .iter()
+                .next_back()
+                .filter(|(bytes, who)| who != sender && *bytes > holds.saturating_add(size))
+                .map(|(_, who)| *who);
+            let Some(victim) = victim else {
+                return Err(TxError::PoolBytesFull(self.limits.max_bytes));
+            };
+            let last = self
+                .by_sender
+                .get(&victim)
+                .and_then(|s| s.values().next_back().copied());
+            match last {
+                Some(h) => {
+                    self.remove(&h);
+                }
+                None => return Err(TxError::PoolBytesFull(self.limits.max_bytes)),
+            }
+        }
+        Ok(())
+    }
+
+    fn add_totals(&mut self, sender: &Address, bytes: isize, max_gas: u64, value: u128, add: bool) {
+        let t = self.totals.entry(*sender).or_default();
+        self.by_bytes.remove(&(t.bytes, *sender));
+        t.bytes = t.bytes.saturating_add_signed(bytes);
+        if add {
+            t.max_gas += u128::from(max_gas);
+            t.value = t.value.saturating_add(value);
+        } else {
+            t.max_gas -= u128::from(max_gas);
+            t.value = t.value.saturating_sub(value);
+        }
+        self.bytes = self.bytes.saturating_add_signed(bytes);
+        if t.bytes == 0 && t.max_gas == 0 {
+            self.totals.remove(sender);
+        } else {
+            self.by_bytes.insert((t.bytes, *sender));
+        }
     }
 
     /// Up to `max` transactions in arrival order, for the next block.
@@ -236,6 +396,13 @@ impl Pool {
     fn remove(&mut self, hash: &Hash) -> Option<Pooled> {
         let p = self.by_hash.remove(hash)?;
         self.by_arrival.remove(&p.seq);
+        self.add_totals(
+            &p.sender,
+            -(p.size as isize),
+            p.tx.transaction.max_gas,
+            p.value,
+            false,
+        );
         if let Some(s) = self.by_sender.get_mut(&p.sender) {
             s.remove(&p.tx.transaction.nonce);
             if s.is_empty() {
@@ -320,6 +487,41 @@ fn check_shape(chain: &Chain, tx: &SignedTransaction) -> Result<(), TxError> {
         }
     }
     Ok(())
+}
+
+/// What a transaction's operations move out of the sender's balance, besides the fee.
+fn moved(tx: &SignedTransaction) -> u128 {
+    tx.transaction
+        .operations
+        .iter()
+        .map(|op| match op {
+            Operation::Transfer { amount, .. } | Operation::Delegate { amount, .. } => *amount,
+            Operation::RegisterValidator { stake, .. } => *stake,
+            _ => 0,
+        })
+        .fold(0u128, u128::saturating_add)
+}
+
+/// A sender's balance and the gas price, at the head.
+fn funds(chain: &Chain, sender: &Address) -> Result<(u128, u128), TxError> {
+    use vexidus_runtime_api::abi::{Query, QueryResponse};
+    let balance = match chain.query(Query::Account(*sender))? {
+        QueryResponse::Account(a) => a.balance,
+        other => {
+            return Err(TxError::Node(ChainError::Runtime(format!(
+                "unexpected answer to an account query: {other:?}"
+            ))));
+        }
+    };
+    let gas_price = match chain.query(Query::Parameters)? {
+        QueryResponse::Parameters(p) => p.gas_price,
+        other => {
+            return Err(TxError::Node(ChainError::Runtime(format!(
+                "unexpected answer to a parameters query: {other:?}"
+            ))));
+        }
+    };
+    Ok((balance, gas_price))
 }
 
 /// Decodes a Borsh-encoded signed transaction under the size cap.

@@ -245,7 +245,11 @@ fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
         .push((bob.public().address(), 10 * NANO_PER_VXS));
     let chain = open(dir.path(), &genesis);
     let root = chain.head().hash;
-    let node = Arc::new(NodeState::new(chain, 100, None));
+    let node = Arc::new(NodeState::new(
+        chain,
+        vexidus_host::pool::PoolLimits::count_only(100),
+        None,
+    ));
     let to = Address([5; 32]);
     let (left_out, both) = {
         let chain = node.read_chain();

@@ -48,6 +48,13 @@ struct Cli {
     /// Most pending transactions kept in the pool.
     #[arg(long, default_value_t = 100_000)]
     pool_capacity: usize,
+    /// Most bytes of pending transactions kept in the pool (encoded); when full, the sender
+    /// holding the most loses its highest nonces to make room for others.
+    #[arg(long, default_value_t = 128 << 20)]
+    pool_max_bytes: usize,
+    /// Most pending transactions of one sender.
+    #[arg(long, default_value_t = 256)]
+    pool_max_per_sender: usize,
     /// Peer-to-peer listen address (QUIC multiaddr), e.g. /ip4/0.0.0.0/udp/30333/quic-v1.
     /// Without it the node does not join a network.
     #[arg(long, value_name = "MULTIADDR")]
@@ -389,7 +396,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_batch_len: cli.rpc_max_batch_len,
         },
         implemented_upgrades: vexidus_host::implemented_upgrades(),
-        pool_capacity: cli.pool_capacity,
+        pool: vexidus_host::pool::PoolLimits {
+            max_transactions: cli.pool_capacity,
+            max_bytes: cli.pool_max_bytes,
+            max_per_sender: cli.pool_max_per_sender,
+            check_funds: true,
+        },
         auto_vote_seed: cli.auto_vote_seed,
         p2p: cli.p2p_addr.map(|listen| vexidus_host::node::P2pSettings {
             listen,
