@@ -300,6 +300,33 @@ async fn replayed_and_oversized_messages_get_peers_banned() {
     .await;
 }
 
+/// Sends `bytes` on `topic` from `from` until `to` drops it as authored by no proven validator.
+async fn ignored_as_no_validator(
+    topic: &'static str,
+    from: &NetworkHandle,
+    to: &mut NetworkHandle,
+    bytes: Vec<u8>,
+) {
+    let e = deliver_on(
+        topic,
+        from,
+        to,
+        bytes,
+        |e| matches!(e, NetworkEvent::Dropped { peer, .. } if *peer == from.peer_id),
+    )
+    .await;
+    assert!(
+        matches!(
+            e,
+            NetworkEvent::Dropped {
+                reason: Dropped::NotAValidatorPeer,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allowlist_admits_blocks_only_from_proven_validators() {
     let mut cfg = config(vec![]);
@@ -309,24 +336,7 @@ async fn the_allowlist_admits_blocks_only_from_proven_validators() {
     let stranger = start(config(vec![addr_of(&a)])).await.expect("stranger");
     a.allow(validator.peer_id).await;
     let block = |height: u64| Gossip::Block(block(height));
-    let e = deliver_on(
-        BLOCKS_TOPIC,
-        &stranger,
-        &mut a,
-        encode(&block(7)),
-        |e| matches!(e, NetworkEvent::Dropped { peer, .. } if *peer == stranger.peer_id),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            NetworkEvent::Dropped {
-                reason: Dropped::NotAValidatorPeer,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    ignored_as_no_validator(BLOCKS_TOPIC, &stranger, &mut a, encode(&block(7))).await;
     deliver_on(
         BLOCKS_TOPIC,
         &validator,
@@ -336,23 +346,7 @@ async fn the_allowlist_admits_blocks_only_from_proven_validators() {
     )
     .await;
     // Votes too come from validators only.
-    let e = deliver(
-        &stranger,
-        &mut a,
-        encode(&vote(11)),
-        |e| matches!(e, NetworkEvent::Dropped { peer, .. } if *peer == stranger.peer_id),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            NetworkEvent::Dropped {
-                reason: Dropped::NotAValidatorPeer,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    ignored_as_no_validator(VOTES_TOPIC, &stranger, &mut a, encode(&vote(11))).await;
     deliver(
         &validator,
         &mut a,

@@ -34,6 +34,21 @@ fn four_validators(dir: &std::path::Path, rpc_port: u16, p2p_port: u16) -> Resul
     )
 }
 
+/// Four validators that have finalized a few blocks; node 0's status and the chain id.
+fn finalizing(
+    dir: &std::path::Path,
+    rpc_port: u16,
+    p2p_port: u16,
+) -> Result<(Localnet, Value, String)> {
+    let net = four_validators(dir, rpc_port, p2p_port)?;
+    net.wait_until(&ALL, Duration::from_secs(60), "finality", |s| {
+        s["finalized_height"].as_u64().unwrap_or(0) >= 4
+    })?;
+    let status = net.nodes[0].status().context("status")?;
+    let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
+    Ok((net, status, chain_id))
+}
+
 /// The QUIC address of node `i`, from `localnet.json`.
 fn p2p_addr(net: &Localnet, i: usize) -> Result<libp2p::Multiaddr> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(net.home.join("localnet.json"))?)?;
@@ -100,12 +115,7 @@ async fn send_until_banned(
 async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans_another()
 -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let net = four_validators(dir.path(), 19_610, 19_710)?;
-    net.wait_until(&ALL, Duration::from_secs(60), "finality", |s| {
-        s["finalized_height"].as_u64().unwrap_or(0) >= 4
-    })?;
-    let status = net.nodes[0].status().context("status")?;
-    let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
+    let (net, status, chain_id) = finalizing(dir.path(), 19_610, 19_710)?;
     let finalized = status["finalized_height"].as_u64().context("finalized")?;
     // A real validator's key, with signatures that are not its own.
     let victim: PublicKey = PublicKey::from_hex(&net.nodes[1].public_key)
@@ -237,12 +247,7 @@ fn nested_transaction(chain_id: &str, levels: usize) -> Vec<u8> {
 async fn a_transaction_nested_100000_deep_is_refused_over_rpc_gossip_and_sync() -> Result<()> {
     const LEVELS: usize = 100_000;
     let dir = tempfile::tempdir()?;
-    let net = four_validators(dir.path(), 19_620, 19_720)?;
-    net.wait_until(&ALL, Duration::from_secs(60), "finality", |s| {
-        s["finalized_height"].as_u64().unwrap_or(0) >= 2
-    })?;
-    let status = net.nodes[0].status().context("status")?;
-    let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
+    let (net, status, chain_id) = finalizing(dir.path(), 19_620, 19_720)?;
     let tx = nested_transaction(&chain_id, LEVELS);
 
     // RPC: refused with an error that says why.
