@@ -49,6 +49,17 @@ fn finalizing(
     Ok((net, status, chain_id))
 }
 
+/// Waits until every node has finalized five more blocks.
+fn finality_goes_on(net: &Localnet) -> Result<()> {
+    let before = net.min_finalized(&ALL);
+    net.wait_until(
+        &ALL,
+        Duration::from_secs(60),
+        "finality after the attack",
+        |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
+    )
+}
+
 /// The QUIC address of node `i`, from `localnet.json`.
 fn p2p_addr(net: &Localnet, i: usize) -> Result<libp2p::Multiaddr> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(net.home.join("localnet.json"))?)?;
@@ -196,13 +207,7 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
         assert!(connected >= 3, "node {i} lost honest peers: {p}");
     }
     // Finality goes on everywhere.
-    let before = net.min_finalized(&ALL);
-    net.wait_until(
-        &ALL,
-        Duration::from_secs(60),
-        "finality after the attack",
-        |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
-    )?;
+    finality_goes_on(&net)?;
     eprintln!("banned after {votes} forged votes and {blocks} forged blocks");
     Ok(())
 }
@@ -324,13 +329,7 @@ async fn a_transaction_nested_100000_deep_is_refused_over_rpc_gossip_and_sync() 
     );
 
     // Every node keeps producing and finalizing.
-    let before = net.min_finalized(&ALL);
-    net.wait_until(
-        &ALL,
-        Duration::from_secs(60),
-        "finality after the attack",
-        |s| s["finalized_height"].as_u64().unwrap_or(0) >= before + 5,
-    )?;
+    finality_goes_on(&net)?;
     for i in ALL {
         assert!(net.nodes[i].status().is_some(), "node {i} is down");
     }
