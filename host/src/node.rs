@@ -48,6 +48,10 @@ pub struct P2pSettings {
     pub bootnodes: Vec<libp2p::Multiaddr>,
     /// Accept gossiped blocks only from peers that proved a validator key.
     pub enforce_validator_allowlist: bool,
+    /// Most connections at once (`--max-peers`).
+    pub max_peers: u32,
+    /// Most inbound connections from one IP address (`--max-peers-per-ip`).
+    pub max_peers_per_ip: u32,
 }
 
 /// The node's libp2p identity, kept in `<data_dir>/p2p-key` (created at first start) so the
@@ -659,6 +663,8 @@ pub async fn run(
                     request_timeout: Duration::from_secs(10),
                     heartbeat: Duration::from_millis(500),
                     enforce_validator_allowlist: p2p.enforce_validator_allowlist,
+                    max_peers: p2p.max_peers,
+                    max_peers_per_ip: p2p.max_peers_per_ip,
                 })
                 .await?;
             for addr in &network.listen_addrs {

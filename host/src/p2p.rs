@@ -27,6 +27,10 @@ use vexidus_runtime_api::{Address, SignedTransaction};
 
 /// Blocks asked for per sync request.
 pub const SYNC_BATCH: u32 = 64;
+/// Blocking threads answering peers' requests at once.
+pub const ANSWER_WORKERS: usize = 2;
+/// Requests answered or waiting for a worker at once; more get an empty answer.
+pub const ANSWERS_IN_FLIGHT: usize = 64;
 
 /// Runs until the network task stops.
 pub async fn run(
@@ -52,6 +56,8 @@ pub async fn run(
         proof,
         chain_id,
         validators: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+        answer_workers: Arc::new(tokio::sync::Semaphore::new(ANSWER_WORKERS)),
+        answers_in_flight: Arc::new(tokio::sync::Semaphore::new(ANSWERS_IN_FLIGHT)),
     };
     let mut census = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
@@ -117,6 +123,10 @@ struct P2p {
     chain_id: String,
     /// Validators that proved their key, and their peers.
     validators: Arc<std::sync::Mutex<BTreeMap<Address, libp2p::PeerId>>>,
+    /// Permits to run an answer ([`ANSWER_WORKERS`]).
+    answer_workers: Arc<tokio::sync::Semaphore>,
+    /// Permits to hold a request while it waits or runs ([`ANSWERS_IN_FLIGHT`]).
+    answers_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl P2p {
@@ -244,6 +254,43 @@ impl P2p {
         }
     }
 
+    /// Answers a request for blocks or a batch of forwarded transactions on a blocking thread:
+    /// reading blocks and checking signatures must not hold up the network loop. At most
+    /// [`ANSWERS_IN_FLIGHT`] requests wait for one of [`ANSWER_WORKERS`]; past that a request
+    /// gets an empty answer at once (the asker tries again later or another peer).
+    fn answer_in_background(&self, peer: libp2p::PeerId, request: SyncRequest, ticket: u64) {
+        let busy = match &request {
+            SyncRequest::Transactions { .. } => SyncResponse::Accepted { accepted: 0 },
+            _ => SyncResponse::Blocks {
+                blocks: vec![],
+                certificate: vec![],
+            },
+        };
+        let Ok(in_flight) = self.answers_in_flight.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many sync requests at once: answered empty");
+            let client = self.client.clone();
+            tokio::spawn(async move { client.respond(ticket, busy).await });
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let Ok(_worker) = me.answer_workers.clone().acquire_owned().await else {
+                return;
+            };
+            let state = me.state.clone();
+            let work = tokio::task::spawn_blocking(move || match request {
+                SyncRequest::Transactions { transactions } => admit_all(&state, transactions),
+                other => (answer(&state, &other), None),
+            });
+            let (response, offence) = work.await.unwrap_or((busy, None));
+            if let Some(offence) = offence {
+                me.client.report(peer, offence).await;
+            }
+            me.client.respond(ticket, response).await;
+        });
+    }
+
     async fn on_event(&self, event: NetworkEvent) {
         match event {
             NetworkEvent::Connected { peer } => {
@@ -301,32 +348,15 @@ impl P2p {
                 request,
                 ticket,
             } => {
-                let response = match request {
-                    SyncRequest::Hello { proof } => {
-                        self.check_proof(peer, proof).await;
-                        SyncResponse::Hello {
-                            proof: self.proof.clone(),
-                        }
-                    }
-                    SyncRequest::Transactions { transactions } => {
-                        let mut accepted = 0u32;
-                        for tx in transactions {
-                            match self.state.admit_forwarded(tx) {
-                                Ok(_) => accepted += 1,
-                                Err(crate::pool::TxError::BadSignature(_)) => {
-                                    self.client.report(peer, Offence::BadSignature).await;
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::debug!(%peer, "forwarded transaction refused: {e}")
-                                }
-                            }
-                        }
-                        SyncResponse::Accepted { accepted }
-                    }
-                    other => answer(&self.state, &other),
-                };
-                self.client.respond(ticket, response).await;
+                if let SyncRequest::Hello { proof } = request {
+                    self.check_proof(peer, proof).await;
+                    let hello = SyncResponse::Hello {
+                        proof: self.proof.clone(),
+                    };
+                    self.client.respond(ticket, hello).await;
+                    return;
+                }
+                self.answer_in_background(peer, request, ticket);
             }
             NetworkEvent::Dropped { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "dropped a message");
@@ -428,6 +458,28 @@ async fn sync_from(
             return;
         }
     }
+}
+
+/// Admits forwarded transactions until one has a bad signature, which only its sender can
+/// have made (a node checks a signature before it forwards a transaction) and is charged.
+fn admit_all(
+    state: &NodeState,
+    transactions: Vec<SignedTransaction>,
+) -> (SyncResponse, Option<Offence>) {
+    let mut accepted = 0u32;
+    for tx in transactions {
+        match state.admit_forwarded(tx) {
+            Ok(_) => accepted += 1,
+            Err(crate::pool::TxError::BadSignature(_)) => {
+                return (
+                    SyncResponse::Accepted { accepted },
+                    Some(Offence::BadSignature),
+                );
+            }
+            Err(e) => tracing::debug!("forwarded transaction refused: {e}"),
+        }
+    }
+    (SyncResponse::Accepted { accepted }, None)
 }
 
 /// Blocks for a peer: consecutive canonical blocks from the asked height, within the count and

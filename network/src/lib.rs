@@ -4,11 +4,14 @@
 //!   `VX` magic, and JSON accepted on receipt so old and new binaries interoperate during a
 //!   rolling upgrade.
 //! - [`guard`]: the per-peer guard that every received message passes first: a size cap, a
-//!   rate limit, a ring of the last 200 message hashes per peer, scores, and permanent bans at
-//!   zero; messages from a banned peer are dropped unread.
+//!   rate limit, a ring of the last 200 message hashes per peer, scores that recover, and bans
+//!   at zero that expire (10 minutes, doubling with each repeat to a day); messages from a
+//!   banned peer are dropped unread.
+//! - [`limits`]: one connection per peer and a cap of inbound connections per IP address.
 //!
 //! The libp2p transport (QUIC, GossipSub, request-response, identify) plugs these in.
 
 pub mod guard;
+pub mod limits;
 pub mod service;
 pub mod wire;

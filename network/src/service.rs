@@ -43,7 +43,23 @@ pub struct NetworkConfig {
     pub heartbeat: Duration,
     /// Accept blocks only from peers that proved a validator key ([`NetworkClient::allow`]).
     pub enforce_validator_allowlist: bool,
+    /// Most connections at once, inbound and outbound ([`DEFAULT_MAX_PEERS`]).
+    pub max_peers: u32,
+    /// Most inbound connections from one IP address ([`DEFAULT_MAX_PEERS_PER_IP`]).
+    pub max_peers_per_ip: u32,
 }
+
+/// Default of [`NetworkConfig::max_peers`]: room for a full mesh of the largest active set
+/// (100 validators) and some full nodes.
+pub const DEFAULT_MAX_PEERS: u32 = 128;
+/// Default of [`NetworkConfig::max_peers_per_ip`]: a host runs a few nodes at most, and one
+/// host with fresh peer ids cannot take every slot.
+pub const DEFAULT_MAX_PEERS_PER_IP: u32 = 8;
+/// Most sync requests in flight on one connection (each may hold a request of
+/// [`MAX_REQUEST_BYTES`] until it is answered).
+pub const MAX_STREAMS_PER_PEER: usize = 16;
+/// Most inbound handshakes under way at once.
+pub const MAX_PENDING_INCOMING: u32 = 32;
 
 /// A gossip message waiting for the node's verdict: GossipSub forwards it to the mesh only
 /// once the node has said it is valid ([`NetworkClient::validated`]).
@@ -345,6 +361,8 @@ struct Behaviour {
     /// connection and never exchanges subscriptions on the new one, so the restarted node
     /// hears no gossip. Refusing the second connection until the first has timed out (QUIC
     /// idle timeout, 10 s) makes every connection a peer's first.
+    peers: crate::limits::PeerLimits,
+    /// Totals: established connections, and handshakes under way from others.
     limits: libp2p::connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<RawCodec>,
@@ -380,9 +398,11 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
         .with_behaviour(|key| {
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
+                peers: crate::limits::PeerLimits::new(cfg.max_peers_per_ip as usize),
                 limits: libp2p::connection_limits::Behaviour::new(
                     libp2p::connection_limits::ConnectionLimits::default()
-                        .with_max_established_per_peer(Some(1)),
+                        .with_max_established(Some(cfg.max_peers))
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
                 ),
                 gossipsub: gossipsub::Behaviour::new(
                     MessageAuthenticity::Signed(key.clone()),
@@ -391,7 +411,9 @@ pub async fn start(cfg: NetworkConfig) -> Result<NetworkHandle, StartError> {
                 sync: request_response::Behaviour::with_codec(
                     RawCodec,
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(cfg.request_timeout),
+                    request_response::Config::default()
+                        .with_request_timeout(cfg.request_timeout)
+                        .with_max_concurrent_streams(MAX_STREAMS_PER_PEER),
                 ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/vexidus/1".into(),
@@ -601,6 +623,13 @@ impl Task {
                     .events
                     .send(NetworkEvent::Connected { peer: peer_id })
                     .await;
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::debug!(%send_back_addr, %error, "refused an inbound connection");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,

@@ -29,6 +29,8 @@ fn config(bootnodes: Vec<libp2p::Multiaddr>) -> NetworkConfig {
         request_timeout: Duration::from_secs(5),
         heartbeat: Duration::from_millis(100),
         enforce_validator_allowlist: false,
+        max_peers: vexidus_network::service::DEFAULT_MAX_PEERS,
+        max_peers_per_ip: vexidus_network::service::DEFAULT_MAX_PEERS_PER_IP,
     }
 }
 
@@ -439,4 +441,48 @@ async fn gossip_is_forwarded_only_once_validated_and_a_rejection_bans_only_its_s
         "the listener banned someone"
     );
     assert!(listener.peers().await.contains(&relay.peer_id));
+}
+
+/// Waits `wait` for `to` to report connections, and returns the peers it connected to.
+async fn connections(to: &mut NetworkHandle, wait: Duration) -> Vec<libp2p::PeerId> {
+    let deadline = Instant::now() + wait;
+    let mut connected = Vec::new();
+    while let Ok(Some(e)) = timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        to.events.recv(),
+    )
+    .await
+    {
+        if let NetworkEvent::Connected { peer } = e {
+            connected.push(peer);
+        }
+    }
+    connected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_are_limited_per_address_and_in_total() {
+    // Two inbound connections per address: of three peers dialing from 127.0.0.1 one is
+    // refused, however long it keeps trying (each peer dials its bootnode again on failure).
+    let mut cfg = config(vec![]);
+    cfg.max_peers_per_ip = 2;
+    let mut a = start(cfg).await.expect("a");
+    let mut dialers = Vec::new();
+    for _ in 0..3 {
+        dialers.push(start(config(vec![addr_of(&a)])).await.expect("dialer"));
+    }
+    let connected = connections(&mut a, Duration::from_secs(6)).await;
+    assert_eq!(connected.len(), 2, "connected: {connected:?}");
+    assert_eq!(a.peers().await.len(), 2);
+
+    // Three connections in all: the fourth peer is refused, whatever its address.
+    let mut cfg = config(vec![]);
+    cfg.max_peers = 3;
+    let mut b = start(cfg).await.expect("b");
+    for _ in 0..4 {
+        dialers.push(start(config(vec![addr_of(&b)])).await.expect("dialer"));
+    }
+    let connected = connections(&mut b, Duration::from_secs(6)).await;
+    assert_eq!(connected.len(), 3, "connected: {connected:?}");
+    assert_eq!(b.peers().await.len(), 3);
 }

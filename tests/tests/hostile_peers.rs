@@ -79,6 +79,8 @@ async fn stranger(target: libp2p::Multiaddr) -> Result<NetworkHandle> {
         request_timeout: Duration::from_secs(10),
         heartbeat: Duration::from_millis(500),
         enforce_validator_allowlist: false,
+        max_peers: vexidus_network::service::DEFAULT_MAX_PEERS,
+        max_peers_per_ip: vexidus_network::service::DEFAULT_MAX_PEERS_PER_IP,
     })
     .await?)
 }

@@ -70,6 +70,12 @@ struct Cli {
     /// Accept gossiped blocks only from peers that proved a registered validator key.
     #[arg(long, requires = "p2p_addr")]
     enforce_validator_allowlist: bool,
+    /// Most peer connections at once, inbound and outbound.
+    #[arg(long, default_value_t = vexidus_network::service::DEFAULT_MAX_PEERS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers: u32,
+    /// Most inbound peer connections from one IP address.
+    #[arg(long, default_value_t = vexidus_network::service::DEFAULT_MAX_PEERS_PER_IP, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers_per_ip: u32,
     /// Failover unit in milliseconds: the backups of a slot wait 5, 8, 11 … units after the
     /// block interval (SPEC §10: 1000). Test networks shorten it.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -407,6 +413,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             bootnodes: cli.bootnodes,
             enforce_validator_allowlist: cli.enforce_validator_allowlist,
+            max_peers: cli.max_peers,
+            max_peers_per_ip: cli.max_peers_per_ip,
         }),
         consensus: vexidus_host::driver::ConsensusSettings {
             failover_base_ms: cli.failover_base_ms,
