@@ -11,7 +11,7 @@
 //! allocator + copy-on-write memory images). A trap, an exhausted fuel budget or a memory bomb
 //! ends the call with an [`ExecError`]; the node goes on.
 
-pub mod blob;
+pub use vexidus_blob as blob;
 pub mod native;
 pub mod warm;
 
