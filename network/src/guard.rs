@@ -182,6 +182,11 @@ impl PeerGuard {
             .collect()
     }
 
+    /// Peers with a record (at most [`MAX_RECORDS`]).
+    pub fn records(&self) -> usize {
+        self.peers.len()
+    }
+
     /// The bans imposed since the last call.
     pub fn take_new_bans(&mut self) -> Vec<Ban> {
         std::mem::take(&mut self.new_bans)

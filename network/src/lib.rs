@@ -12,6 +12,8 @@
 //! The libp2p transport (QUIC, GossipSub, request-response, identify) plugs these in.
 
 pub mod guard;
+#[cfg(feature = "transport")]
 pub mod limits;
+#[cfg(feature = "transport")]
 pub mod service;
 pub mod wire;

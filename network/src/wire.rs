@@ -35,8 +35,12 @@ pub enum Gossip {
 }
 
 /// A sync request (request-response protocol).
+///
+/// JSON: an object with a `type` field beside the variant's fields. It is read through a plain
+/// struct ([`SyncRequestJson`]) rather than serde's internally tagged enums, which buffer the
+/// object and cannot hold a `u128` (every amount in a transaction).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "SyncRequestJson")]
 pub enum SyncRequest {
     /// Blocks from `from` upward, at most `max` of them.
     Blocks {
@@ -63,9 +67,9 @@ pub enum SyncRequest {
     },
 }
 
-/// A sync response.
+/// A sync response. JSON as [`SyncRequest`]'s, read through [`SyncResponseJson`].
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "SyncResponseJson")]
 pub enum SyncResponse {
     /// Consecutive blocks, oldest first; empty when the responder has none.
     Blocks {
@@ -87,6 +91,77 @@ pub enum SyncResponse {
         /// Count.
         accepted: u32,
     },
+}
+
+/// The JSON object of a [`SyncRequest`]: its `type` and the fields of every variant.
+#[derive(Deserialize)]
+#[doc(hidden)]
+pub struct SyncRequestJson {
+    r#type: String,
+    from: Option<u64>,
+    max: Option<u32>,
+    hash: Option<[u8; 32]>,
+    #[serde(default)]
+    proof: Option<PeerProof>,
+    transactions: Option<Vec<SignedTransaction>>,
+}
+
+fn field<T>(value: Option<T>, kind: &str, name: &str) -> Result<T, String> {
+    value.ok_or_else(|| format!("a `{kind}` message needs the field `{name}`"))
+}
+
+impl TryFrom<SyncRequestJson> for SyncRequest {
+    type Error = String;
+
+    fn try_from(j: SyncRequestJson) -> Result<Self, String> {
+        let kind = j.r#type.as_str();
+        Ok(match kind {
+            "blocks" => SyncRequest::Blocks {
+                from: field(j.from, kind, "from")?,
+                max: field(j.max, kind, "max")?,
+            },
+            "block" => SyncRequest::Block {
+                hash: field(j.hash, kind, "hash")?,
+            },
+            "hello" => SyncRequest::Hello { proof: j.proof },
+            "transactions" => SyncRequest::Transactions {
+                transactions: field(j.transactions, kind, "transactions")?,
+            },
+            other => return Err(format!("unknown sync request type `{other}`")),
+        })
+    }
+}
+
+/// The JSON object of a [`SyncResponse`]: its `type` and the fields of every variant.
+#[derive(Deserialize)]
+#[doc(hidden)]
+pub struct SyncResponseJson {
+    r#type: String,
+    blocks: Option<Vec<Block>>,
+    #[serde(default)]
+    certificate: Vec<SignedVote>,
+    #[serde(default)]
+    proof: Option<PeerProof>,
+    accepted: Option<u32>,
+}
+
+impl TryFrom<SyncResponseJson> for SyncResponse {
+    type Error = String;
+
+    fn try_from(j: SyncResponseJson) -> Result<Self, String> {
+        let kind = j.r#type.as_str();
+        Ok(match kind {
+            "blocks" => SyncResponse::Blocks {
+                blocks: field(j.blocks, kind, "blocks")?,
+                certificate: j.certificate,
+            },
+            "hello" => SyncResponse::Hello { proof: j.proof },
+            "accepted" => SyncResponse::Accepted {
+                accepted: field(j.accepted, kind, "accepted")?,
+            },
+            other => return Err(format!("unknown sync response type `{other}`")),
+        })
+    }
 }
 
 /// A validator's proof that it runs behind a peer id: its key signs the peer id bytes under
@@ -221,6 +296,42 @@ mod tests {
         assert_eq!(decode::<Gossip>(&b), Ok((m.clone(), Encoding::Borsh)));
         assert_eq!(decode::<Gossip>(&j), Ok((m, Encoding::Json)));
         assert!(j.len() > b.len(), "Borsh is the compact form");
+    }
+
+    #[test]
+    fn sync_messages_carrying_amounts_round_trip_through_json() {
+        use vexidus_runtime_api::transaction::{Operation, Transaction};
+        let key = Keypair::from_seed([2; 32]);
+        let tx = key.sign_transaction(Transaction {
+            chain_id: "c".into(),
+            sender: key.public(),
+            nonce: 0,
+            max_gas: 10,
+            valid_until: 9,
+            operations: vec![Operation::Transfer {
+                to: key.public().address(),
+                amount: u128::MAX,
+            }],
+        });
+        let request = SyncRequest::Transactions {
+            transactions: vec![tx],
+        };
+        let json = encode_json(&request);
+        assert_eq!(decode::<SyncRequest>(&json), Ok((request, Encoding::Json)));
+        // The object form older binaries send and read: `type` beside the fields.
+        assert_eq!(
+            decode::<SyncRequest>(br#"{"type":"blocks","from":3,"max":64}"#),
+            Ok((SyncRequest::Blocks { from: 3, max: 64 }, Encoding::Json))
+        );
+        assert_eq!(
+            String::from_utf8(encode_json(&SyncResponse::Accepted { accepted: 2 })).unwrap(),
+            r#"{"type":"accepted","accepted":2}"#
+        );
+        let missing = decode::<SyncRequest>(br#"{"type":"blocks","from":3}"#);
+        assert!(
+            matches!(&missing, Err(WireError::Json(e)) if e.contains("`max`")),
+            "{missing:?}"
+        );
     }
 
     #[test]
