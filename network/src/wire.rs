@@ -324,7 +324,8 @@ mod tests {
             Ok((SyncRequest::Blocks { from: 3, max: 64 }, Encoding::Json))
         );
         assert_eq!(
-            String::from_utf8(encode_json(&SyncResponse::Accepted { accepted: 2 })).unwrap(),
+            String::from_utf8(encode_json(&SyncResponse::Accepted { accepted: 2 }))
+                .expect("JSON is UTF-8"),
             r#"{"type":"accepted","accepted":2}"#
         );
         let missing = decode::<SyncRequest>(br#"{"type":"blocks","from":3}"#);
