@@ -48,7 +48,9 @@ fn main() {
     let dest = out_dir.join("vexidus_runtime.wasm");
     std::fs::copy(&blob, &dest).expect("copy the runtime blob into OUT_DIR");
     println!("cargo:rustc-env=VEXIDUS_RUNTIME_WASM={}", dest.display());
-    println!("cargo:rerun-if-changed={}", root.join("host/src").display());
+    for dir in wasm_builder::DIGEST_DIRS {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
     println!(
         "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
         wasm_builder::source_digest(&root)

@@ -124,6 +124,18 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
     }
 }
 
+/// The sources a node binary is built from (every crate of the workspace it links).
+#[allow(dead_code)]
+pub const DIGEST_DIRS: [&str; 7] = [
+    "host/src",
+    "host/blob/src",
+    "runtime/src",
+    "runtime-api/src",
+    "governance-pallet/src",
+    "consensus/src",
+    "network/src",
+];
+
 /// A digest of every file (path and bytes, in path order) under the node's source directories:
 /// `vexidus-node --version` prints it, and the end-to-end tests compare it with their own
 /// sources to refuse a stale binary.
@@ -143,12 +155,7 @@ pub fn source_digest(root: &Path) -> String {
         }
     }
     let mut files = Vec::new();
-    for dir in [
-        "host/src",
-        "runtime/src",
-        "runtime-api/src",
-        "governance-pallet/src",
-    ] {
+    for dir in DIGEST_DIRS {
         walk(&root.join(dir), &mut files);
     }
     files.sort();

@@ -27,7 +27,9 @@ fn main() {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.join("wasm"))
         .join("runtime-wasm-variants");
-    println!("cargo:rerun-if-changed={}", root.join("host/src").display());
+    for dir in wasm_builder::DIGEST_DIRS {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
     println!(
         "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
         wasm_builder::source_digest(&root)
