@@ -53,7 +53,7 @@ pub struct LocalnetArgs {
     /// First QUIC port; node i listens on this + i.
     #[arg(long, default_value_t = 30333)]
     pub p2p_port: u16,
-    /// Failover unit in milliseconds passed to every node (SPEC: 1000).
+    /// Failover unit in milliseconds, written into the genesis file (SPEC: 1000).
     #[arg(long, default_value_t = 1_000)]
     pub failover_base_ms: u64,
     /// The node binary (default: `vexidus-node` next to this executable).
@@ -174,6 +174,7 @@ fn prepare(a: &LocalnetArgs) -> Result<Vec<Node>> {
             governance_mode: "seed-authority".into(),
             upgrade_authority: nodes[0].key.public().to_string(),
             parameters,
+            failover_base_ms: a.failover_base_ms,
         };
         file.clone()
             .into_config()
@@ -216,8 +217,6 @@ fn node_flags(a: &LocalnetArgs, nodes: &[Node], nd: &Node) -> Result<Vec<String>
         nd.rpc.clone(),
         "--p2p-addr".into(),
         nd.p2p.clone(),
-        "--failover-base-ms".into(),
-        a.failover_base_ms.to_string(),
     ];
     let others: Vec<&str> = nodes
         .iter()

@@ -115,6 +115,10 @@ struct GenesisArgs {
     /// Block time in seconds (fractions allowed).
     #[arg(long, default_value_t = 1.0)]
     block_time: f64,
+    /// Failover unit in milliseconds: the backups of a slot may produce 5, 8, 11 … units after
+    /// the block interval (SPEC §10: 1000).
+    #[arg(long, default_value_t = vexidus_runtime_api::genesis_file::DEFAULT_FAILOVER_BASE_MS)]
+    failover_base_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -1067,6 +1071,7 @@ fn genesis_new(a: GenesisArgs, output: Output) -> Result<()> {
         validators,
         governance_mode: a.governance_mode,
         parameters,
+        failover_base_ms: a.failover_base_ms,
     };
     // The node's own checks, so a file this writes always starts a chain.
     let config = file

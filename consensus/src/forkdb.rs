@@ -2,6 +2,7 @@
 //! record each block implies, and the fork choice. Nothing below the root exists here, so no
 //! fork choice can ever cross the last irreversible block.
 
+use crate::schedule::failover_delay_ms;
 use crate::types::{BlockMeta, ValidatorSet};
 use std::collections::{BTreeMap, BTreeSet};
 use vexidus_runtime_api::schedule::{MissedBlockRecord, record_block};
@@ -68,6 +69,87 @@ pub enum InsertError {
     BadHeight,
     /// The proposer is not an active validator.
     NotAValidator(Address),
+    /// Its timestamp is earlier than the schedule lets its proposer produce.
+    TooEarly {
+        /// The proposer's place among the producers of the height (0: the leader).
+        position: usize,
+        /// The earliest timestamp allowed at that place.
+        earliest_ms: u64,
+        /// The block's timestamp.
+        timestamp_ms: u64,
+    },
+}
+
+impl std::fmt::Display for InsertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InsertError::MissingParent(p) => write!(f, "its parent {} is unknown", hex8(p)),
+            InsertError::BelowRoot => f.write_str("it is at or below the last irreversible block"),
+            InsertError::Duplicate => f.write_str("it is known already"),
+            InsertError::BadHeight => f.write_str("its height is not its parent's plus one"),
+            InsertError::NotAValidator(a) => {
+                write!(f, "its proposer {a} is not an active validator")
+            }
+            InsertError::TooEarly {
+                position,
+                earliest_ms,
+                timestamp_ms,
+            } => write!(
+                f,
+                "off the schedule: its proposer is producer {position} of the height and may \
+                 produce from {earliest_ms} ms, the block says {timestamp_ms} ms"
+            ),
+        }
+    }
+}
+
+fn hex8(h: &Hash) -> String {
+    h[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// When blocks may come, from chain data: the target interval, and the failover unit by which
+/// the backups of a slot wait longer (SPEC §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Target block interval.
+    pub block_time_ms: u64,
+    /// Failover unit: backup k waits 5 + 3 × (k − 1) units after the interval.
+    pub failover_base_ms: u64,
+}
+
+impl Timing {
+    /// The earliest timestamp of a block by the producer at `position` on a parent stamped
+    /// `parent_ms`: the interval, plus the failover delay of the position.
+    pub fn earliest_ms(&self, parent_ms: u64, position: usize) -> u64 {
+        parent_ms
+            .saturating_add(self.block_time_ms)
+            .saturating_add(failover_delay_ms(position, self.failover_base_ms))
+    }
+}
+
+/// The schedule rule: a block on `parent` is valid only from one of the height's producers,
+/// and from the one at place k only with a timestamp at least [`Timing::earliest_ms`] of k.
+/// Every active validator has a place (skipped ones behind the others), so the rule is about
+/// time: a backup cannot take a slot before its failover delay has passed after the parent.
+pub fn check_schedule(
+    parent: &Node,
+    meta: &BlockMeta,
+    set: &ValidatorSet,
+    timing: Timing,
+) -> Result<(), InsertError> {
+    let order = producers(parent, meta.height, set, parent.meta.in_grace);
+    let Some(position) = order.iter().position(|a| *a == meta.proposer) else {
+        return Err(InsertError::NotAValidator(meta.proposer));
+    };
+    let earliest_ms = timing.earliest_ms(parent.meta.timestamp_ms, position);
+    if meta.timestamp_ms < earliest_ms {
+        return Err(InsertError::TooEarly {
+            position,
+            earliest_ms,
+            timestamp_ms: meta.timestamp_ms,
+        });
+    }
+    Ok(())
 }
 
 /// The producers of `height` on top of `parent`, in failover order.
@@ -132,8 +214,13 @@ impl ForkDb {
         self.nodes.len() <= 1
     }
 
-    /// Adds a block whose parent is known.
-    pub fn insert(&mut self, meta: BlockMeta, set: &ValidatorSet) -> Result<(), InsertError> {
+    /// Adds a block whose parent is known and which the schedule allows ([`check_schedule`]).
+    pub fn insert(
+        &mut self,
+        meta: BlockMeta,
+        set: &ValidatorSet,
+        timing: Timing,
+    ) -> Result<(), InsertError> {
         if self.nodes.contains_key(&meta.hash) {
             return Err(InsertError::Duplicate);
         }
@@ -149,6 +236,7 @@ impl ForkDb {
         if set.stake(&meta.proposer) == 0 {
             return Err(InsertError::NotAValidator(meta.proposer));
         }
+        check_schedule(parent, &meta, set, timing)?;
         let liveness = next_liveness(parent, &meta, set);
         let hash = meta.hash;
         let parent_hash = meta.parent;

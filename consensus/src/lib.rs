@@ -5,8 +5,9 @@
 //!
 //! - [`schedule`]: leader slots of five blocks, the stake-weighted draw, failover delays,
 //!   leader skip.
-//! - [`forkdb`]: blocks above the last irreversible block, fork choice, and the missed-block
-//!   record each block implies (suspended in upgrade grace periods).
+//! - [`forkdb`]: blocks above the last irreversible block, fork choice, the schedule rule
+//!   (which producer may come when, from the parent's timestamp), and the missed-block record
+//!   each block implies (suspended in upgrade grace periods).
 //! - [`machine`]: prevotes, precommits, locks, two-stage finality, equivocation evidence.
 
 pub mod forkdb;

@@ -16,7 +16,7 @@
 //! blocks, and the first justified block off B's chain cannot exist. Hence two conflicting irreversible blocks need
 //! more than 1/3 of stake to equivocate, which the machine reports as evidence.
 
-use crate::forkdb::{ForkDb, InsertError, Liveness, producers};
+use crate::forkdb::{ForkDb, InsertError, Liveness, Timing, check_schedule, producers};
 use crate::schedule::failover_delay_ms;
 use crate::types::{BlockMeta, Evidence, Stage, ValidatorSet, Vote};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +34,19 @@ pub struct Config {
     /// How often this validator re-sends its votes above the last irreversible block, so
     /// votes lost on the way (a partition, a restart) are made good.
     pub rebroadcast_ms: u64,
+    /// A deliberate fault for tests: as a backup, produce a block interval after the parent
+    /// arrives, without waiting for the failover delay (trying to take others' slots).
+    pub fault_skip_failover_delay: bool,
+}
+
+impl Config {
+    /// The block timing this node judges blocks by.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            block_time_ms: self.block_time_ms,
+            failover_base_ms: self.failover_base_ms,
+        }
+    }
 }
 
 /// An input.
@@ -56,6 +69,9 @@ pub enum Action {
         parent: Hash,
         /// Height of the new block.
         height: u64,
+        /// The earliest timestamp the schedule allows this node at this height: the block's
+        /// timestamp is the later of this and the clock.
+        not_before_ms: u64,
     },
     /// Sign and broadcast this vote (the machine has already counted it).
     CastVote {
@@ -191,6 +207,15 @@ impl Consensus {
             .unwrap_or(0)
     }
 
+    /// Whether the schedule allows `meta` on its parent, if the parent is held (a block on an
+    /// unknown parent is judged once the parent arrives).
+    pub fn check_schedule(&self, meta: &BlockMeta) -> Result<(), InsertError> {
+        match self.forkdb.get(&meta.parent) {
+            Some(parent) => check_schedule(parent, meta, &self.set, self.cfg.timing()),
+            None => Ok(()),
+        }
+    }
+
     /// The validator set.
     pub fn validators(&self) -> &ValidatorSet {
         &self.set
@@ -236,15 +261,22 @@ impl Consensus {
         let Some(position) = order.iter().position(|a| *a == me) else {
             return;
         };
-        let due = self.head_since_ms
-            + self.cfg.block_time_ms
-            + failover_delay_ms(position, self.cfg.failover_base_ms);
+        let wait = if self.cfg.fault_skip_failover_delay {
+            0
+        } else {
+            failover_delay_ms(position, self.cfg.failover_base_ms)
+        };
+        let due = self.head_since_ms + self.cfg.block_time_ms + wait;
         if self.now_ms >= due {
             self.safety.produced.insert(height);
             self.producing = Some((height, self.now_ms));
             out.push(Action::Produce {
                 parent: head.meta.hash,
                 height,
+                not_before_ms: self
+                    .cfg
+                    .timing()
+                    .earliest_ms(head.meta.timestamp_ms, position),
             });
         }
     }
@@ -284,7 +316,10 @@ impl Consensus {
         let mut queue = vec![meta];
         while let Some(meta) = queue.pop() {
             let hash = meta.hash;
-            match self.forkdb.insert(meta.clone(), &self.set) {
+            match self
+                .forkdb
+                .insert(meta.clone(), &self.set, self.cfg.timing())
+            {
                 Ok(()) => {
                     self.requested.remove(&hash);
                     if let Some(children) = self.orphans.remove(&hash) {

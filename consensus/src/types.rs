@@ -15,6 +15,8 @@ pub struct BlockMeta {
     pub height: u64,
     /// The validator that signed it.
     pub proposer: Address,
+    /// The proposer's timestamp (ms since the Unix epoch), from the header.
+    pub timestamp_ms: u64,
     /// Whether the block lies in an upgrade grace period (from chain state): no missed-block
     /// accounting, no leader skip.
     pub in_grace: bool,

@@ -17,6 +17,7 @@ fn meta(height: u64, parent: [u8; 32], proposer: Address) -> BlockMeta {
         parent,
         height,
         proposer,
+        timestamp_ms: height * BLOCK_TIME,
         in_grace: false,
     }
 }
@@ -29,6 +30,7 @@ fn single() -> (Consensus, BlockMeta) {
         parent: [0; 32],
         height: 0,
         proposer: me,
+        timestamp_ms: 0,
         in_grace: false,
     };
     let consensus = Consensus::new(
@@ -37,6 +39,7 @@ fn single() -> (Consensus, BlockMeta) {
             block_time_ms: BLOCK_TIME,
             failover_base_ms: 100,
             rebroadcast_ms: 60_000,
+            fault_skip_failover_delay: false,
         },
         ValidatorSet::new([(me, 100)]),
         genesis.clone(),

@@ -42,6 +42,9 @@ enum Msg {
 }
 
 const BLOCK_TIME: u64 = 500;
+const FAILOVER_BASE: u64 = 100;
+/// How far ahead of the local clock a block's timestamp may be on receipt (the host's rule).
+const CLOCK_DRIFT: u64 = 250;
 const TICK: u64 = 50;
 const DURATION: u64 = 90_000;
 const HEAL_BY: u64 = 50_000;
@@ -55,6 +58,11 @@ struct Scenario {
     partition: Option<(u64, u64, BTreeSet<usize>)>,
     /// (node, down at, up at).
     crash: Option<(usize, u64, u64)>,
+    /// A validator that, as a backup, produces a block interval after the parent arrives
+    /// without waiting for its failover delay, stamping its blocks with its clock (or, with
+    /// `early_lies`, with the earliest time the schedule allows, so they come from the future).
+    early: Option<usize>,
+    early_lies: bool,
 }
 
 impl Scenario {
@@ -82,13 +90,21 @@ impl Scenario {
             let up = down + 1_000 + rng.below(HEAL_BY - down - 1_000);
             (node, down, up)
         });
+        let drop_per_mille = rng.below(100);
+        let max_delay = 20 + rng.below(300);
+        let early = rng
+            .chance(500)
+            .then(|| rng.below(n as u64) as usize)
+            .filter(|e| *e != equivocator);
         Self {
             stakes,
             equivocator,
-            drop_per_mille: rng.below(100),
-            max_delay: 20 + rng.below(300),
+            drop_per_mille,
+            max_delay,
             partition,
             crash,
+            early,
+            early_lies: rng.chance(500),
         }
     }
 }
@@ -142,7 +158,9 @@ impl Sim {
             hash: [0; 32],
             parent: [0; 32],
             height: 0,
-            proposer: addr(0),
+            // As on a real chain, genesis is nobody's block.
+            proposer: Address([0xff; 32]),
+            timestamp_ms: 0,
             in_grace: false,
         };
         let n = scenario.stakes.len();
@@ -152,8 +170,9 @@ impl Sim {
                     Config {
                         me: Some(addr(i)),
                         block_time_ms: BLOCK_TIME,
-                        failover_base_ms: 100,
+                        failover_base_ms: FAILOVER_BASE,
                         rebroadcast_ms: 2_000,
+                        fault_skip_failover_delay: scenario.early == Some(i),
                     },
                     set.clone(),
                     genesis.clone(),
@@ -239,6 +258,10 @@ impl Sim {
             }
             let event = match msg {
                 Msg::Tick => Event::Tick,
+                // The host's check on receipt: a block stamped further ahead of the local clock
+                // than the allowed drift is dropped unseen (and fetched again once it is due, if
+                // anything builds on it).
+                Msg::Block(b) if b.timestamp_ms > at + CLOCK_DRIFT => continue,
                 Msg::Block(b) => Event::Block(b),
                 Msg::Vote(v) => Event::Vote(v),
             };
@@ -255,7 +278,15 @@ impl Sim {
     fn act(&mut self, now: u64, node: usize, action: Action) {
         let me = addr(node);
         match action {
-            Action::Produce { parent, height } => {
+            Action::Produce {
+                parent,
+                height,
+                not_before_ms,
+            } => {
+                let timestamp_ms = match self.scenario.early {
+                    Some(e) if e == node && !self.scenario.early_lies => now,
+                    _ => now.max(not_before_ms),
+                };
                 let variants: &[u8] = if node == self.scenario.equivocator {
                     &[0, 1]
                 } else {
@@ -268,6 +299,7 @@ impl Sim {
                         parent,
                         height,
                         proposer: me,
+                        timestamp_ms,
                         in_grace: false,
                     };
                     self.store.insert(meta.hash, meta.clone());
@@ -490,6 +522,8 @@ fn a_quiet_network_finalizes_every_block_with_bounded_lag() {
             max_delay: 50,
             partition: None,
             crash: None,
+            early: None,
+            early_lies: false,
         },
     );
     sim.run();
@@ -582,4 +616,70 @@ fn print_one_seed() {
 
 fn hex(h: &Hash) -> String {
     h[..3].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A validator that produces as soon as its parent arrives (a block interval after it, never
+/// waiting for its failover delay) against honest ones on a network that loses nothing: its
+/// blocks outside its own slots are refused everywhere — stamped with its clock they are off
+/// the schedule, stamped with the time the schedule allows they come from the future — so no
+/// honest leader ever misses a block and its share of the chain stays its share of stake.
+fn early_producer_run(seed: u64, lies: bool) -> Result<(), String> {
+    let mut rng = Rng(seed);
+    let n = 4 + rng.below(3) as usize;
+    let stakes: Vec<u128> = (0..n).map(|_| 10 + u128::from(rng.below(90))).collect();
+    let early = rng.below(n as u64) as usize;
+    let max_delay = 20 + rng.below(200);
+    let mut sim = Sim::build(
+        rng,
+        Scenario {
+            stakes: stakes.clone(),
+            equivocator: usize::MAX,
+            drop_per_mille: 0,
+            max_delay,
+            partition: None,
+            crash: None,
+            early: Some(early),
+            early_lies: lies,
+        },
+    );
+    sim.run();
+    sim.check_safety()?;
+    let root = sim.nodes[0].forkdb().root();
+    if let Some((who, (_, total))) = root.liveness.missed.iter().find(|(_, (_, t))| *t > 0) {
+        return Err(format!(
+            "{who} missed {total} blocks (stakes {stakes:?}, early {early})"
+        ));
+    }
+    let chain = &sim.finalized[0];
+    let by_early = chain
+        .values()
+        .filter(|h| sim.store[*h].proposer == addr(early))
+        .count();
+    let share = by_early as f64 / chain.len() as f64;
+    let stake_share = stakes[early] as f64 / stakes.iter().sum::<u128>() as f64;
+    // Slots are drawn five blocks at a time over 180 blocks: about 36 draws.
+    if (share - stake_share).abs() > 0.2 {
+        return Err(format!(
+            "the early producer made {by_early} of {} blocks ({share:.2}) with {stake_share:.2} \
+             of the stake",
+            chain.len()
+        ));
+    }
+    if chain.len() < 150 {
+        return Err(format!("only {} blocks finalized", chain.len()));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_validator_producing_before_its_failover_delay_takes_no_slot() {
+    let failures: Vec<String> = (1..=24)
+        .flat_map(|seed| [(seed, false), (seed, true)])
+        .filter_map(|(seed, lies)| {
+            early_producer_run(seed, lies)
+                .err()
+                .map(|e| format!("seed {seed}, lying {lies}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

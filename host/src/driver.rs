@@ -49,17 +49,29 @@ pub const MAX_ORPHAN_BYTES: usize = 64 << 20;
 /// is inside the window.
 pub const HEIGHT_WINDOW: u64 = 256;
 
+/// How far ahead of the local clock a block's timestamp may be when it arrives. Further
+/// ahead, it is refused (uncharged) and can be fetched again once it is due.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 500;
+/// How far apart honest validators' clocks may be (generously: they are NTP-synchronised).
+/// A vote or block is judged impossible only at a height no honest node could reach even
+/// with its clock this far ahead of this node's, and twice that for what its forwarder saw.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+
 /// A misbehaviour a test can switch on (`vexidus-node --test-fault`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Produce two different blocks at every height this validator produces.
     DoubleSign,
+    /// As a backup, produce a block interval after the parent arrives without waiting for the
+    /// failover delay, stamped with the clock: trying to take other validators' slots.
+    SkipFailoverDelay,
 }
 
 /// Consensus settings of a node.
 #[derive(Clone, Debug)]
 pub struct ConsensusSettings {
-    /// Failover unit: backups wait 5, 8, 11 … units (1 s in production, less in tests).
+    /// The chain's failover unit: backups wait 5, 8, 11 … units (1 s in production, less in
+    /// test networks). Chain data: the node sets it from its database (`node::run`).
     pub failover_base_ms: u64,
     /// How often a validator re-sends its votes above the last irreversible block.
     pub rebroadcast_ms: u64,
@@ -298,6 +310,7 @@ fn meta_of(state: &NodeState, b: &ExecutedBlock) -> Result<BlockMeta, ChainError
         parent: b.block.header.parent_hash,
         height,
         proposer: b.block.header.proposer.address(),
+        timestamp_ms: b.block.header.timestamp_ms,
         in_grace: height < grace_until,
     })
 }
@@ -332,6 +345,7 @@ impl Driver {
             parent: root_block.header.parent_hash,
             height: finalized.height,
             proposer: root_block.header.proposer.address(),
+            timestamp_ms: root_block.header.timestamp_ms,
             in_grace: finalized.height < view.grace_until,
         };
         let liveness = Liveness {
@@ -366,6 +380,7 @@ impl Driver {
                 block_time_ms,
                 failover_base_ms: settings.failover_base_ms,
                 rebroadcast_ms: settings.rebroadcast_ms,
+                fault_skip_failover_delay: settings.fault == Some(Fault::SkipFailoverDelay),
             },
             ValidatorSet::new(view.active),
             root,
@@ -483,6 +498,11 @@ impl Driver {
                                 events.clear();
                                 break;
                             }
+                            VoteCheck::Impossible => {
+                                verdict = Verdict::Reject(Offence::ImpossibleHeight);
+                                events.clear();
+                                break;
+                            }
                         }
                     }
                 }
@@ -507,7 +527,13 @@ impl Driver {
     fn check_vote(&self, vote: &SignedVote) -> VoteCheck {
         let finalized = self.consensus.finalized().height;
         let height = vote.body.height;
-        if height <= finalized || height > finalized + HEIGHT_WINDOW {
+        if self.impossible(height) {
+            return VoteCheck::Impossible;
+        }
+        if height <= finalized
+            || height > finalized + HEIGHT_WINDOW
+            || height > self.reachable(MAX_CLOCK_DRIFT_MS + MAX_CLOCK_SKEW_MS)
+        {
             return VoteCheck::Useless;
         }
         let voter = vote.voter.address();
@@ -529,6 +555,30 @@ impl Driver {
         } else {
             VoteCheck::BadSignature
         }
+    }
+
+    /// The highest height the chain can have reached by this node's clock plus `ahead_ms`: each
+    /// block above the last irreversible one is stamped at least a block interval after its
+    /// parent (the schedule rule), and no node takes a block stamped further ahead of its clock
+    /// than [`MAX_CLOCK_DRIFT_MS`].
+    fn reachable(&self, ahead_ms: u64) -> u64 {
+        let root = self.consensus.finalized();
+        let elapsed = wall_ms()
+            .saturating_add(ahead_ms)
+            .saturating_sub(root.timestamp_ms);
+        root.height
+            .saturating_add(elapsed / self.block_time_ms.max(1))
+    }
+
+    /// Whether a vote or block at `height` is provably bogus: beyond the window of heights this
+    /// node keeps and beyond what any honest node could hold, with clocks apart by up to
+    /// [`MAX_CLOCK_SKEW_MS`] twice over (the forwarder's view and its author's). An honest
+    /// forwarder drops a vote beyond [`Self::reachable`] with one skew; one whose last
+    /// irreversible block is higher than here has a tighter bound than this node's, and one
+    /// whose is lower sends nothing beyond its window, which lies inside this node's.
+    fn impossible(&self, height: u64) -> bool {
+        height > self.consensus.finalized().height + HEIGHT_WINDOW
+            && height > self.reachable(MAX_CLOCK_DRIFT_MS + 2 * MAX_CLOCK_SKEW_MS)
     }
 
     /// Keeps a checked vote (for relays and certificates) and returns its event.
@@ -599,6 +649,19 @@ impl Driver {
                 }
                 continue;
             }
+            if let Err(why) = self.check_timing(&block) {
+                tracing::warn!(height = block.header.height, hash = %hex::encode(&hash[..4]), "refused a block: {why}");
+                self.validated(gossip, Verdict::Ignore);
+                let e = ChainError::InvalidBlock {
+                    height: block.header.height,
+                    reason: why,
+                };
+                if first {
+                    verdict = Err(e);
+                }
+                first = false;
+                continue;
+            }
             let result = self.state.execute(block);
             let r = match result {
                 Ok(executed) => {
@@ -629,12 +692,43 @@ impl Driver {
         verdict
     }
 
+    /// Whether a block whose parent is held may come now: its timestamp no further ahead of
+    /// this node's clock than [`MAX_CLOCK_DRIFT_MS`] (checked on receipt only, never in the
+    /// state transition), and the schedule allows its proposer at that time. Checked before
+    /// executing it. Nobody is charged: a clock or a validator set may differ between nodes,
+    /// and a block too early now may be fetched again once it is due.
+    fn check_timing(&self, block: &Block) -> Result<(), String> {
+        let header = &block.header;
+        let now = wall_ms();
+        if header.timestamp_ms > now.saturating_add(MAX_CLOCK_DRIFT_MS) {
+            return Err(format!(
+                "its timestamp is {} ms ahead of this node's clock (at most {MAX_CLOCK_DRIFT_MS} ms)",
+                header.timestamp_ms - now
+            ));
+        }
+        let meta = BlockMeta {
+            hash: signing::header_hash(header),
+            parent: header.parent_hash,
+            height: header.height,
+            proposer: header.proposer.address(),
+            timestamp_ms: header.timestamp_ms,
+            in_grace: false,
+        };
+        self.consensus
+            .check_schedule(&meta)
+            .map_err(|e| e.to_string())
+    }
+
     /// Whether a block whose parent is unknown is worth keeping until the parent arrives:
     /// inside the height window, signed by its proposer, who is in the active set. A bad
     /// signature is provable; the rest may be an honest peer's view ahead of this node's.
     fn check_orphan(&self, orphan: &Orphan, finalized: u64) -> Verdict {
         let header = &orphan.block.header;
+        if self.impossible(header.height) {
+            return Verdict::Reject(Offence::ImpossibleHeight);
+        }
         if header.height > finalized + HEIGHT_WINDOW
+            || header.timestamp_ms > wall_ms().saturating_add(MAX_CLOCK_DRIFT_MS)
             || !self
                 .consensus
                 .validators()
@@ -731,7 +825,11 @@ impl Driver {
 
     fn act(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Result<(), ChainError> {
         match action {
-            Action::Produce { parent, height } => self.produce(parent, height, queue)?,
+            Action::Produce {
+                parent,
+                height,
+                not_before_ms,
+            } => self.produce(parent, height, not_before_ms, queue)?,
             Action::CastVote {
                 stage,
                 height,
@@ -785,12 +883,19 @@ impl Driver {
         &mut self,
         parent: Hash,
         height: u64,
+        not_before_ms: u64,
         queue: &mut VecDeque<Event>,
     ) -> Result<(), ChainError> {
         let Some(key) = self.key.clone() else {
             return Ok(());
         };
-        let now = wall_ms();
+        // The clock, or the earliest time the schedule allows here if the clock is behind it
+        // (a clock slower than the parent's producer's): the block is valid either way.
+        let now = if self.settings.fault == Some(Fault::SkipFailoverDelay) {
+            wall_ms()
+        } else {
+            wall_ms().max(not_before_ms)
+        };
         let started = std::time::Instant::now();
         let produced = match self.state.produce_on(&parent, &key, now, true) {
             Ok(b) => b,
@@ -991,6 +1096,8 @@ enum VoteCheck {
     Useless,
     /// The signature does not verify.
     BadSignature,
+    /// At a height no chain can have reached ([`Driver::impossible`]).
+    Impossible,
 }
 
 /// A block waiting for its parent.

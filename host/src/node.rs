@@ -37,6 +37,10 @@ pub struct NodeConfig {
     pub p2p: Option<P2pSettings>,
     /// Consensus timing and test faults.
     pub consensus: crate::driver::ConsensusSettings,
+    /// The failover unit of a new chain, from its genesis file (`None`: the chain's recorded
+    /// one, or SPEC §10's 1000 ms for a new chain). Block validity depends on it, so a chain
+    /// keeps the one it started with.
+    pub failover_base_ms: Option<u64>,
 }
 
 /// Peer-to-peer settings (`--p2p-addr`, `--bootnodes`).
@@ -609,6 +613,25 @@ pub fn write_upgrade_info(
     Ok(path)
 }
 
+/// The chain's failover unit: the one recorded in its database, else `requested` (from the
+/// genesis file) or the SPEC's default, recorded now. A genesis file naming another unit than
+/// the chain started with is refused.
+fn chain_failover_base_ms(state: &NodeState, requested: Option<u64>) -> anyhow::Result<u64> {
+    let db = state.read_chain().db().clone();
+    match (db.failover_base_ms()?, requested) {
+        (Some(kept), Some(asked)) if kept != asked => anyhow::bail!(
+            "the chain in this data directory was started with a failover unit of {kept} ms; \
+             the genesis file says {asked} ms"
+        ),
+        (Some(kept), _) => Ok(kept),
+        (None, asked) => {
+            let ms = asked.unwrap_or(vexidus_runtime_api::genesis_file::DEFAULT_FAILOVER_BASE_MS);
+            db.put_failover_base_ms(ms)?;
+            Ok(ms)
+        }
+    }
+}
+
 /// Runs the node until `shutdown` resolves or a binary upgrade halts it.
 pub async fn run(
     config: NodeConfig,
@@ -698,13 +721,15 @@ pub async fn run(
         }
         (None, _) => {}
     }
+    let mut consensus = config.consensus.clone();
+    consensus.failover_base_ms = chain_failover_base_ms(&state, config.failover_base_ms)?;
     let driver = crate::driver::Driver::new(
         state.clone(),
         config
             .validator_key
             .as_ref()
             .map(|k| Keypair::from_seed(k.seed())),
-        config.consensus.clone(),
+        consensus,
         config.p2p.as_ref().map(|_| outbound),
     )?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

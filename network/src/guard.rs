@@ -69,6 +69,10 @@ pub enum Offence {
     /// A message the protocol does not allow (too many votes in one, a proof for another
     /// peer id).
     Malformed,
+    /// A vote or block at a height no chain can have reached yet: timestamps rise by at least
+    /// a block interval per block and are never far ahead of the clock, so an honest node
+    /// never holds one, and never forwards it.
+    ImpossibleHeight,
 }
 
 /// One peer's record.

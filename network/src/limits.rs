@@ -1,6 +1,6 @@
 //! Connection limits by peer and by IP address, which `libp2p::connection_limits` does not
 //! count: one connection per peer id (a restarted peer's new connection would otherwise sit
-//! beside its dead one) and at most [`PeerLimits::per_ip`] inbound connections from one
+//! beside its dead one) and at most `per_ip` ([`PeerLimits::new`]) inbound connections from one
 //! address, so one host cannot take every slot of the total limit with fresh peer ids.
 //!
 //! Both maps hold only live connections: an entry leaves with its last connection, so peers

@@ -25,6 +25,18 @@ pub struct GenesisFile {
     /// Parameters; omitted ones take their defaults.
     #[serde(default)]
     pub parameters: Parameters,
+    /// The failover unit in milliseconds: the backups of a slot may produce 5, 8, 11 … units
+    /// after the block interval (SPEC §10: 1000). Part of block validity, so every node of a
+    /// chain must use the same; kept by the node beside the genesis, not in runtime state.
+    #[serde(default = "default_failover_base_ms")]
+    pub failover_base_ms: u64,
+}
+
+/// The failover unit of SPEC §10.
+pub const DEFAULT_FAILOVER_BASE_MS: u64 = 1_000;
+
+fn default_failover_base_ms() -> u64 {
+    DEFAULT_FAILOVER_BASE_MS
 }
 
 /// One funded account.
@@ -75,6 +87,7 @@ impl GenesisFile {
             governance_mode: c.governance.mode.as_str().into(),
             upgrade_authority: c.governance.upgrade_authority.to_string(),
             parameters: c.parameters,
+            failover_base_ms: DEFAULT_FAILOVER_BASE_MS,
         }
     }
 
@@ -122,6 +135,12 @@ impl GenesisFile {
         if self.block_time_ms == 0 {
             return Err("block_time_ms must be positive".into());
         }
+        if !(1..=60_000).contains(&self.failover_base_ms) {
+            return Err(format!(
+                "failover_base_ms = {} is out of bounds: allowed 1 to 60000",
+                self.failover_base_ms
+            ));
+        }
         let parameters = self.parameters;
         if let Some((key, value)) = parameters.out_of_bounds() {
             let (min, max) = key.bounds();
@@ -143,13 +162,18 @@ impl GenesisFile {
         })
     }
 
-    /// Reads and checks a genesis file.
-    pub fn load(path: &std::path::Path) -> Result<GenesisConfig, String> {
+    /// Reads a genesis file (its fields are checked by [`Self::into_config`]).
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read genesis file {}: {e}", path.display()))?;
-        let file: GenesisFile = serde_json::from_str(&text)
-            .map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))?;
-        file.into_config()
+        serde_json::from_str(&text)
+            .map_err(|e| format!("genesis file {} is not valid: {e}", path.display()))
+    }
+
+    /// Reads and checks a genesis file.
+    pub fn load(path: &std::path::Path) -> Result<GenesisConfig, String> {
+        Self::read(path)?
+            .into_config()
             .map_err(|e| format!("genesis file {}: {e}", path.display()))
     }
 }

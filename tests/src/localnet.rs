@@ -209,7 +209,18 @@ impl Localnet {
         Ok(())
     }
 
-    fn pid(&self, i: usize) -> Result<i32> {
+    /// Node `i`'s resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self, i: usize) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS line")
+    }
+
+    /// Node `i`'s process id.
+    pub fn pid(&self, i: usize) -> Result<i32> {
         Ok(std::fs::read_to_string(self.nodes[i].dir.join("pid"))?
             .trim()
             .parse()?)

@@ -337,3 +337,181 @@ async fn a_transaction_nested_100000_deep_is_refused_over_rpc_gossip_and_sync() 
     }
     Ok(())
 }
+
+/// Samples node `i`'s resident memory every 100 ms until `stop` is set; returns the highest.
+fn sample_rss(net: &Localnet, i: usize, stop: &std::sync::atomic::AtomicBool) -> Result<u64> {
+    let mut highest = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        highest = highest.max(net.rss_kib(i)?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(highest.max(net.rss_kib(i)?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_far_future_votes_and_large_orphans_costs_no_memory_and_bans_its_sender()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (net, status, chain_id) = finalizing(dir.path(), 19_630, 19_730)?;
+    let finalized = status["finalized_height"].as_u64().context("finalized")?;
+    let attacker = stranger(p2p_addr(&net, 0)?).await?;
+    let me = attacker.peer_id.to_string();
+    // Until the stranger is in node 0's mesh, nothing it publishes arrives.
+    let started = Instant::now();
+    while !peers(&net, 0)?["connected"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|p| p.as_str() == Some(me.as_str())))
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            net.rss_kib(0)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (highest, sent) = std::thread::scope(|s| -> Result<(u64, (u64, u64))> {
+        let sampler = s.spawn(|| sample_rss(&net, 0, &stop));
+        let attack = async {
+            // 1,024 orphans of 1 MiB each, inside the window of heights, signed by keys that are
+            // no validator's: each is read, found useless and dropped, and nobody is charged
+            // (an honest peer ahead of this node could send such a block).
+            let filler = vexidus_runtime_api::signing::Keypair::from_seed([3; 32]);
+            let mut orphans = 0u64;
+            for n in 0..1_024u32 {
+                let key = vexidus_runtime_api::signing::Keypair::from_seed(
+                    *blake3::hash(&n.to_le_bytes()).as_bytes(),
+                );
+                let header = Header {
+                    parent_hash: *blake3::hash(&[n.to_le_bytes(), [1; 4]].concat()).as_bytes(),
+                    height: finalized + 50,
+                    timestamp_ms: 0,
+                    proposer: key.public(),
+                    state_root: [2; 32],
+                    transactions_root: [3; 32],
+                    receipts_root: [4; 32],
+                };
+                let signature = key.sign(
+                    vexidus_runtime_api::signing::BLOCK_DOMAIN,
+                    &chain_id,
+                    &vexidus_runtime_api::signing::header_hash(&header),
+                );
+                let tx = filler.sign_transaction(vexidus_runtime_api::transaction::Transaction {
+                    chain_id: chain_id.clone(),
+                    sender: filler.public(),
+                    nonce: u64::from(n),
+                    max_gas: 1,
+                    valid_until: 1,
+                    operations: vec![
+                        vexidus_runtime_api::transaction::Operation::CreateProposal {
+                            kind: vexidus_runtime_api::transaction::ProposalKind::Text {
+                                title: "x".into(),
+                                body: "x".repeat(1 << 20),
+                            },
+                        },
+                    ],
+                });
+                attacker
+                    .publish(&Gossip::Block(Block {
+                        header,
+                        transactions: vec![tx],
+                        signature,
+                    }))
+                    .await;
+                orphans += 1;
+            }
+            // 60,000 validly signed votes from fresh keys, at heights no chain can have reached:
+            // provably bogus, so a message of them that reaches the node bans the sender (those
+            // that find the node's queue still full of orphans are dropped uncharged, so the
+            // flood goes on until the ban).
+            let vote_batch = |chunk: u64| -> Vec<SignedVote> {
+                (0..500u64)
+                    .map(|i| {
+                        let n = chunk * 500 + i;
+                        SignedVote::sign(
+                            VoteBody {
+                                stage: VoteStage::Prevote,
+                                height: finalized + 1_000_000_000 + n,
+                                block: [7; 32],
+                            },
+                            &vexidus_runtime_api::signing::Keypair::from_seed(
+                                *blake3::hash(&n.to_le_bytes()).as_bytes(),
+                            ),
+                            &chain_id,
+                        )
+                    })
+                    .collect()
+            };
+            let mut votes = 0u64;
+            let flood_started = Instant::now();
+            for chunk in 0.. {
+                let batch = vote_batch(chunk);
+                votes += batch.len() as u64;
+                attacker
+                    .publish(&Gossip::Votes {
+                        sent_at_ms: chunk,
+                        votes: batch,
+                    })
+                    .await;
+                if votes >= 60_000 {
+                    if banned(&peers(&net, 0)?).contains(&me)
+                        || flood_started.elapsed() > Duration::from_secs(90)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, anyhow::Error>((orphans, votes))
+        };
+        let sent =
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(attack));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let sent = sent?;
+        let highest = sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))??;
+        Ok((highest, sent))
+    })?;
+    let grew_mib = highest.saturating_sub(before) as f64 / 1024.0;
+    eprintln!(
+        "sent {} orphans and {} votes; node 0's resident memory {} MiB before, at most {} MiB \
+         during the flood (+{grew_mib:.1} MiB)",
+        sent.0,
+        sent.1,
+        before / 1024,
+        highest / 1024
+    );
+    assert!(
+        grew_mib <= 64.0,
+        "resident memory grew by {grew_mib:.1} MiB\n{}",
+        net.logs(20)
+    );
+    let p = peers(&net, 0)?;
+    assert!(banned(&p).contains(&me), "the flooder is not banned: {p}");
+    assert!(
+        p["banned"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|x| x["reason"] == "ImpossibleHeight")),
+        "{p}"
+    );
+    for i in 1..4 {
+        assert!(
+            banned(&peers(&net, i)?).is_empty(),
+            "node {i} banned someone"
+        );
+    }
+    finality_goes_on(&net)?;
+    Ok(())
+}

@@ -434,3 +434,60 @@ fn a_double_signing_validator_is_jailed_on_every_node_at_one_height_and_unjails_
     net.assert_no_bans()?;
     Ok(())
 }
+
+#[test]
+fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_takes_no_slot()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Validator 3 (the smallest stake) produces as a backup a block interval after each parent,
+    // without waiting for its failover delay, hoping to take every slot and its fees.
+    let net = four_validators(
+        dir.path(),
+        21200,
+        41200,
+        &["--node-arg-for", "3:--test-fault=skip-failover-delay"],
+    )?;
+    net.wait_until(&ALL, Duration::from_secs(120), "finality past 60", |s| {
+        finalized(s) >= 60
+    })?;
+    let top = net.min_finalized(&ALL);
+    net.assert_same_blocks(&ALL, 1..=top)?;
+
+    // Its early blocks are refused by every other node, by the schedule rule.
+    for i in 0..3 {
+        let log = std::fs::read_to_string(net.nodes[i].dir.join("node.log"))?;
+        let refused = log
+            .lines()
+            .filter(|l| l.contains("refused a block") && l.contains("off the schedule"))
+            .count();
+        assert!(
+            refused >= 10,
+            "node {i} refused {refused} blocks off the schedule\n{}",
+            net.nodes[i].log_tail(20)
+        );
+    }
+    // No leader was ever skipped: nobody missed a block, on any node's record.
+    for i in ALL {
+        let validators = net.nodes[i].rpc.call("vex_getValidators", json!([]))?;
+        for v in validators.as_array().context("validators")? {
+            assert_eq!(v["missed_blocks"], 0, "node {i}: {v}");
+        }
+    }
+    // Its share of the chain is its share of stake (50,000 of 260,000), within the spread of
+    // a dozen slot draws.
+    let cheat = &net.nodes[3].public_key;
+    let mut by_cheat = 0u64;
+    for h in 1..=top {
+        let b = net.nodes[0].rpc.call("vex_getBlock", json!([h]))?;
+        if b["proposer"] == cheat.as_str() {
+            by_cheat += 1;
+        }
+    }
+    let share = by_cheat as f64 / top as f64;
+    println!("the early producer made {by_cheat} of {top} blocks ({share:.2}; stake 0.19)");
+    assert!(
+        (share - 50.0 / 260.0).abs() <= 0.2,
+        "the early producer made {by_cheat} of {top} blocks"
+    );
+    Ok(())
+}

@@ -76,16 +76,13 @@ struct Cli {
     /// Most inbound peer connections from one IP address.
     #[arg(long, default_value_t = vexidus_network::service::DEFAULT_MAX_PEERS_PER_IP, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_peers_per_ip: u32,
-    /// Failover unit in milliseconds: the backups of a slot wait 5, 8, 11 … units after the
-    /// block interval (SPEC §10: 1000). Test networks shorten it.
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    failover_base_ms: u64,
     /// How often, in milliseconds, a validator re-sends its votes above the last irreversible
     /// block (votes lost to a partition or restart are made good).
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     vote_rebroadcast_ms: u64,
-    /// TEST ONLY: misbehave on purpose (`double-sign`: produce two blocks per height).
-    #[arg(long, hide = true, value_parser = ["double-sign"])]
+    /// TEST ONLY: misbehave on purpose (`double-sign`: produce two blocks per height;
+    /// `skip-failover-delay`: produce as a backup without waiting for the failover delay).
+    #[arg(long, hide = true, value_parser = ["double-sign", "skip-failover-delay"])]
     test_fault: Option<String>,
 }
 
@@ -372,6 +369,7 @@ fn read_key(path: &Path) -> anyhow::Result<Keypair> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut failover_base_ms = None;
     let genesis = if cli.dev {
         let mut g = vexidus_host::genesis::dev_genesis();
         if let Some(secs) = cli.block_time {
@@ -382,7 +380,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(g)
     } else if let Some(path) = &cli.genesis {
-        Some(vexidus_host::genesis::GenesisFile::load(path).map_err(anyhow::Error::msg)?)
+        let file = vexidus_host::genesis::GenesisFile::read(path).map_err(anyhow::Error::msg)?;
+        failover_base_ms = Some(file.failover_base_ms);
+        Some(
+            file.into_config()
+                .map_err(|e| anyhow::anyhow!("genesis file {}: {e}", path.display()))?,
+        )
     } else {
         None
     };
@@ -417,13 +420,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_peers_per_ip: cli.max_peers_per_ip,
         }),
         consensus: vexidus_host::driver::ConsensusSettings {
-            failover_base_ms: cli.failover_base_ms,
+            failover_base_ms: vexidus_runtime_api::genesis_file::DEFAULT_FAILOVER_BASE_MS,
             rebroadcast_ms: cli.vote_rebroadcast_ms,
-            fault: cli
-                .test_fault
-                .as_deref()
-                .map(|_| vexidus_host::driver::Fault::DoubleSign),
+            fault: cli.test_fault.as_deref().map(|f| match f {
+                "skip-failover-delay" => vexidus_host::driver::Fault::SkipFailoverDelay,
+                _ => vexidus_host::driver::Fault::DoubleSign,
+            }),
         },
+        failover_base_ms,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

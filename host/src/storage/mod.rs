@@ -10,7 +10,7 @@
 //! | `receipts` | height (u64 BE) | SCALE `(Vec<Receipt>, Vec<Event>)`: receipts and block events |
 //! | `tx_index` | transaction hash | SCALE `(height u64, index u32)` |
 //! | `modules` | code hash ‖ engine hash | compiled module (see the executor) |
-//! | `meta` | `head`, `lthash`, `genesis`, `genesis_code`, `safety` | the head, the LtHash accumulator, the genesis config and blob, the validator's vote record |
+//! | `meta` | `head`, `lthash`, `genesis`, `genesis_code`, `safety`, `failover_base_ms` | the head, the LtHash accumulator, the genesis config and blob, the validator's vote record, the chain's failover unit |
 //! | `pending` | block hash | Borsh [`Block`]: executed blocks above the last irreversible one |
 //! | `certificates` | height (u64 BE) | Borsh `Vec<SignedVote>`: the precommits that made the block at that height irreversible (sent along with synced blocks) |
 //!
@@ -63,6 +63,7 @@ const META_LTHASH: &[u8] = b"lthash";
 const META_GENESIS: &[u8] = b"genesis";
 const META_GENESIS_CODE: &[u8] = b"genesis_code";
 const META_SAFETY: &[u8] = b"safety";
+const META_FAILOVER: &[u8] = b"failover_base_ms";
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +369,23 @@ impl Db {
             }
             None => Ok(None),
         }
+    }
+
+    /// The chain's failover unit (ms), recorded when the chain was started here.
+    pub fn failover_base_ms(&self) -> Result<Option<u64>> {
+        Ok(self
+            .get_cf(CF_META, META_FAILOVER)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes))
+    }
+
+    /// Records the chain's failover unit (ms), durably.
+    pub fn put_failover_base_ms(&self, ms: u64) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db
+            .put_cf_opt(self.cf(CF_META), META_FAILOVER, ms.to_le_bytes(), &wo)?;
+        Ok(())
     }
 
     /// The validator's vote record (consensus safety state), as the host encoded it.
