@@ -70,6 +70,21 @@ pub struct LocalnetArgs {
     pub node_args_for: Vec<String>,
 }
 
+/// Writes a key file readable by its owner only (0600), synced.
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -113,7 +128,7 @@ fn prepare(a: &LocalnetArgs) -> Result<Vec<Node>> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
             let key = Keypair::from_seed(seed);
-            std::fs::write(&key_path, format!("{}\n", key.seed_hex()))?;
+            write_secret(&key_path, format!("{}\n", key.seed_hex()).as_bytes())?;
             key
         };
         let rpc_port = a.rpc_port.checked_add(i as u16).context("RPC port range")?;

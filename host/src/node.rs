@@ -70,10 +70,23 @@ pub fn p2p_keypair(data_dir: &std::path::Path) -> anyhow::Result<libp2p::identit
             )
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Readable by the node's user only, and durable before it is used: a peer id that
+            // changed after a crash would no longer match the bootnode addresses others hold.
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
             let fresh = fresh_secret()?;
             let tmp = data_dir.join(".p2p-key.tmp");
-            std::fs::write(&tmp, fresh)?;
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+            f.write_all(&fresh)?;
+            f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
             fresh
         }
         Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),

@@ -541,3 +541,55 @@ fn block_totals_add_up_and_are_read_in_end_block_only() {
     }
     assert_still_works(&ex);
 }
+
+/// A `vex_query` whose input is a depth N (u32 LE): it recurses N calls deep through a function
+/// with a few locals, then returns.
+fn recursion_module() -> Vec<u8> {
+    module(
+        r#"(func $rec (param $n i32) (result i32) (local i64 i64 i64 i64)
+             (if (result i32) (i32.eqz (local.get $n))
+               (then (i32.const 0))
+               (else (i32.add (call $rec (i32.sub (local.get $n) (i32.const 1)))
+                              (i32.const 1)))))"#,
+        "(memory 1)",
+        "(drop (call $rec (i32.load (local.get 0)))) (i64.const 0)",
+    )
+}
+
+/// The deepest recursion that does not trap, found by bisection.
+fn deepest(ex: &Executor, proto: &vexidus_host::executor::Prototype) -> u32 {
+    let (mut ok, mut traps) = (0u32, 1u32 << 22);
+    while traps - ok > 1 {
+        let mid = ok + (traps - ok) / 2;
+        match query_raw(ex, proto, &mid.to_le_bytes()) {
+            Ok(_) => ok = mid,
+            Err(ExecError::Trap { reason, .. }) => {
+                assert!(reason.contains("stack"), "{reason}");
+                traps = mid;
+            }
+            Err(e) => panic!("depth {mid}: {e:?}"),
+        }
+    }
+    ok
+}
+
+/// Deep recursion is limited by the native stack, so the depth at which it traps is part of
+/// consensus: a block must trap on every node or on none. Code generation is pinned (no CPU
+/// feature inferred from the machine), and the limit counts from the call's entry, so the
+/// depth is the same on every thread, in fresh and reused instances, and on every machine
+/// running this build; the pinned number changes only with the code generator or the limit,
+/// which must then ship as a coordinated binary upgrade.
+#[test]
+fn deep_recursion_traps_at_one_depth_everywhere() {
+    let ex = Executor::new(None);
+    let proto = ex.prototype(&recursion_module()).expect("compiles");
+    let here = deepest(&ex, &proto);
+    let elsewhere =
+        std::thread::scope(|s| s.spawn(|| deepest(&ex, &proto)).join().expect("thread"));
+    assert_eq!(here, elsewhere);
+    let fresh = Executor::new(None);
+    let again = fresh.prototype(&recursion_module()).expect("compiles");
+    assert_eq!(deepest(&fresh, &again), here);
+    println!("deep recursion traps past {here} calls");
+    assert!(here > 1_000, "{here}");
+}

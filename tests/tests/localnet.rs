@@ -447,11 +447,20 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
         41200,
         &["--node-arg-for", "3:--test-fault=skip-failover-delay"],
     )?;
-    net.wait_until(&ALL, Duration::from_secs(120), "finality past 60", |s| {
-        finalized(s) >= 60
+    net.wait_until(&ALL, Duration::from_secs(180), "finality past 100", |s| {
+        finalized(s) >= 100
     })?;
     let top = net.min_finalized(&ALL);
     net.assert_same_blocks(&ALL, 1..=top)?;
+    // Keys are readable by their owner only: the validator key localnet wrote and the p2p
+    // key each node made.
+    for key in ["validator.key", "data/p2p-key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(net.nodes[0].dir.join(key))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key} has mode {mode:o}");
+    }
 
     // Its early blocks are refused by every other node, by the schedule rule.
     for i in 0..3 {
@@ -466,15 +475,19 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
             net.nodes[i].log_tail(20)
         );
     }
-    // No leader was ever skipped: nobody missed a block, on any node's record.
+    // No honest leader was ever skipped: no honest validator missed a block, on any node's
+    // record (what the cheat itself misses is its own doing).
     for i in ALL {
         let validators = net.nodes[i].rpc.call("vex_getValidators", json!([]))?;
         for v in validators.as_array().context("validators")? {
-            assert_eq!(v["missed_blocks"], 0, "node {i}: {v}");
+            if v["address"] != net.nodes[3].address.as_str() {
+                assert_eq!(v["missed_blocks"], 0, "node {i}: {v}");
+            }
         }
     }
     // Its share of the chain is its share of stake (50,000 of 260,000), within the spread of
-    // a dozen slot draws.
+    // some twenty slot draws (had it taken others' slots, it would have won about half of
+    // every race with the leader, over 60% of the blocks).
     let cheat = &net.nodes[3].public_key;
     let mut by_cheat = 0u64;
     for h in 1..=top {
@@ -486,7 +499,7 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
     let share = by_cheat as f64 / top as f64;
     println!("the early producer made {by_cheat} of {top} blocks ({share:.2}; stake 0.19)");
     assert!(
-        (share - 50.0 / 260.0).abs() <= 0.2,
+        (share - 50.0 / 260.0).abs() <= 0.25,
         "the early producer made {by_cheat} of {top} blocks"
     );
     Ok(())

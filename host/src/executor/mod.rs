@@ -308,6 +308,43 @@ pub struct HostState {
 unsafe impl Send for HostState {}
 
 /// The process-wide wasmtime engine (ARCHITECTURE: one per process).
+/// The CPU features every node compiles runtimes for on x86-64: x86-64-v2 (SSE3, SSSE3,
+/// SSE4.1, SSE4.2, POPCNT, CMPXCHG16B), which every x86-64 server of the last fifteen years has.
+#[cfg(target_arch = "x86_64")]
+pub const CODEGEN_FEATURES: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_cmpxchg16b",
+];
+/// The CPU features every node compiles runtimes for on this architecture: its baseline.
+#[cfg(not(target_arch = "x86_64"))]
+pub const CODEGEN_FEATURES: &[&str] = &[];
+
+/// Makes code generation independent of the machine. By default wasmtime compiles for the CPU
+/// it runs on (AVX, BMI, LZCNT … when present), so two validators with different CPUs would run
+/// different machine code for the same runtime, with frames of different sizes: deep
+/// recursion, limited by the native stack (`MAX_WASM_STACK`), would trap at different depths,
+/// and a block could execute on one node and trap on another. Naming the target turns that
+/// inference off; the fixed [`CODEGEN_FEATURES`] are enabled instead, and a CPU without them is
+/// refused when the engine starts rather than run differently.
+fn pin_code_generation(config: &mut Config) {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    if let Err(e) = config.target(&triple) {
+        tracing::warn!("cannot pin code generation to {triple}: {e:#}");
+        return;
+    }
+    for flag in CODEGEN_FEATURES {
+        // SAFETY: Engine::new checks each enabled flag against the host CPU and refuses an
+        // engine whose code the host could not run.
+        unsafe {
+            config.cranelift_flag_enable(flag);
+        }
+    }
+}
+
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -336,6 +373,7 @@ fn engine() -> &'static Engine {
             .max_wasm_stack(MAX_WASM_STACK)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        pin_code_generation(&mut config);
         match Engine::new(&config) {
             Ok(engine) => engine,
             // Pooling needs virtual address space; fall back to on-demand allocation rather
@@ -343,7 +381,9 @@ fn engine() -> &'static Engine {
             Err(e) => {
                 tracing::warn!("pooling allocator unavailable ({e}); using on-demand instances");
                 config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-                Engine::new(&config).expect("a default wasmtime configuration always builds")
+                Engine::new(&config).unwrap_or_else(|e| {
+                    panic!("cannot start the wasm engine: {e:#} (runtimes are compiled for {CODEGEN_FEATURES:?})")
+                })
             }
         }
     })

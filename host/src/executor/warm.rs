@@ -27,7 +27,9 @@
 //!
 //! Most calls skip the scan. A page joins the written ones only through a page fault (a write
 //! to a page that is missing, the shared zero page or a read-only page of the module's image),
-//! and the kernel counts every fault against the thread that took it. So when the thread that
+//! and the kernel counts every fault against the thread that took it. Transparent huge pages
+//! are turned off for instance memories (`MADV_NOHUGEPAGE`): a huge page that khugepaged
+//! assembled would make later writes to its pages fault-free. So when the thread that
 //! restored an instance last has taken no fault since, the pages written are the ones the last
 //! scan found (see `Faults`), and the restore copies those back without asking the kernel. In
 //! debug builds every restore scans anyway and checks that claim.
@@ -146,7 +148,23 @@ pub struct Warm {
     /// The fault count of the thread that last restored the instance, read before it copied
     /// pages back; `None` before the first restore.
     faults: Option<Faults>,
+    /// Whether a restore may skip the scan when the fault count is unchanged: only when the
+    /// memory can never be given huge pages ([`no_huge_pages`]).
+    skip_allowed: bool,
     _live: Live,
+}
+
+/// Advises the kernel never to back `base..base + len` with transparent huge pages, and says
+/// whether it will not. Without this, khugepaged (a kernel thread) may collapse the memory's
+/// pages into a huge page with no fault on any thread of ours; from then on a write to a page
+/// the last scan did not find takes no fault either, and a restore that skipped the scan on an
+/// unchanged fault count would leave it written: one call's state seen by the next. A kernel
+/// built without huge pages refuses the advice with `EINVAL` and has no khugepaged; any other
+/// refusal leaves the instance scanning on every restore.
+pub(super) fn no_huge_pages(base: *mut u8, len: usize) -> bool {
+    // SAFETY: advice only; the range is mapped (the instance's linear memory) and stays so.
+    let r = unsafe { libc::madvise(base.cast(), len, libc::MADV_NOHUGEPAGE) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Most warm instances alive at once in the process, idle or in a call: half of the engine's
@@ -276,6 +294,7 @@ impl Pool {
         let func = |store: &mut Store<HostState>, export| {
             super::Exports::func(&instance, store, export).map_err(|e| e.to_string())
         };
+        let skip_allowed = no_huge_pages(memory.data_ptr(&store), memory.data_size(&store));
         let alloc = func(&mut store, &exports.alloc)?;
         let mut entries = Vec::with_capacity(exports.entries.len());
         for (_, export) in &exports.entries {
@@ -302,6 +321,7 @@ impl Pool {
             globals,
             written: Vec::with_capacity(MAX_REGIONS),
             faults: None,
+            skip_allowed,
             _live: live,
         })
     }
@@ -350,7 +370,7 @@ impl Warm {
         // Read before any page is copied back: a fault the copying takes (a written page the
         // kernel swapped out, say) then makes the next restore scan.
         let faults = Faults::now();
-        let unchanged = faults.is_some() && faults == self.faults;
+        let unchanged = self.skip_allowed && faults.is_some() && faults == self.faults;
         let scan = !unchanged || cfg!(debug_assertions);
         if scan {
             let mut regions = [Region::default(); MAX_REGIONS];
@@ -613,16 +633,13 @@ impl PageMap {
 mod tests {
     use super::Faults;
 
-    /// Writing a page the process never touched takes a fault, and the kernel counts it on the
-    /// thread that wrote; another thread's reading is never equal to this one's.
-    #[test]
-    fn a_first_write_to_a_page_moves_the_threads_fault_count() {
-        const LEN: usize = 16 * 4096;
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
+    /// A fresh private anonymous mapping of `len` bytes (the caller unmaps it).
+    fn anonymous(len: usize) -> *mut libc::c_void {
+        // SAFETY: a new mapping at an address of the kernel's choice; nothing else refers to it.
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                LEN,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -630,6 +647,42 @@ mod tests {
             )
         };
         assert_ne!(map, libc::MAP_FAILED);
+        map
+    }
+
+    /// The advice lands: the kernel lists the range with the `nh` (no huge pages) flag.
+    #[test]
+    fn memory_advised_against_huge_pages_is_flagged_so_by_the_kernel() {
+        const LEN: usize = 4 << 20;
+        let map = anonymous(LEN);
+        assert!(super::no_huge_pages(map.cast(), LEN));
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let start = format!("{:x}-", map as usize);
+        let entry = smaps
+            .split_inclusive('\n')
+            .skip_while(|l| !l.starts_with(&start))
+            .take_while(|l| !l.starts_with("VmFlags:"))
+            .count();
+        let flags = smaps
+            .split_inclusive('\n')
+            .skip_while(|l| !l.starts_with(&start))
+            .nth(entry)
+            .expect("the mapping's VmFlags line");
+        let thp_built_in = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
+        assert!(
+            !thp_built_in || flags.split_whitespace().any(|f| f == "nh"),
+            "{flags}"
+        );
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(map, LEN) };
+    }
+
+    /// Writing a page the process never touched takes a fault, and the kernel counts it on the
+    /// thread that wrote; another thread's reading is never equal to this one's.
+    #[test]
+    fn a_first_write_to_a_page_moves_the_threads_fault_count() {
+        const LEN: usize = 16 * 4096;
+        let map = anonymous(LEN);
         let pages = map.cast::<u8>();
         for page in 0..16 {
             let before = Faults::now().expect("getrusage");

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -140,9 +141,29 @@ fn attempt_once(
 ) -> Result<u64, AttemptError> {
     match source {
         Source::File(path) => {
-            let f = std::fs::File::open(path)
+            // Only a regular file: opening a FIFO or a device would block or never end.
+            let meta = std::fs::metadata(path)
                 .with_context(|| format!("cannot open {}", path.display()))
                 .map_err(permanent)?;
+            if !meta.is_file() {
+                return Err(permanent(anyhow::anyhow!(
+                    "{} is not a regular file ({:?})",
+                    path.display(),
+                    meta.file_type()
+                )));
+            }
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display()))
+                .map_err(permanent)?;
+            if !f.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(permanent(anyhow::anyhow!(
+                    "{} is not a regular file",
+                    path.display()
+                )));
+            }
             let len = f.metadata().map(|m| m.len()).ok();
             copy_capped(f, len, tmp, opts, url, stop, Instant::now())
         }
@@ -210,9 +231,7 @@ fn copy_capped(
             opts.max_bytes
         )));
     }
-    let mut file = std::fs::File::create(tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))
-        .map_err(permanent)?;
+    let mut file = crate::home::create_temp(tmp).map_err(permanent)?;
     let mut progress = Progress::new(url, len);
     let mut buf = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
@@ -378,5 +397,21 @@ mod tests {
         };
         let tmp = download(&url, &dir.path().join("d"), &opts, &stop).expect("within the cap");
         assert_eq!(std::fs::read(tmp).expect("read").len(), 1000);
+    }
+
+    #[test]
+    fn a_file_url_to_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let stop = AtomicBool::new(false);
+        let url = format!("file://{}", fifo.display());
+        let started = Instant::now();
+        let e = download(&url, &dir.path().join("d"), &FetchOptions::default(), &stop)
+            .expect_err("refused");
+        assert!(format!("{e:#}").contains("not a regular file"), "{e:#}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

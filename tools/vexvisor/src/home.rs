@@ -193,11 +193,15 @@ impl Home {
             utc_timestamp(now)
         ));
         let tmp = temp_path(&path);
+        let _ = fs::remove_file(&tmp);
         if fs::hard_link(&current, &tmp).is_err() {
-            fs::copy(&current, &tmp).with_context(|| {
+            let mut from = fs::File::open(&current)?;
+            let mut to = create_temp(&tmp)?;
+            std::io::copy(&mut from, &mut to).with_context(|| {
                 format!("cannot copy {} to {}", current.display(), tmp.display())
             })?;
-            fs::File::open(&tmp)?.sync_all()?;
+            to.set_permissions(fs::Permissions::from_mode(0o755))?;
+            to.sync_all()?;
         }
         fs::rename(&tmp, &path)?;
         sync_dir(&dir)?;
@@ -219,12 +223,27 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}{TEMP_MARK}{}", std::process::id()))
 }
 
+/// Creates the temporary file `tmp` afresh: a leftover (or a symlink planted in its place) is
+/// removed first, and the file is created exclusively (`O_CREAT | O_EXCL`, which never follows
+/// a symlink), so a write can never land anywhere but in a new file of ours.
+pub fn create_temp(tmp: &Path) -> Result<fs::File> {
+    match fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))
+}
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut f = create_temp(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -233,15 +252,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Puts a copy of the binary `src` at `dest` atomically, executable: `dest` holds the old
-/// complete binary or the new complete one at every instant.
-pub fn install_binary(src: &Path, dest: &Path) -> Result<()> {
+/// complete binary or the new complete one at every instant. The copy is hashed once written
+/// and synced, and must have the SHA-256 `expected` (what was verified before), so a binary
+/// changed between its check and its copy never becomes current.
+pub fn install_binary(src: &Path, dest: &Path, expected: &[u8; 32]) -> Result<()> {
     let tmp = temp_path(dest);
-    fs::copy(src, &tmp)
-        .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
     {
-        let f = fs::File::open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o755))?;
-        f.sync_all()?;
+        let mut from =
+            fs::File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+        let mut to = create_temp(&tmp)?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
+        to.set_permissions(fs::Permissions::from_mode(0o755))?;
+        to.sync_all()?;
+    }
+    let copied = crate::verify::sha256_file(&tmp)?;
+    if copied != *expected {
+        let _ = fs::remove_file(&tmp);
+        anyhow::bail!(
+            "the copy of {} has SHA-256 {}, not the verified {}: it changed while it was copied",
+            src.display(),
+            hex::encode(copied),
+            hex::encode(expected)
+        );
     }
     crate::test_hook::point("install-before-rename");
     fs::rename(&tmp, dest).with_context(|| format!("cannot rename into {}", dest.display()))?;
@@ -379,5 +412,36 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert!(home.current().exists() && home.staged("u1").exists());
+    }
+
+    #[test]
+    fn a_symlink_planted_at_a_temporary_path_is_replaced_not_followed() {
+        let (dir, home) = home_with_current(b"bin");
+        let target = dir.path().join("victim");
+        fs::write(&target, b"precious").expect("write");
+        std::os::unix::fs::symlink(&target, temp_path(&home.state_file())).expect("symlink");
+        write_atomic(&home.state_file(), b"state").expect("write");
+        assert_eq!(fs::read(&target).expect("read"), b"precious");
+        assert_eq!(fs::read(home.state_file()).expect("read"), b"state");
+    }
+
+    #[test]
+    fn a_binary_whose_copy_differs_from_the_verified_digest_is_not_installed() {
+        let (dir, home) = home_with_current(b"old");
+        let new = dir.path().join("new");
+        fs::write(&new, b"new binary").expect("write");
+        let verified = crate::verify::sha256_file(&new).expect("hash");
+        // Changed after it was verified:
+        fs::write(&new, b"tampered").expect("write");
+        let e = install_binary(&new, &home.current(), &verified).expect_err("refused");
+        assert!(
+            format!("{e:#}").contains("changed while it was copied"),
+            "{e:#}"
+        );
+        assert_eq!(fs::read(home.current()).expect("read"), b"old");
+        assert!(!temp_path(&home.current()).exists());
+        let digest = crate::verify::sha256_file(&new).expect("hash");
+        install_binary(&new, &home.current(), &digest).expect("installed");
+        assert_eq!(fs::read(home.current()).expect("read"), b"tampered");
     }
 }

@@ -165,7 +165,7 @@ fn init(home: &Home, binary: &std::path::Path, force: bool) -> Result<()> {
         }
         home.back_up_current("init")?;
     }
-    install_binary(binary, &current)
+    install_binary(binary, &current, &digest)
         .with_context(|| format!("cannot install {}", binary.display()))?;
     println!(
         "{} set up: {} ({}), sha256 {}",

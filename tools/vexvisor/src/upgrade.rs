@@ -106,7 +106,7 @@ pub fn install(
     state.swap = Some(swap.clone());
     state.save(home)?;
     test_hook::point("journalled");
-    install_binary(staged, &home.current())?;
+    install_binary(staged, &home.current(), &info.sha256)?;
     test_hook::point("swapped");
     state.swap = None;
     state.note_applied(&info.name);
@@ -156,6 +156,7 @@ pub fn recover(home: &Home, state: &mut State) -> Result<()> {
 
 /// Puts a backup back into `current/` (atomically).
 pub fn restore(home: &Home, backup: &std::path::Path) -> Result<()> {
-    install_binary(backup, &home.current())
+    let digest = sha256_file(backup)?;
+    install_binary(backup, &home.current(), &digest)
         .with_context(|| format!("cannot restore {}", backup.display()))
 }

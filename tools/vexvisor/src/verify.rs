@@ -113,7 +113,9 @@ pub fn verify_binary(path: &Path, info: &UpgradeInfo, policy: &SignaturePolicy) 
 }
 
 /// Checks the plan's signature over the digest. A present signature must verify even when
-/// none is required; a missing one is refused only when required.
+/// none is required; a missing one is refused only when required. Without
+/// `--upgrade-authority` the key is the one `upgrade-info.json` names, which proves only that
+/// the file is consistent (and is logged as such); only a configured key proves origin.
 pub fn check_signature(info: &UpgradeInfo, policy: &SignaturePolicy) -> Result<()> {
     let key = policy.authority.unwrap_or(info.authority);
     match &info.signature {
@@ -124,6 +126,22 @@ pub fn check_signature(info: &UpgradeInfo, policy: &SignaturePolicy) -> Result<(
         None => Ok(()),
         Some(sig) => {
             if verify(&key, BINARY_DOMAIN, &info.chain_id, &info.sha256, sig) {
+                if policy.authority.is_none() {
+                    // The key came from the same file as the signature: whoever could write one
+                    // could write both. Say so rather than let it pass for a check of origin.
+                    crate::log::warn(
+                        "signature-self-consistent",
+                        &[
+                            ("upgrade", &info.name),
+                            (
+                                "detail",
+                                "the signature verifies against the authority key named in \
+                                 upgrade-info.json itself; pass --upgrade-authority to check \
+                                 who signed it",
+                            ),
+                        ],
+                    );
+                }
                 Ok(())
             } else {
                 bail!(
