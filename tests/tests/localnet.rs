@@ -24,10 +24,20 @@ fn four_validators(
     p2p_port: u16,
     extra: &[&str],
 ) -> Result<Localnet> {
+    four_validators_with_failover(dir, rpc_port, p2p_port, FAILOVER_BASE_MS, extra)
+}
+
+fn four_validators_with_failover(
+    dir: &std::path::Path,
+    rpc_port: u16,
+    p2p_port: u16,
+    failover_base_ms: u64,
+    extra: &[&str],
+) -> Result<Localnet> {
     let (rpc, p2p, unit) = (
         rpc_port.to_string(),
         p2p_port.to_string(),
-        FAILOVER_BASE_MS.to_string(),
+        failover_base_ms.to_string(),
     );
     let mut args = vec![
         "--validators",
@@ -438,13 +448,17 @@ fn a_double_signing_validator_is_jailed_on_every_node_at_one_height_and_unjails_
 #[test]
 fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_takes_no_slot()
 -> Result<()> {
+    const FAILOVER_UNIT_MS: u64 = 1000;
     let dir = tempfile::tempdir()?;
     // Validator 3 (the smallest stake) produces as a backup a block interval after each parent,
-    // without waiting for its failover delay, hoping to take every slot and its fees.
-    let net = four_validators(
+    // without waiting for its failover delay, hoping to take every slot and its fees. With a
+    // failover unit of a second (the first backup waits five), honest leaders on a loaded
+    // machine stay within their slots.
+    let net = four_validators_with_failover(
         dir.path(),
         21200,
         41200,
+        FAILOVER_UNIT_MS,
         &["--node-arg-for", "3:--test-fault=skip-failover-delay"],
     )?;
     net.wait_until(&ALL, Duration::from_secs(180), "finality past 100", |s| {
@@ -475,11 +489,31 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
             net.nodes[i].log_tail(20)
         );
     }
-    // Honest leaders keep their slots. Had the cheat's early blocks counted, it would have won
-    // about half of every race with the leader and the three honest validators would miss some
-    // forty blocks between them; what remains is a leader genuinely later than its failover
-    // delay on a loaded machine, which happens a few times at most (what the cheat itself
-    // misses is its own doing).
+    // No honest leader is skipped before a backup may take its slot: an honest validator misses
+    // a block only where the block came a full failover delay after its parent (the first block
+    // of the chain, whose parent is genesis, or a leader genuinely late). Each such block excuses
+    // as many misses as there are places whose delay had passed. Had the cheat's early blocks
+    // counted, it would have won about half of every race with the leader and the honest three
+    // would miss some forty blocks between them.
+    let cheat = &net.nodes[3].public_key;
+    let stamp = |h: u64| -> Result<(u64, String)> {
+        let b = net.nodes[0].rpc.call("vex_getBlock", json!([h]))?;
+        let ts = b["timestamp_ms"].as_u64().context("timestamp_ms")?;
+        Ok((ts, b["proposer"].as_str().unwrap_or_default().to_string()))
+    };
+    let (mut parent_ms, _) = stamp(0)?;
+    let (mut by_cheat, mut excused) = (0u64, 0u64);
+    for h in 1..=top {
+        let (ts, proposer) = stamp(h)?;
+        if proposer == *cheat {
+            by_cheat += 1;
+        }
+        let late = ts.saturating_sub(parent_ms);
+        excused += (1..=3u64)
+            .filter(|k| late >= BLOCK_MS + FAILOVER_UNIT_MS * (5 + 3 * (k - 1)))
+            .count() as u64;
+        parent_ms = ts;
+    }
     for i in ALL {
         let validators = net.nodes[i].rpc.call("vex_getValidators", json!([]))?;
         let mut honest_missed = 0;
@@ -488,23 +522,16 @@ fn a_validator_producing_before_its_failover_delay_is_refused_everywhere_and_tak
                 honest_missed += v["missed_blocks"].as_u64().context("missed_blocks")?;
             }
         }
-        println!("node {i}: honest validators missed {honest_missed} of {top} blocks");
+        println!("node {i}: honest validators missed {honest_missed} blocks ({excused} excused)");
         assert!(
-            honest_missed <= top / 20,
-            "node {i}: honest validators missed {honest_missed} blocks: {validators}"
+            honest_missed <= excused,
+            "node {i}: honest validators missed {honest_missed} blocks, {excused} excused by \
+             late blocks: {validators}"
         );
     }
     // Its share of the chain is its share of stake (50,000 of 260,000), within the spread of
     // some twenty slot draws (had it taken others' slots, it would have won about half of
     // every race with the leader, over 60% of the blocks).
-    let cheat = &net.nodes[3].public_key;
-    let mut by_cheat = 0u64;
-    for h in 1..=top {
-        let b = net.nodes[0].rpc.call("vex_getBlock", json!([h]))?;
-        if b["proposer"] == cheat.as_str() {
-            by_cheat += 1;
-        }
-    }
     let share = by_cheat as f64 / top as f64;
     println!("the early producer made {by_cheat} of {top} blocks ({share:.2}; stake 0.19)");
     assert!(
