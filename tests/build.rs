@@ -1,5 +1,5 @@
 //! Builds the second runtime versions the upgrade tests need (`runtime/` cargo features
-//! `v2-example`, `v2-bad-migration`, `v2-trap`) with the same builder as the node's genesis
+//! `next-example`, `next-bad-migration`, `next-trap`) with the same builder as the node's genesis
 //! runtime, and points `VEXIDUS_RUNTIME_<FEATURE>` at each blob.
 
 #[path = "../host/wasm_builder.rs"]
@@ -34,7 +34,12 @@ fn main() {
         "cargo:rustc-env=VEXIDUS_SOURCE_DIGEST={}",
         wasm_builder::source_digest(&root)
     );
-    for feature in ["v2-example", "v2-bad-migration", "v2-trap", "v2-short-jail"] {
+    for feature in [
+        "next-example",
+        "next-bad-migration",
+        "next-trap",
+        "next-short-jail",
+    ] {
         let blob =
             wasm_builder::build_runtime(&root, &target, feature).unwrap_or_else(|e| panic!("{e}"));
         let dest = out_dir.join(format!("{feature}.wasm"));

@@ -222,6 +222,15 @@ pub enum ProposalError {
         /// Highest allowed.
         max: u128,
     },
+    /// A parameter value within its bounds that contradicts the other parameters.
+    Inconsistent {
+        /// The parameter.
+        key: vexidus_runtime_api::transaction::ParamKey,
+        /// The value.
+        value: u128,
+        /// The contradiction.
+        why: String,
+    },
     /// No proposal with that id.
     UnknownProposal {
         /// The id.
@@ -291,6 +300,9 @@ impl fmt::Display for ProposalError {
                     "{} = {value} is out of bounds: allowed {min} to {max}",
                     key.as_str()
                 )
+            }
+            ProposalError::Inconsistent { key, value, why } => {
+                write!(f, "{} = {value} is refused: {why}", key.as_str())
             }
             ProposalError::UnknownProposal { id } => write!(f, "no proposal {id}"),
             ProposalError::AlreadyExecuted { id } => {

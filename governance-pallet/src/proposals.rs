@@ -57,6 +57,17 @@ pub fn check_bounds(key: ParamKey, value: u128) -> Result<(), ProposalError> {
     Ok(())
 }
 
+/// Checks a change against its bounds and against the other parameters in force.
+pub fn check_change(params: &Parameters, key: ParamKey, value: u128) -> Result<(), ProposalError> {
+    check_bounds(key, value)?;
+    let mut after = *params;
+    apply_change(&mut after, key, value);
+    match after.inconsistency() {
+        Some(why) => Err(ProposalError::Inconsistent { key, value, why }),
+        None => Ok(()),
+    }
+}
+
 /// Sets a parameter; the value must be within bounds (then it fits the field).
 pub fn apply_change(params: &mut Parameters, key: ParamKey, value: u128) {
     match key {
@@ -69,6 +80,7 @@ pub fn apply_change(params: &mut Parameters, key: ParamKey, value: u128) {
         ParamKey::UpgradeMinLeadBlocks => params.upgrade_min_lead_blocks = value as u64,
         ParamKey::UpgradeGraceBlocks => params.upgrade_grace_blocks = value as u64,
         ParamKey::MaxRuntimeCodeBytes => params.max_runtime_code_bytes = value as u32,
+        ParamKey::MaxBlockBytes => params.max_block_bytes = value as u32,
     }
 }
 
@@ -125,7 +137,7 @@ pub fn create(
         return Err(ProposalError::NoStake);
     }
     if let ProposalKind::ParameterChange { key, value } = kind {
-        check_bounds(*key, *value)?;
+        check_change(&ctx.params, *key, *value)?;
     }
     let id: u64 = read(env, NEXT_ID).unwrap_or(0);
     write(env, NEXT_ID, &(id + 1));

@@ -1273,8 +1273,16 @@ impl Chain {
                 fuel.block,
             );
         overlay.set_totals_readable(false);
-        let end = end?;
-        events.extend(end.map_err(ChainError::Runtime)?.events);
+        // The runtime refusing a block at its end (over the block budget) makes a peer's block
+        // invalid; in production it means the candidates were chosen wrongly.
+        let end = end?.map_err(|reason| match mode {
+            Mode::Import => ChainError::InvalidBlock {
+                height: ctx.height,
+                reason: format!("refused at the end of the block: {reason}"),
+            },
+            _ => ChainError::Runtime(reason),
+        })?;
+        events.extend(end.events);
         overlay.commit_transaction();
         Ok(Execution {
             included,

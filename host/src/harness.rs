@@ -144,7 +144,7 @@ impl Harness {
         let sender = key.public().address();
         let pending = self
             .pool
-            .ready(usize::MAX)
+            .all()
             .iter()
             .filter(|t| t.transaction.sender == key.public())
             .count() as u64;
@@ -175,7 +175,8 @@ impl Harness {
 
     fn produce_block_with(&mut self, pre_state: Changes) -> Result<ExecutedBlock> {
         self.timestamp_ms += 1_000;
-        let txs = self.pool.ready(usize::MAX);
+        let budget = crate::pool::BlockBudget::of(&self.parameters());
+        let txs = self.pool.ready(budget);
         let block =
             self.chain
                 .produce_block_with(txs, &self.proposer, self.timestamp_ms, pre_state)?;

@@ -2,7 +2,7 @@
 
 use crate::chain::{Chain, ChainError, ExecutedBlock};
 use crate::executor::Executor;
-use crate::pool::{Pool, TxError};
+use crate::pool::{BlockBudget, Pool, TxError};
 use crate::readiness::Readiness;
 use crate::rpc::{self, RpcConfig};
 use crate::storage::Db;
@@ -397,12 +397,15 @@ impl NodeState {
         timestamp_ms: u64,
         with_transactions: bool,
     ) -> Result<ExecutedBlock, ChainError> {
-        let max = match self.read_chain().query_at(parent, Query::Parameters)? {
-            QueryResponse::Parameters(p) => p.max_txs_per_block as usize,
-            _ => 0,
+        let budget = match self.read_chain().query_at(parent, Query::Parameters)? {
+            QueryResponse::Parameters(p) => BlockBudget::of(&p),
+            _ => BlockBudget {
+                transactions: 0,
+                bytes: 0,
+            },
         };
         let candidates = if with_transactions {
-            self.lock_pool().ready(max)
+            self.lock_pool().ready(budget)
         } else {
             Vec::new()
         };

@@ -119,6 +119,32 @@ struct Totals {
     value: u128,
 }
 
+/// What one block may carry: the chain's `max_txs_per_block` and `max_block_bytes` (the
+/// runtime refuses a block over either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockBudget {
+    /// Most transactions.
+    pub transactions: usize,
+    /// Most bytes of encoded transactions.
+    pub bytes: usize,
+}
+
+impl BlockBudget {
+    /// No limit (for listing the pool).
+    pub const UNLIMITED: BlockBudget = BlockBudget {
+        transactions: usize::MAX,
+        bytes: usize::MAX,
+    };
+
+    /// The budget the parameters set.
+    pub fn of(p: &vexidus_runtime_api::Parameters) -> Self {
+        BlockBudget {
+            transactions: p.max_txs_per_block as usize,
+            bytes: p.max_block_bytes as usize,
+        }
+    }
+}
+
 /// The pool's budgets.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolLimits {
@@ -383,14 +409,33 @@ impl Pool {
         }
     }
 
-    /// Up to `max` transactions in arrival order, for the next block.
-    pub fn ready(&self, max: usize) -> Vec<SignedTransaction> {
-        self.by_arrival
-            .values()
-            .take(max)
-            .filter_map(|h| self.by_hash.get(h))
-            .map(|p| p.tx.clone())
-            .collect()
+    /// Every pending transaction in arrival order.
+    pub fn all(&self) -> Vec<SignedTransaction> {
+        self.ready(BlockBudget::UNLIMITED)
+    }
+
+    /// Transactions for the next block in arrival order, within `budget`. One that does not fit
+    /// in the bytes left is passed over, and with it its sender's later ones (they could not be
+    /// included before it); smaller ones of other senders may still fill the block.
+    pub fn ready(&self, budget: BlockBudget) -> Vec<SignedTransaction> {
+        let mut chosen = Vec::new();
+        let mut bytes = 0usize;
+        let mut passed_over: HashSet<Address> = HashSet::new();
+        for p in self.by_arrival.values().filter_map(|h| self.by_hash.get(h)) {
+            if chosen.len() >= budget.transactions {
+                break;
+            }
+            if passed_over.contains(&p.sender) {
+                continue;
+            }
+            if bytes.saturating_add(p.size) > budget.bytes {
+                passed_over.insert(p.sender);
+                continue;
+            }
+            bytes += p.size;
+            chosen.push(p.tx.clone());
+        }
+        chosen
     }
 
     fn remove(&mut self, hash: &Hash) -> Option<Pooled> {

@@ -26,6 +26,8 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/vexidus/sync/1")
 pub const MAX_REQUEST_BYTES: u64 = MAX_MESSAGE_BYTES as u64;
 /// Largest sync response (the response size cap).
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+// An answer carries at least one block of up to a message's size, and its certificate.
+const _: () = assert!(MAX_MESSAGE_BYTES as u64 + (1 << 20) <= MAX_RESPONSE_BYTES);
 
 /// Settings of the transport.
 pub struct NetworkConfig {

@@ -7,8 +7,27 @@ use vexidus_runtime_api::{Block, PublicKey, Signature, SignedTransaction};
 
 /// The magic bytes in front of a Borsh message.
 pub const MAGIC: [u8; 2] = *b"VX";
-/// The largest message accepted (a block of the largest runtime upgrade fits).
+/// The largest message accepted: a block of the largest budget governance may set fits, and
+/// so does a request forwarding the largest transaction.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// A block's bytes beyond its transactions' (Borsh): the header (176), the transaction count
+/// (4) and the signature (64), with room to spare.
+pub const BLOCK_ENVELOPE_BYTES: usize = 1024;
+
+// The limits nest: a runtime blob in a transaction, the largest transaction in the largest
+// block, that block in a gossip message (and in a sync answer, see `service`). A block
+// the runtime accepts can therefore always travel.
+const _: () = {
+    use vexidus_runtime_api::transaction::{
+        MAX_BLOCK_BYTES_BOUND, MAX_TRANSACTION_BYTES, ParamKey, RUNTIME_UPGRADE_ENVELOPE_BYTES,
+    };
+    let code = MAX_BLOCK_BYTES_BOUND - RUNTIME_UPGRADE_ENVELOPE_BYTES;
+    assert!(ParamKey::MaxRuntimeCodeBytes.upper_bound() == code as u128);
+    assert!(ParamKey::MaxBlockBytes.upper_bound() == MAX_BLOCK_BYTES_BOUND as u128);
+    assert!(MAX_TRANSACTION_BYTES <= MAX_BLOCK_BYTES_BOUND as usize);
+    assert!(MAX_BLOCK_BYTES_BOUND as usize + BLOCK_ENVELOPE_BYTES + 16 <= MAX_MESSAGE_BYTES);
+};
 
 /// Most votes one [`Gossip::Votes`] may carry: a validator's own votes in the window of heights
 /// above the last irreversible block that receivers keep, plus a certificate it relays, fit

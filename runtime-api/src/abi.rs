@@ -409,6 +409,14 @@ pub enum InvalidTransaction {
         /// The transaction's `max_gas`.
         max_gas: u64,
     },
+    /// Larger than a block of this chain may carry (`max_block_bytes`).
+    #[codec(index = 7)]
+    TooLarge {
+        /// The signed transaction's encoded length.
+        bytes: u64,
+        /// The block budget.
+        max_block_bytes: u32,
+    },
 }
 
 impl fmt::Display for InvalidTransaction {
@@ -453,9 +461,17 @@ impl fmt::Display for InvalidTransaction {
             InvalidTransaction::GasLimitTooLow { needed, max_gas } => {
                 write!(
                     f,
-                    "max_gas {max_gas} is below the {needed} gas the operations need"
+                    "max_gas {max_gas} is below the {needed} gas the operations and bytes need"
                 )
             }
+            InvalidTransaction::TooLarge {
+                bytes,
+                max_block_bytes,
+            } => write!(
+                f,
+                "transaction of {bytes} bytes can never be included: a block carries at most \
+                 {max_block_bytes} bytes (max_block_bytes)"
+            ),
         }
     }
 }

@@ -149,6 +149,9 @@ impl GenesisFile {
                 key.as_str()
             ));
         }
+        if let Some(why) = parameters.inconsistency() {
+            return Err(format!("parameters: {why}"));
+        }
         Ok(GenesisConfig {
             chain_id: self.chain_id,
             block_time_ms: self.block_time_ms,

@@ -52,7 +52,13 @@ impl ValidatorInfo {
 
 /// The protocol parameters of SPEC §6 with their current values. In JSON (genesis files, RPC)
 /// the fields keep their names; omitted ones take their defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// SCALE: the fields in order. Fields are only ever appended, and a decoder that meets the end
+/// of its input where a later field would start gives that field its default: the parameters
+/// an older runtime answers or stored decode here, and what this encodes decodes in an older
+/// runtime (which stops reading before the new fields). So `Parameters` is always the last
+/// thing in an encoding (a query answer, a storage value, the genesis configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode)]
 #[cfg_attr(
     feature = "std",
     derive(serde::Serialize, serde::Deserialize),
@@ -77,6 +83,32 @@ pub struct Parameters {
     pub upgrade_grace_blocks: u64,
     /// Largest runtime blob in bytes.
     pub max_runtime_code_bytes: u32,
+    /// Most bytes of transactions in one block (their Borsh encodings, as on the wire).
+    pub max_block_bytes: u32,
+}
+
+impl Decode for Parameters {
+    fn decode<I: parity_scale_codec::Input>(
+        input: &mut I,
+    ) -> Result<Self, parity_scale_codec::Error> {
+        let mut p = Parameters {
+            gas_price: Decode::decode(input)?,
+            max_txs_per_block: Decode::decode(input)?,
+            min_stake: Decode::decode(input)?,
+            max_commission_bps: Decode::decode(input)?,
+            voting_period_blocks: Decode::decode(input)?,
+            quorum_percent: Decode::decode(input)?,
+            upgrade_min_lead_blocks: Decode::decode(input)?,
+            upgrade_grace_blocks: Decode::decode(input)?,
+            max_runtime_code_bytes: Decode::decode(input)?,
+            max_block_bytes: Parameters::default().max_block_bytes,
+        };
+        // Appended fields: present unless the input ends here.
+        if input.remaining_len()? != Some(0) {
+            p.max_block_bytes = Decode::decode(input)?;
+        }
+        Ok(p)
+    }
 }
 
 impl Parameters {
@@ -93,7 +125,23 @@ impl Parameters {
             K::UpgradeMinLeadBlocks => self.upgrade_min_lead_blocks as u128,
             K::UpgradeGraceBlocks => self.upgrade_grace_blocks as u128,
             K::MaxRuntimeCodeBytes => self.max_runtime_code_bytes as u128,
+            K::MaxBlockBytes => self.max_block_bytes as u128,
         }
+    }
+
+    /// Why these parameters contradict each other, if they do: a runtime upgrade of the largest
+    /// allowed blob must fit in a block.
+    pub fn inconsistency(&self) -> Option<alloc::string::String> {
+        let needed = u64::from(self.max_runtime_code_bytes)
+            + crate::transaction::RUNTIME_UPGRADE_ENVELOPE_BYTES as u64;
+        (needed > u64::from(self.max_block_bytes)).then(|| {
+            alloc::format!(
+                "max_runtime_code_bytes {} needs blocks of {needed} bytes to carry an upgrade, \
+                 but max_block_bytes is {}",
+                self.max_runtime_code_bytes,
+                self.max_block_bytes
+            )
+        })
     }
 
     /// The first parameter outside its bounds, with its value.
@@ -118,6 +166,7 @@ impl Default for Parameters {
             upgrade_min_lead_blocks: 100,
             upgrade_grace_blocks: 100,
             max_runtime_code_bytes: 4 * 1024 * 1024,
+            max_block_bytes: 6 * 1024 * 1024,
         }
     }
 }
@@ -303,4 +352,80 @@ pub struct PendingMultiSigOp {
     pub proposer: Address,
     /// Signers who approve it, sorted.
     pub approvals: Vec<Address>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// The layout before `max_block_bytes`, as a runtime of spec_version 1 reads and writes it.
+    #[derive(Debug, PartialEq, Eq, Encode, Decode)]
+    struct ParametersSpec1 {
+        gas_price: u128,
+        max_txs_per_block: u32,
+        min_stake: u128,
+        max_commission_bps: u16,
+        voting_period_blocks: u64,
+        quorum_percent: u8,
+        upgrade_min_lead_blocks: u64,
+        upgrade_grace_blocks: u64,
+        max_runtime_code_bytes: u32,
+    }
+
+    fn spec1(p: &Parameters) -> ParametersSpec1 {
+        ParametersSpec1 {
+            gas_price: p.gas_price,
+            max_txs_per_block: p.max_txs_per_block,
+            min_stake: p.min_stake,
+            max_commission_bps: p.max_commission_bps,
+            voting_period_blocks: p.voting_period_blocks,
+            quorum_percent: p.quorum_percent,
+            upgrade_min_lead_blocks: p.upgrade_min_lead_blocks,
+            upgrade_grace_blocks: p.upgrade_grace_blocks,
+            max_runtime_code_bytes: p.max_runtime_code_bytes,
+        }
+    }
+
+    #[test]
+    fn parameters_of_the_previous_layout_decode_with_the_default_budget_and_back() {
+        let p = Parameters {
+            gas_price: 7,
+            max_block_bytes: 3 << 20,
+            ..Parameters::default()
+        };
+        assert_eq!(Parameters::decode(&mut &p.encode()[..]), Ok(p));
+        // What an older runtime answers or stored: the new field takes its default.
+        let old = spec1(&p).encode();
+        assert_eq!(
+            Parameters::decode(&mut &old[..]),
+            Ok(Parameters {
+                max_block_bytes: Parameters::default().max_block_bytes,
+                ..p
+            })
+        );
+        // What this encodes, an older runtime reads as it always did.
+        assert_eq!(ParametersSpec1::decode(&mut &p.encode()[..]), Ok(spec1(&p)));
+        // Truncated inside a field is still an error, not a default.
+        let mut cut: Vec<u8> = p.encode();
+        cut.truncate(cut.len() - 2);
+        assert!(Parameters::decode(&mut &cut[..]).is_err());
+    }
+
+    #[test]
+    fn the_default_parameters_are_in_bounds_and_consistent() {
+        let p = Parameters::default();
+        assert_eq!(p.out_of_bounds(), None);
+        assert_eq!(p.inconsistency(), None);
+        let tight = Parameters {
+            max_block_bytes: p.max_runtime_code_bytes,
+            ..p
+        };
+        assert!(
+            tight
+                .inconsistency()
+                .is_some_and(|why| why.contains("needs blocks of")),
+            "{tight:?}"
+        );
+    }
 }

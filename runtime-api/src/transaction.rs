@@ -12,10 +12,25 @@ use parity_scale_codec::{Decode, Encode};
 /// Most operations one transaction may carry.
 pub const MAX_OPERATIONS: usize = 16;
 
-/// Largest encoded transaction the host accepts (bytes). Runtime upgrades carry the blob inside
-/// the transaction, so this is the largest runtime (16 MiB, the upper bound of
-/// `max_runtime_code_bytes`) plus room for the envelope.
-pub const MAX_TRANSACTION_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
+/// The highest `max_block_bytes` governance may set: a block of it, with its header and
+/// signature, fits in a gossip message (8 MiB) with room to spare.
+pub const MAX_BLOCK_BYTES_BOUND: u32 = 7 * 1024 * 1024;
+
+/// Largest encoded transaction any node decodes (bytes): one that fills the largest block
+/// governance may allow. Below this, a transaction over the chain's current `max_block_bytes`
+/// is refused at admission, since no block may carry it.
+pub const MAX_TRANSACTION_BYTES: usize = MAX_BLOCK_BYTES_BOUND as usize;
+
+/// Room in a block for everything of a runtime-upgrade transaction except the blob.
+pub const RUNTIME_UPGRADE_ENVELOPE_BYTES: u32 = 64 * 1024;
+
+/// Gas per byte of a transaction beyond the first [`FREE_TRANSACTION_BYTES`] (its Borsh
+/// encoding with the signature, as on the wire and as counted against the block budget).
+pub const GAS_PER_BYTE: u64 = 16;
+
+/// Bytes of every transaction its operations' gas already pays for: an ordinary transaction
+/// (a transfer is about 150 bytes; sixteen operations fit) costs no byte gas.
+pub const FREE_TRANSACTION_BYTES: u64 = 1024;
 
 /// The unsigned body of a transaction: what the sender signs (Borsh-encoded, under the
 /// `vexidus/tx/v1` domain).
@@ -120,6 +135,9 @@ pub enum ParamKey {
     /// Largest runtime blob accepted (bytes).
     #[codec(index = 8)]
     MaxRuntimeCodeBytes = 8,
+    /// Most bytes of transactions in one block.
+    #[codec(index = 9)]
+    MaxBlockBytes = 9,
 }
 
 impl ParamKey {
@@ -135,12 +153,18 @@ impl ParamKey {
             ParamKey::UpgradeMinLeadBlocks => "upgrade_min_lead_blocks",
             ParamKey::UpgradeGraceBlocks => "upgrade_grace_blocks",
             ParamKey::MaxRuntimeCodeBytes => "max_runtime_code_bytes",
+            ParamKey::MaxBlockBytes => "max_block_bytes",
         }
+    }
+
+    /// The highest allowed value (see [`Self::bounds`]).
+    pub const fn upper_bound(&self) -> u128 {
+        self.bounds().1
     }
 
     /// Lowest and highest allowed value (SPEC §6), in the parameter's unit (nanoVXS for
     /// `min_stake`).
-    pub fn bounds(&self) -> (u128, u128) {
+    pub const fn bounds(&self) -> (u128, u128) {
         const VXS: u128 = crate::NANO_PER_VXS;
         match self {
             ParamKey::GasPrice => (1, 1_000),
@@ -151,12 +175,16 @@ impl ParamKey {
             ParamKey::QuorumPercent => (51, 100),
             ParamKey::UpgradeMinLeadBlocks => (10, 10_000),
             ParamKey::UpgradeGraceBlocks => (0, 10_000),
-            ParamKey::MaxRuntimeCodeBytes => (64 * 1024, 16 * 1024 * 1024),
+            ParamKey::MaxRuntimeCodeBytes => (
+                64 * 1024,
+                (MAX_BLOCK_BYTES_BOUND - RUNTIME_UPGRADE_ENVELOPE_BYTES) as u128,
+            ),
+            ParamKey::MaxBlockBytes => (256 * 1024, MAX_BLOCK_BYTES_BOUND as u128),
         }
     }
 
     /// Every key.
-    pub const ALL: [ParamKey; 9] = [
+    pub const ALL: [ParamKey; 10] = [
         ParamKey::GasPrice,
         ParamKey::MaxTxsPerBlock,
         ParamKey::MinStake,
@@ -166,6 +194,7 @@ impl ParamKey {
         ParamKey::UpgradeMinLeadBlocks,
         ParamKey::UpgradeGraceBlocks,
         ParamKey::MaxRuntimeCodeBytes,
+        ParamKey::MaxBlockBytes,
     ];
 }
 
@@ -414,7 +443,7 @@ impl Operation {
         unsafe { *(self as *const Self as *const u8) }
     }
 
-    /// Gas this operation costs (SPEC §3). Runtime upgrades add 16 gas per byte of code.
+    /// Gas this operation costs (SPEC §3), before the transaction's byte gas.
     pub fn gas(&self) -> u64 {
         match self {
             Operation::Transfer { .. } => 21_000,
@@ -423,13 +452,7 @@ impl Operation {
             | Operation::Undelegate { .. } => 50_000,
             Operation::ClaimRewards | Operation::Unjail => 30_000,
             Operation::ReportDoubleSign { .. } => 60_000,
-            Operation::ScheduleUpgrade { target, .. } => {
-                let code = match target {
-                    UpgradeTarget::Runtime { code } => code.len() as u64,
-                    UpgradeTarget::Binary { .. } => 0,
-                };
-                80_000 + 16 * code
-            }
+            Operation::ScheduleUpgrade { .. } => 80_000,
             Operation::CancelUpgrade { .. } => 60_000,
             Operation::VoteUpgrade { .. } => 40_000,
             Operation::CreateProposal { .. } => 80_000,
@@ -469,11 +492,40 @@ impl Operation {
 }
 
 impl Transaction {
-    /// Gas the operations need, summed; saturating so a hostile transaction cannot overflow it.
+    /// Gas the transaction needs: its operations' gas, summed, plus [`GAS_PER_BYTE`] for each
+    /// byte of the signed transaction beyond [`FREE_TRANSACTION_BYTES`]; saturating so a hostile
+    /// transaction cannot overflow it.
     pub fn intrinsic_gas(&self) -> u64 {
+        byte_gas(self.signed_len() as u64).saturating_add(self.operations_gas())
+    }
+
+    /// The operations' gas alone, summed (saturating).
+    pub fn operations_gas(&self) -> u64 {
         self.operations
             .iter()
             .fold(0u64, |acc, op| acc.saturating_add(op.gas()))
+    }
+
+    /// Length of the Borsh encoding of this transaction once signed: the body and the 64-byte
+    /// signature, the bytes a block carries.
+    pub fn signed_len(&self) -> usize {
+        // Writing into a counter cannot fail.
+        borsh::object_length(self).unwrap_or(usize::MAX) + 64
+    }
+}
+
+/// The byte gas of a signed transaction of `bytes` bytes: [`GAS_PER_BYTE`] for each beyond
+/// [`FREE_TRANSACTION_BYTES`].
+pub fn byte_gas(bytes: u64) -> u64 {
+    bytes
+        .saturating_sub(FREE_TRANSACTION_BYTES)
+        .saturating_mul(GAS_PER_BYTE)
+}
+
+impl SignedTransaction {
+    /// Length of its Borsh encoding, as carried in a block (see [`Transaction::signed_len`]).
+    pub fn encoded_len(&self) -> usize {
+        self.transaction.signed_len()
     }
 }
 
@@ -481,6 +533,39 @@ impl Transaction {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    fn tx(operations: Vec<Operation>) -> Transaction {
+        Transaction {
+            chain_id: "vexidus-dev".into(),
+            sender: PublicKey([1; 32]),
+            nonce: 0,
+            max_gas: 0,
+            valid_until: 10,
+            operations,
+        }
+    }
+
+    #[test]
+    fn bytes_beyond_the_first_kib_cost_gas() {
+        let transfer = tx(vec![Operation::Transfer {
+            to: Address([2; 32]),
+            amount: 1,
+        }]);
+        assert!(transfer.signed_len() < 200, "{}", transfer.signed_len());
+        assert_eq!(transfer.intrinsic_gas(), 21_000);
+        let text = tx(vec![Operation::CreateProposal {
+            kind: ProposalKind::Text {
+                title: String::new(),
+                body: "x".repeat(1 << 20),
+            },
+        }]);
+        let len = text.signed_len() as u64;
+        assert_eq!(
+            len,
+            borsh::to_vec(&text).expect("encodes").len() as u64 + 64
+        );
+        assert_eq!(text.intrinsic_gas(), 80_000 + 16 * (len - 1024));
+    }
 
     /// The wire format is pinned: these bytes may never change.
     #[test]

@@ -192,7 +192,9 @@ pub fn dispatch(
             let mut p = proposal_context(env, ctx);
             match proposals::execute(env, &mut p, *id)? {
                 ProposalKind::ParameterChange { key, value } => {
+                    // The other parameters may have changed since the proposal was made.
                     let mut params = storage::parameters(env);
+                    proposals::check_change(&params, key, value)?;
                     proposals::apply_change(&mut params, key, value);
                     storage::write(env, storage::PARAMS, &params);
                     ctx.events.push(Event::ParameterChanged { key, value });

@@ -11,7 +11,7 @@ use vexidus_runtime_api::abi::{
 };
 use vexidus_runtime_api::block::{Event, Receipt};
 use vexidus_runtime_api::guest::Overlay;
-use vexidus_runtime_api::transaction::{MAX_OPERATIONS, Transaction};
+use vexidus_runtime_api::transaction::{MAX_OPERATIONS, ParamKey, Transaction, byte_gas};
 use vexidus_runtime_api::{Address, GenesisConfig, PublicKey, ValidatorInfo};
 
 /// Share of every fee paid to the block proposer, in percent; the rest goes to the treasury.
@@ -30,6 +30,17 @@ fn address_of(env: &impl Env, key: &PublicKey) -> Address {
 pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), String> {
     if config.chain_id.is_empty() {
         return Err("genesis: chain_id is empty".into());
+    }
+    let p = &config.parameters;
+    if let Some((key, value)) = p.out_of_bounds() {
+        let (min, max) = key.bounds();
+        return Err(alloc::format!(
+            "genesis: {} = {value} is out of bounds: allowed {min} to {max}",
+            key.as_str()
+        ));
+    }
+    if let Some(why) = p.inconsistency() {
+        return Err(alloc::format!("genesis: {why}"));
     }
     storage::write(env, storage::CHAIN_ID, &config.chain_id);
     storage::write(env, storage::BLOCK_TIME, &config.block_time_ms);
@@ -64,10 +75,10 @@ pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), St
 /// Runs before the block's transactions: governance first (upgrade outcomes, expiry,
 /// enactment, the binary-upgrade halt).
 pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOutcome, String> {
-    #[cfg(feature = "v2-trap")]
+    #[cfg(feature = "next-trap")]
     {
         let _ = (&env, &ctx);
-        panic!("v2-trap: this runtime traps in every block");
+        panic!("next-trap: this runtime traps in every block");
     }
     #[allow(unreachable_code)]
     let params = storage::parameters(env);
@@ -93,8 +104,25 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
     })
 }
 
-/// Runs after the block's transactions: pays the block's fees out (see [`apply_transaction`]).
+/// Runs after the block's transactions: refuses a block over the budget of `max_txs_per_block`
+/// transactions and `max_block_bytes` bytes, and pays the block's fees out (see
+/// [`apply_transaction`]).
 pub fn end_block(env: &mut impl Env, ctx: BlockContext) -> Result<EndBlockOutcome, String> {
+    let params = storage::parameters(env);
+    let count = env.block_total(storage::BLOCK_TRANSACTIONS);
+    if count > u128::from(params.max_txs_per_block) {
+        return Err(alloc::format!(
+            "block carries {count} transactions, over max_txs_per_block {}",
+            params.max_txs_per_block
+        ));
+    }
+    let bytes = env.block_total(storage::BLOCK_BYTES);
+    if bytes > u128::from(params.max_block_bytes) {
+        return Err(alloc::format!(
+            "block carries {bytes} bytes of transactions, over max_block_bytes {}",
+            params.max_block_bytes
+        ));
+    }
     let to_proposer = env.block_total(storage::FEES_TO_PROPOSER);
     let to_treasury = env.block_total(storage::FEES_TO_TREASURY);
     // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
@@ -113,7 +141,7 @@ fn check(
     tx: &Transaction,
     height: u64,
     exact_nonce: bool,
-) -> Result<u64, InvalidTransaction> {
+) -> Result<Checked, InvalidTransaction> {
     let chain = storage::chain_id(env);
     if tx.chain_id != chain {
         return Err(InvalidTransaction::WrongChain {
@@ -126,7 +154,15 @@ fn check(
             found: tx.operations.len() as u32,
         });
     }
-    let needed = tx.intrinsic_gas();
+    let bytes = tx.signed_len() as u64;
+    let params = storage::parameters(env);
+    if bytes > u64::from(params.max_block_bytes) {
+        return Err(InvalidTransaction::TooLarge {
+            bytes,
+            max_block_bytes: params.max_block_bytes,
+        });
+    }
+    let needed = byte_gas(bytes).saturating_add(tx.operations_gas());
     if tx.max_gas < needed {
         return Err(InvalidTransaction::GasLimitTooLow {
             needed,
@@ -160,7 +196,18 @@ fn check(
             available: acct.balance,
         });
     }
-    Ok(acct.nonce)
+    Ok(Checked {
+        account_nonce: acct.nonce,
+        bytes,
+    })
+}
+
+/// What [`check`] found out about an includable transaction.
+struct Checked {
+    /// The sender account's next nonce.
+    account_nonce: u64,
+    /// The signed transaction's encoded length.
+    bytes: u64,
 }
 
 fn max_fee(env: &mut impl Env, tx: &Transaction) -> u128 {
@@ -172,8 +219,10 @@ pub fn validate_transaction(
     env: &mut impl Env,
     args: ValidateArgs,
 ) -> Result<ValidTransaction, InvalidTransaction> {
-    let account_nonce = check(env, &args.transaction.transaction, args.height, false)?;
-    Ok(ValidTransaction { account_nonce })
+    let checked = check(env, &args.transaction.transaction, args.height, false)?;
+    Ok(ValidTransaction {
+        account_nonce: checked.account_nonce,
+    })
 }
 
 /// Applies one transaction: escrow the largest fee, run the operations all-or-nothing, then
@@ -191,7 +240,10 @@ pub fn apply_transaction(
     args: ApplyArgs,
 ) -> Result<Receipt, InvalidTransaction> {
     let tx = &args.transaction.transaction;
-    check(env, tx, args.height, true)?;
+    let checked = check(env, tx, args.height, true)?;
+    // The block's size, counted like its fees (see above), checked by `end_block`.
+    env.add_to_block_total(storage::BLOCK_BYTES, u128::from(checked.bytes));
+    env.add_to_block_total(storage::BLOCK_TRANSACTIONS, 1);
     let sender = address_of(env, &tx.sender);
     let gas_price = storage::parameters(env).gas_price;
     let escrow = max_fee(env, tx);
@@ -202,7 +254,7 @@ pub fn apply_transaction(
     storage::set_account(env, &sender, &acct);
 
     let mut events = Vec::new();
-    let mut gas_used = 0u64;
+    let mut gas_used = byte_gas(checked.bytes);
     let mut error = None;
     {
         let mut overlay = Overlay::new(env);
@@ -228,7 +280,7 @@ pub fn apply_transaction(
     }
 
     let fee = (gas_used as u128) * gas_price;
-    let refund = escrow - fee; // gas_used <= intrinsic gas <= max_gas
+    let refund = escrow - fee; // gas_used <= byte gas + operations' gas <= max_gas
     let to_proposer = fee * proposer_fee_percent(env) / 100;
     let to_treasury = fee - to_proposer;
     // Cannot overflow: the refund returns escrowed supply, and total supply fits in u128.
@@ -322,27 +374,45 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
     })
 }
 
-/// The on-upgrade migration, run by the host first in the block after the switch.
+/// The on-upgrade migration, run by the host first in the block after the switch. Each step
+/// brings state from the version before it; a chain may skip versions, so every step whose
+/// version is above `from` runs, oldest first.
 pub fn migrate(env: &mut impl Env, args: MigrateArgs) -> Result<(), String> {
-    let _ = (&env, &args);
-    #[cfg(feature = "v2-bad-migration")]
+    #[cfg(feature = "next-bad-migration")]
     panic!(
-        "v2-bad-migration: this migration always fails (from spec_version {})",
+        "next-bad-migration: this migration always fails (from spec_version {})",
         args.from.spec_version
     );
-    #[cfg(feature = "v2-example")]
+    #[allow(unreachable_code)]
     if args.from.spec_version < 2 {
+        migrate_block_budget(env);
+    }
+    #[cfg(feature = "next-example")]
+    if args.from.spec_version < 3 {
         storage::write(env, storage::FEE_SPLIT, &70u8);
     }
-    #[allow(unreachable_code)]
     Ok(())
 }
 
-/// The proposer's share of fees in percent. Version 1: a constant 80. The `v2-example` version
+/// To spec_version 2, which adds the block byte budget: the stored parameters gain
+/// `max_block_bytes` (they decode with its default, 6 MiB, and are written back with it), and a
+/// `max_runtime_code_bytes` larger than a block of that budget can carry in an upgrade is
+/// lowered to what it can (the largest runtime blob was 16 MiB, which no block could carry).
+fn migrate_block_budget(env: &mut impl Env) {
+    let mut p = storage::parameters(env);
+    let (_, code_bound) = ParamKey::MaxRuntimeCodeBytes.bounds();
+    let fits = p
+        .max_block_bytes
+        .saturating_sub(vexidus_runtime_api::transaction::RUNTIME_UPGRADE_ENVELOPE_BYTES);
+    p.max_runtime_code_bytes = p.max_runtime_code_bytes.min(code_bound as u32).min(fits);
+    storage::write(env, storage::PARAMS, &p);
+}
+
+/// The proposer's share of fees in percent. Version 1: a constant 80. The `next-example` version
 /// keeps it in state (`:fee_split`), written by its migration.
 fn proposer_fee_percent(env: &mut impl Env) -> u128 {
     let _ = &env;
-    #[cfg(feature = "v2-example")]
+    #[cfg(feature = "next-example")]
     if let Some(p) = storage::read::<u8>(env, storage::FEE_SPLIT) {
         return p as u128;
     }

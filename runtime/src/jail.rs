@@ -18,10 +18,10 @@ use vexidus_runtime_api::vote::{DoubleSignEvidence, SignedHeader, SignedVote};
 use vexidus_runtime_api::{Address, Hash};
 
 /// Jail terms in seconds, by offence count (the last repeats).
-#[cfg(not(feature = "v2-short-jail"))]
+#[cfg(not(feature = "next-short-jail"))]
 pub const JAIL_TERMS_SECS: [u64; 4] = [3_600, 86_400, 7 * 86_400, 30 * 86_400];
-/// Jail terms of the `v2-short-jail` test runtime: the same escalation at 1/360.
-#[cfg(feature = "v2-short-jail")]
+/// Jail terms of the `next-short-jail` test runtime: the same escalation at 1/360.
+#[cfg(feature = "next-short-jail")]
 pub const JAIL_TERMS_SECS: [u64; 4] = [10, 240, 1_680, 7_200];
 
 /// Prefix of offence counts: `jail/n/` ‖ address → SCALE `u32`.

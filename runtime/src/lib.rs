@@ -23,20 +23,20 @@ mod wasm_exports;
 pub const SPEC_NAME: &str = "vexidus";
 /// The version of the state-transition rules.
 #[cfg(not(any(
-    feature = "v2-example",
-    feature = "v2-bad-migration",
-    feature = "v2-trap",
-    feature = "v2-short-jail"
+    feature = "next-example",
+    feature = "next-bad-migration",
+    feature = "next-trap",
+    feature = "next-short-jail"
 )))]
-pub const SPEC_VERSION: u32 = 1;
-/// The version of the state-transition rules (a second version, for upgrade tests).
-#[cfg(any(
-    feature = "v2-example",
-    feature = "v2-bad-migration",
-    feature = "v2-trap",
-    feature = "v2-short-jail"
-))]
 pub const SPEC_VERSION: u32 = 2;
+/// The version of the state-transition rules (the next version, for upgrade tests).
+#[cfg(any(
+    feature = "next-example",
+    feature = "next-bad-migration",
+    feature = "next-trap",
+    feature = "next-short-jail"
+))]
+pub const SPEC_VERSION: u32 = 3;
 /// The implementation version.
 pub const IMPL_VERSION: u32 = 1;
 

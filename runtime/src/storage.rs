@@ -7,7 +7,7 @@
 //! | `:block_time_ms` | SCALE `u64` |
 //! | `:params` | SCALE [`Parameters`] |
 //! | `:governance` | SCALE [`GovernanceSettings`] |
-//! | `:fee_split` | SCALE `u8`, proposer's fee share (written by the `v2-example` migration) |
+//! | `:fee_split` | SCALE `u8`, proposer's fee share (written by the `next-example` migration) |
 //! | `acct/` ‖ address | SCALE [`AccountInfo`] |
 //! | `val/` ‖ address | SCALE [`ValidatorInfo`] |
 //! | `dlg/` ‖ delegator ‖ validator | SCALE `u128` |
@@ -16,7 +16,8 @@
 //! | `jail/j/` ‖ address | SCALE `u64`: height of the block that last jailed it (see [`crate::jail`]) |
 //!
 //! Not state: the block totals (see `vexidus_runtime_api::abi`) [`FEES_TO_PROPOSER`] and
-//! [`FEES_TO_TREASURY`], the fee shares of the block's transactions, paid out by `end_block`.
+//! [`FEES_TO_TREASURY`], the fee shares of the block's transactions, paid out by `end_block`,
+//! and [`BLOCK_BYTES`] and [`BLOCK_TRANSACTIONS`], its size, checked by `end_block`.
 
 use crate::env::Env;
 use alloc::vec::Vec;
@@ -30,7 +31,7 @@ pub const BLOCK_TIME: &[u8] = b":block_time_ms";
 pub const PARAMS: &[u8] = b":params";
 /// Governance settings key.
 pub const GOVERNANCE: &[u8] = b":governance";
-/// The proposer's fee share in percent (from the `v2-example` runtime on).
+/// The proposer's fee share in percent (from the `next-example` runtime on).
 pub const FEE_SPLIT: &[u8] = b":fee_split";
 /// Prefix of accounts.
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
@@ -43,6 +44,10 @@ pub const DELEGATION_PREFIX: &[u8] = b"dlg/";
 pub const FEES_TO_PROPOSER: &[u8] = b"fees/proposer";
 /// Block total: the treasury's shares of the block's fees so far.
 pub const FEES_TO_TREASURY: &[u8] = b"fees/treasury";
+/// Block total: the encoded length of the block's transactions so far.
+pub const BLOCK_BYTES: &[u8] = b"block/bytes";
+/// Block total: the block's transactions so far.
+pub const BLOCK_TRANSACTIONS: &[u8] = b"block/transactions";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());

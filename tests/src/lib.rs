@@ -293,16 +293,24 @@ fn blake3_hex(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
 
-/// Second runtime versions, built by this crate's build script from `runtime/` features.
+/// The next runtime versions, built by this crate's build script from `runtime/` features.
 pub mod runtimes {
-    /// `v2-example`: spec_version 2; its migration stores a 70% proposer fee share.
-    pub const V2_EXAMPLE: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_EXAMPLE"));
-    /// `v2-bad-migration`: spec_version 2 whose migration traps.
-    pub const V2_BAD_MIGRATION: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_BAD_MIGRATION"));
-    /// `v2-trap`: spec_version 2 that traps in every block.
-    pub const V2_TRAP: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_TRAP"));
-    /// `v2-short-jail`: spec_version 2 with jail terms at 1/360 (an hour is ten seconds).
-    pub const V2_SHORT_JAIL: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_V2_SHORT_JAIL"));
+    /// `next-example`: the next spec_version; its migration stores a 70% proposer fee share.
+    pub const NEXT_EXAMPLE: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_NEXT_EXAMPLE"));
+    /// `next-bad-migration`: the next spec_version, whose migration traps.
+    pub const NEXT_BAD_MIGRATION: &[u8] =
+        include_bytes!(env!("VEXIDUS_RUNTIME_NEXT_BAD_MIGRATION"));
+    /// `next-trap`: the next spec_version, which traps in every block.
+    pub const NEXT_TRAP: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_NEXT_TRAP"));
+    /// `next-short-jail`: the next spec_version, with jail terms at 1/360 (an hour is ten seconds).
+    pub const NEXT_SHORT_JAIL: &[u8] = include_bytes!(env!("VEXIDUS_RUNTIME_NEXT_SHORT_JAIL"));
+}
+
+/// Runtime blobs as released: what chains started on earlier versions run until governance
+/// upgrades them (`runtime/releases/`, with their SHA-256 digests).
+pub mod releases {
+    /// spec_version 1: no block byte budget, flat gas per operation.
+    pub const SPEC_1: &[u8] = include_bytes!("../../runtime/releases/spec-1.wasm");
 }
 
 /// Hand-written runtimes: `wat` modules with every ABI export, for tests of the executor's and

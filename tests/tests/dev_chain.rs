@@ -168,7 +168,7 @@ fn runtime_hash_and_version_of_the_genesis_blob() -> Result<()> {
         &["runtime", "version", blob.to_str().unwrap_or_default()],
     )?;
     assert_eq!(version["spec_name"], "vexidus");
-    assert_eq!(version["spec_version"], 1);
+    assert_eq!(version["spec_version"], 2);
     assert_eq!(version["abi_version"], 1);
     std::fs::write(&blob, b"garbage")?;
     let out = cli(

@@ -198,7 +198,7 @@ fn the_real_runtime_passes_the_checks() {
     let v = Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 4 * 1024 * 1024).expect("valid");
     assert_eq!(
         (v.spec_name.as_str(), v.spec_version, v.abi_version),
-        ("vexidus", 1, 1)
+        ("vexidus", 2, 1)
     );
     assert!(matches!(
         Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 1024),

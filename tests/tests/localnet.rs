@@ -307,10 +307,10 @@ fn a_double_signing_validator_is_jailed_on_every_node_at_one_height_and_unjails_
 {
     let dir = tempfile::tempdir()?;
     let mut net = four_validators(dir.path(), 21100, 41100, &["--upgrade-min-lead", "10"])?;
-    // Jail terms are an hour and more of blocks; the `v2-short-jail` runtime keeps the rules at
+    // Jail terms are an hour and more of blocks; the `next-short-jail` runtime keeps the rules at
     // 1/360 of the time (an hour is ten seconds), so the term can end within the test.
     let wasm = dir.path().join("short-jail.wasm");
-    std::fs::write(&wasm, vexidus_tests::runtimes::V2_SHORT_JAIL)?;
+    std::fs::write(&wasm, vexidus_tests::runtimes::NEXT_SHORT_JAIL)?;
     let authority_key = net.nodes[0].dir.join("validator.key");
     // Once the validators know each other (transactions go to the leaders by their proofs).
     net.wait_until(&ALL, Duration::from_secs(60), "finality past 5", |s| {
@@ -340,7 +340,7 @@ fn a_double_signing_validator_is_jailed_on_every_node_at_one_height_and_unjails_
         &ALL,
         Duration::from_secs(60),
         "the short-jail runtime",
-        |s| finalized(s) > upgrade_at && s["runtime"]["spec_version"] == 2,
+        |s| finalized(s) > upgrade_at && s["runtime"]["spec_version"] == 3,
     )?;
 
     // Validator 3 turns bad: restarted with the test fault, it signs two blocks per height.

@@ -80,7 +80,7 @@ fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_sy
 
     // A runtime upgrade, by the upgrade authority (validator 0).
     let wasm = dir.path().join("runtime-v2.wasm");
-    std::fs::write(&wasm, runtimes::V2_EXAMPLE)?;
+    std::fs::write(&wasm, runtimes::NEXT_EXAMPLE)?;
     let runtime_height = height(&net.nodes[0].status().context("status")?) + 20;
     let receipt = cli_json(
         &rpc0,
@@ -102,10 +102,10 @@ fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_sy
         &ALL,
         Duration::from_secs(90),
         "finality past the runtime upgrade",
-        |s| finalized(s) >= runtime_height + 3 && s["runtime"]["spec_version"] == 2,
+        |s| finalized(s) >= runtime_height + 3 && s["runtime"]["spec_version"] == 3,
     )?;
     net.assert_same_blocks(&ALL, 1..=runtime_height + 3)?;
-    println!("runtime upgrade: spec_version 2 on all four nodes from height {runtime_height}");
+    println!("runtime upgrade: spec_version 3 on all four nodes from height {runtime_height}");
 
     // A binary upgrade to the rehearsal build, served over HTTP; every supervisor carries it.
     let server = FileServer::start(&upgraded, "vexidus-node")?;
@@ -250,7 +250,7 @@ fn runtime_and_binary_upgrades_on_four_supervised_validators_then_a_late_node_sy
             assert_eq!(mine["state_root"], theirs["state_root"], "height {h}");
         }
         let version = late_rpc.call("vex_getRuntimeVersion", json!([]))?;
-        assert_eq!(version["spec_version"], 2);
+        assert_eq!(version["spec_version"], 3);
         Ok(())
     })();
     let _ = late.kill();

@@ -71,7 +71,7 @@ fn a_late_node_syncs_from_genesis_across_a_runtime_upgrade_and_follows() -> Resu
         &["tx", "transfer", "--key", k, "--to", &to, "--amount", "3"],
     )?;
     let wasm = dir.path().join("v2.wasm");
-    std::fs::write(&wasm, runtimes::V2_EXAMPLE)?;
+    std::fs::write(&wasm, runtimes::NEXT_EXAMPLE)?;
     let target = a.height()? + 12;
     let r = cli_json(
         &a.url,
@@ -90,7 +90,7 @@ fn a_late_node_syncs_from_genesis_across_a_runtime_upgrade_and_follows() -> Resu
     )?;
     ensure!(r["receipt"]["success"] == true, "{r}");
     a.wait_height(target + 10, Duration::from_secs(60))?;
-    assert_eq!(a.status()?["runtime"]["spec_version"], 2);
+    assert_eq!(a.status()?["runtime"]["spec_version"], 3);
 
     // B starts empty, with no key, and A as bootnode.
     let b_args: Vec<String> = [
@@ -122,7 +122,7 @@ fn a_late_node_syncs_from_genesis_across_a_runtime_upgrade_and_follows() -> Resu
     }
     assert_eq!(
         b.status()?["runtime"]["spec_version"],
-        2,
+        3,
         "B runs the upgraded runtime"
     );
     let balance = |n: &Node| -> Result<Value> {

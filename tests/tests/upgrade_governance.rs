@@ -269,8 +269,8 @@ fn runtime_blob_refusals_each_have_their_own_message() {
         ),
         (
             "lower",
-            wat_with(version(1, 1)),
-            "spec_version 1 is not higher than the current spec_version 1",
+            wat_with(version(2, 1)),
+            "spec_version 2 is not higher than the current spec_version 2",
         ),
         (
             "family",
@@ -548,7 +548,7 @@ fn runtime_upgrade_switches_at_the_target_and_migrates() {
     let r = ok(
         &mut h,
         &auth,
-        runtime("rt-v2", target, runtimes::V2_EXAMPLE),
+        runtime("rt-v2", target, runtimes::NEXT_EXAMPLE),
     );
     assert!(r.events.contains(&Event::UpgradeScheduled {
         name: "rt-v2".into(),
@@ -558,25 +558,25 @@ fn runtime_upgrade_switches_at_the_target_and_migrates() {
     let view = active_plan(&h).expect("plan");
     assert_eq!(
         view.plan.code_hash,
-        Some(*blake3::hash(runtimes::V2_EXAMPLE).as_bytes())
+        Some(*blake3::hash(runtimes::NEXT_EXAMPLE).as_bytes())
     );
 
     h.advance_to(target - 1).expect("advance");
-    assert_eq!(h.runtime_version().spec_version, 1);
+    assert_eq!(h.runtime_version().spec_version, 2);
     h.produce_block().expect("block H"); // the old runtime moves the blob into :code
     assert_eq!(h.height(), target);
     assert_eq!(
         h.runtime_version().spec_version,
-        2,
+        3,
         "block H+1 runs the new runtime"
     );
     let next = h
         .produce_block()
         .expect("block H+1: migration, then the new runtime");
-    assert!(next.events.iter().any(|e| matches!(e, Event::RuntimeUpgraded { name, version } if name == "rt-v2" && version.spec_version == 2)),
+    assert!(next.events.iter().any(|e| matches!(e, Event::RuntimeUpgraded { name, version } if name == "rt-v2" && version.spec_version == 3)),
         "{:?}", next.events);
     assert_eq!(plan_status(&h, "rt-v2"), Some(PlanStatus::Executed));
-    assert_eq!(h.storage(b":code").as_deref(), Some(runtimes::V2_EXAMPLE));
+    assert_eq!(h.storage(b":code").as_deref(), Some(runtimes::NEXT_EXAMPLE));
     assert_eq!(h.storage(b":pending_migration"), None);
     assert_eq!(h.storage(b":previous_code"), None);
     match h.query(Query::GraceUntil).expect("query") {
@@ -595,9 +595,13 @@ fn runtime_upgrade_switches_at_the_target_and_migrates() {
     assert!(r.events.iter().any(|e| matches!(e, Event::FeePaid { fee, to_proposer, .. } if *to_proposer == fee * 70 / 100)), "{:?}", r.events);
     // A higher version is needed from now on.
     let later = h.height() + 20;
-    let e = refused(&mut h, &auth, runtime("again", later, runtimes::V2_EXAMPLE));
+    let e = refused(
+        &mut h,
+        &auth,
+        runtime("again", later, runtimes::NEXT_EXAMPLE),
+    );
     assert!(
-        e.contains("spec_version 2 is not higher than the current spec_version 2"),
+        e.contains("spec_version 3 is not higher than the current spec_version 3"),
         "{e}"
     );
 }
@@ -609,14 +613,14 @@ fn a_failing_migration_restores_the_old_runtime() {
     ok(
         &mut h,
         &Harness::dev_key(),
-        runtime("bad", target, runtimes::V2_BAD_MIGRATION),
+        runtime("bad", target, runtimes::NEXT_BAD_MIGRATION),
     );
     h.advance_to(target).expect("advance to H");
-    assert_eq!(h.runtime_version().spec_version, 2);
+    assert_eq!(h.runtime_version().spec_version, 3);
     let next = h.produce_block().expect("H+1 still produces a block");
-    assert!(next.events.iter().any(|e| matches!(e, Event::UpgradeAborted { name, reason } if name == "bad" && reason.contains("v2-bad-migration"))),
+    assert!(next.events.iter().any(|e| matches!(e, Event::UpgradeAborted { name, reason } if name == "bad" && reason.contains("next-bad-migration"))),
         "{:?}", next.events);
-    assert_eq!(h.runtime_version().spec_version, 1);
+    assert_eq!(h.runtime_version().spec_version, 2);
     assert_eq!(
         h.storage(b":code").as_deref(),
         Some(vexidus_host::GENESIS_RUNTIME)

@@ -21,7 +21,7 @@ fn runtime_upgrade_hot_swaps_without_a_restart() -> Result<()> {
     let pid = node.pid();
     let key = dir.path().join("dev.key");
     let wasm = dir.path().join("runtime-v2.wasm");
-    std::fs::write(&wasm, runtimes::V2_EXAMPLE)?;
+    std::fs::write(&wasm, runtimes::NEXT_EXAMPLE)?;
     cli_json(
         &node.url,
         &["keys", "dev", "--out", key.to_str().unwrap_or_default()],
@@ -49,14 +49,14 @@ fn runtime_upgrade_hot_swaps_without_a_restart() -> Result<()> {
     assert_eq!(plan["status"], "approved");
     assert_eq!(
         plan["target"]["code_hash"],
-        format!("0x{}", blake3::hash(runtimes::V2_EXAMPLE).to_hex())
+        format!("0x{}", blake3::hash(runtimes::NEXT_EXAMPLE).to_hex())
     );
 
     let before = node.client().call("vex_getRuntimeVersion", json!([]))?;
-    assert_eq!(before["spec_version"], 1);
+    assert_eq!(before["spec_version"], 2);
     node.wait_height(target + 3, Duration::from_secs(60))?;
     let after = node.client().call("vex_getRuntimeVersion", json!([]))?;
-    assert_eq!(after["spec_version"], 2, "{after}");
+    assert_eq!(after["spec_version"], 3, "{after}");
     assert_eq!(node.pid(), pid);
     assert!(node.is_running());
 
@@ -266,7 +266,7 @@ fn pending_runtimes_compile_in_the_background_and_shadow_run_every_block() -> Re
 
     // A good blob: compiled, run on every block, never trapping.
     let good = dir.path().join("v2.wasm");
-    std::fs::write(&good, runtimes::V2_EXAMPLE)?;
+    std::fs::write(&good, runtimes::NEXT_EXAMPLE)?;
     let far = (node.height()? + 500).to_string();
     cli_json(
         &node.url,
@@ -305,7 +305,7 @@ fn pending_runtimes_compile_in_the_background_and_shadow_run_every_block() -> Re
 
     // A blob that traps in every block: every shadow-run block counts as a trap.
     let bad = dir.path().join("trap.wasm");
-    std::fs::write(&bad, runtimes::V2_TRAP)?;
+    std::fs::write(&bad, runtimes::NEXT_TRAP)?;
     let far = (node.height()? + 500).to_string();
     cli_json(
         &node.url,
@@ -329,7 +329,7 @@ fn pending_runtimes_compile_in_the_background_and_shadow_run_every_block() -> Re
     assert!(
         r["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("v2-trap")),
+            .is_some_and(|e| e.contains("next-trap")),
         "{r}"
     );
     // The live chain is unharmed.
@@ -460,7 +460,7 @@ fn a_failing_migration_is_rolled_back_and_the_chain_goes_on() -> Result<()> {
     let k = key.to_str().unwrap_or_default();
     cli_json(&node.url, &["keys", "dev", "--out", k])?;
     let wasm = dir.path().join("bad.wasm");
-    std::fs::write(&wasm, runtimes::V2_BAD_MIGRATION)?;
+    std::fs::write(&wasm, runtimes::NEXT_BAD_MIGRATION)?;
     let target = node.height()? + 12;
     cli_json(
         &node.url,
@@ -486,12 +486,12 @@ fn a_failing_migration_is_rolled_back_and_the_chain_goes_on() -> Result<()> {
     assert!(
         aborted["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("v2-bad-migration")),
+            .is_some_and(|r| r.contains("next-bad-migration")),
         "{aborted}"
     );
     assert_eq!(
         node.client().call("vex_getRuntimeVersion", json!([]))?["spec_version"],
-        1
+        2
     );
     assert_eq!(node.pid(), pid);
     assert!(node.is_running());

@@ -36,8 +36,9 @@ struct Cli {
     /// JSON-RPC requests per second allowed per client IP.
     #[arg(long, default_value_t = 100)]
     rpc_rate_limit: u32,
-    /// Largest JSON-RPC request body in bytes.
-    #[arg(long, default_value_t = 40 * 1024 * 1024)]
+    /// Largest JSON-RPC request body in bytes. The default carries the largest transaction a
+    /// block may hold (7 MiB) as hex with room for the JSON around it.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
     rpc_max_request_bytes: u32,
     /// Most calls in one JSON-RPC batch; a longer batch is refused before its calls are parsed.
     #[arg(long, default_value_t = 100)]

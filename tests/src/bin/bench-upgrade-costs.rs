@@ -43,14 +43,14 @@ fn compile(runs: usize) -> Result<(f64, f64)> {
     let (mut cold, mut cached) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..runs {
         let t = Instant::now();
-        Executor::new(None).prototype(runtimes::V2_EXAMPLE)?;
+        Executor::new(None).prototype(runtimes::NEXT_EXAMPLE)?;
         cold = cold.min(ms(t.elapsed()));
     }
     // The first executor with the store compiles and stores; later ones load.
-    Executor::new(Some(db.module_store())).prototype(runtimes::V2_EXAMPLE)?;
+    Executor::new(Some(db.module_store())).prototype(runtimes::NEXT_EXAMPLE)?;
     for _ in 0..runs {
         let t = Instant::now();
-        Executor::new(Some(db.module_store())).prototype(runtimes::V2_EXAMPLE)?;
+        Executor::new(Some(db.module_store())).prototype(runtimes::NEXT_EXAMPLE)?;
         cached = cached.min(ms(t.elapsed()));
     }
     Ok((cold, cached))
@@ -69,13 +69,13 @@ fn switch() -> Result<(f64, f64, f64)> {
             height: target,
             info_url: String::new(),
             target: UpgradeTarget::Runtime {
-                code: runtimes::V2_EXAMPLE.to_vec(),
+                code: runtimes::NEXT_EXAMPLE.to_vec(),
             },
         }],
     )?;
     ensure!(r.success, "scheduling failed: {:?}", r.error);
     // What the node does in the background once a plan is scheduled.
-    h.chain().executor().prototype(runtimes::V2_EXAMPLE)?;
+    h.chain().executor().prototype(runtimes::NEXT_EXAMPLE)?;
     let timed = |h: &mut Harness| -> Result<f64> {
         let tx = h.sign(
             &bob,
@@ -98,10 +98,10 @@ fn switch() -> Result<(f64, f64, f64)> {
     while h.height() < target - 1 {
         ordinary.push(timed(&mut h)?);
     }
-    ensure!(h.runtime_version().spec_version == 1, "switched early");
+    ensure!(h.runtime_version().spec_version == 2, "switched early");
     let at_h = timed(&mut h)?;
     ensure!(
-        h.runtime_version().spec_version == 2,
+        h.runtime_version().spec_version == 3,
         "block H did not switch the runtime"
     );
     let at_h1 = timed(&mut h)?;
@@ -155,7 +155,7 @@ fn main() -> Result<()> {
     let (cold, cached) = compile(runs)?;
     println!(
         "runtime blob ({} bytes), best of {runs}",
-        runtimes::V2_EXAMPLE.len()
+        runtimes::NEXT_EXAMPLE.len()
     );
     println!(
         "  {:<52} {:>9.1} ms  1.00×",

@@ -1,5 +1,5 @@
-//! Writes one of the second runtime versions to a file, for the README walkthrough and for
-//! rehearsals: `cargo run -p vexidus-tests --bin write-runtime -- v2-example runtime-v2.wasm`.
+//! Writes one of the next runtime versions to a file, for the README walkthrough and for
+//! rehearsals: `cargo run -p vexidus-tests --bin write-runtime -- next-example runtime-next.wasm`.
 
 use vexidus_tests::runtimes;
 
@@ -8,17 +8,19 @@ fn main() {
     let (variant, out) = match args.as_slice() {
         [v, o] => (v.as_str(), o.as_str()),
         _ => {
-            eprintln!("usage: write-runtime <v2-example|v2-bad-migration|v2-trap> <out.wasm>");
+            eprintln!(
+                "usage: write-runtime <next-example|next-bad-migration|next-trap> <out.wasm>"
+            );
             std::process::exit(2);
         }
     };
     let blob = match variant {
-        "v2-example" => runtimes::V2_EXAMPLE,
-        "v2-bad-migration" => runtimes::V2_BAD_MIGRATION,
-        "v2-trap" => runtimes::V2_TRAP,
+        "next-example" => runtimes::NEXT_EXAMPLE,
+        "next-bad-migration" => runtimes::NEXT_BAD_MIGRATION,
+        "next-trap" => runtimes::NEXT_TRAP,
         other => {
             eprintln!(
-                "error: unknown variant {other:?}; choose v2-example, v2-bad-migration or v2-trap"
+                "error: unknown variant {other:?}; choose next-example, next-bad-migration or next-trap"
             );
             std::process::exit(2);
         }
