@@ -463,6 +463,27 @@ fn write_key(path: &Path, key: &Keypair, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// The gas a transaction needs on the chain's runtime or the one before it. Runtimes before
+/// spec_version 2 charge 16 gas per byte of runtime code instead of per transaction byte, a
+/// little more for an upgrade, and the upgrade to spec_version 2 is sent to such a runtime; gas
+/// not used is refunded, so asking for the larger costs nothing.
+fn default_max_gas(tx: &Transaction) -> u64 {
+    use vexidus_runtime_api::transaction::UpgradeTarget;
+    let code: u64 = tx
+        .operations
+        .iter()
+        .map(|op| match op {
+            Operation::ScheduleUpgrade {
+                target: UpgradeTarget::Runtime { code },
+                ..
+            } => code.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    tx.intrinsic_gas()
+        .max(tx.operations_gas().saturating_add(16 * code))
+}
+
 fn read_key(path: &Path) -> Result<Keypair> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
@@ -550,7 +571,7 @@ fn send_via(
         valid_until: height + opts.valid_for,
         operations,
     };
-    let max_gas = opts.max_gas.unwrap_or_else(|| tx.intrinsic_gas());
+    let max_gas = opts.max_gas.unwrap_or_else(|| default_max_gas(&tx));
     let signed = key.sign_transaction(Transaction { max_gas, ..tx });
     let hash = client.submit_via(method, &signed)?;
     if opts.no_wait {

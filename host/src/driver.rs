@@ -649,7 +649,7 @@ impl Driver {
                 }
                 continue;
             }
-            if let Err(why) = self.check_timing(&block) {
+            if let Err(why) = self.check_timing(&block, hash) {
                 tracing::warn!(height = block.header.height, hash = %hex::encode(&hash[..4]), "refused a block: {why}");
                 self.validated(gossip, Verdict::Ignore);
                 let e = ChainError::InvalidBlock {
@@ -662,6 +662,7 @@ impl Driver {
                 first = false;
                 continue;
             }
+            let block_height = block.header.height;
             let result = self.state.execute(block);
             let r = match result {
                 Ok(executed) => {
@@ -677,7 +678,7 @@ impl Driver {
                         None => self.validated(gossip, Verdict::Ignore),
                     }
                     if !matches!(e, ChainError::UpgradeHalt(_) | ChainError::Storage(_)) {
-                        tracing::warn!(height = %hex::encode(&hash[..4]), "refused a block: {e}");
+                        tracing::warn!(height = block_height, hash = %hex::encode(&hash[..4]), "refused a block: {e}");
                     }
                     Err(e)
                 }
@@ -697,7 +698,7 @@ impl Driver {
     /// state transition), and the schedule allows its proposer at that time. Checked before
     /// executing it. Nobody is charged: a clock or a validator set may differ between nodes,
     /// and a block too early now may be fetched again once it is due.
-    fn check_timing(&self, block: &Block) -> Result<(), String> {
+    fn check_timing(&self, block: &Block, hash: Hash) -> Result<(), String> {
         let header = &block.header;
         let now = wall_ms();
         if header.timestamp_ms > now.saturating_add(MAX_CLOCK_DRIFT_MS) {
@@ -707,7 +708,7 @@ impl Driver {
             ));
         }
         let meta = BlockMeta {
-            hash: signing::header_hash(header),
+            hash,
             parent: header.parent_hash,
             height: header.height,
             proposer: header.proposer.address(),

@@ -176,6 +176,7 @@ impl Harness {
     fn produce_block_with(&mut self, pre_state: Changes) -> Result<ExecutedBlock> {
         self.timestamp_ms += 1_000;
         let budget = crate::pool::BlockBudget::of(&self.parameters());
+        self.pool.evict_oversized(budget);
         let txs = self.pool.ready(budget);
         let block =
             self.chain

@@ -405,7 +405,16 @@ impl NodeState {
             },
         };
         let candidates = if with_transactions {
-            self.lock_pool().ready(budget)
+            let mut pool = self.lock_pool();
+            let evicted = pool.evict_oversized(budget);
+            if evicted > 0 {
+                tracing::info!(
+                    evicted,
+                    max_block_bytes = budget.bytes,
+                    "dropped pending transactions no block may carry"
+                );
+            }
+            pool.ready(budget)
         } else {
             Vec::new()
         };

@@ -414,6 +414,20 @@ impl Pool {
         self.ready(BlockBudget::UNLIMITED)
     }
 
+    /// Drops the transactions no block of `budget` can carry (the budget was lowered since
+    /// they were admitted), with their senders' later nonces; returns how many left.
+    pub fn evict_oversized(&mut self, budget: BlockBudget) -> usize {
+        let oversized: Vec<(Hash, String)> = self
+            .by_hash
+            .values()
+            .filter(|p| p.size > budget.bytes)
+            .map(|p| (p.hash, String::from("larger than a block may carry")))
+            .collect();
+        let before = self.by_hash.len();
+        self.prune(&[], &oversized);
+        before - self.by_hash.len()
+    }
+
     /// Transactions for the next block in arrival order, within `budget`. One that does not fit
     /// in the bytes left is passed over, and with it its sender's later ones (they could not be
     /// included before it); smaller ones of other senders may still fill the block.

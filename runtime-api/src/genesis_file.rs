@@ -91,8 +91,29 @@ impl GenesisFile {
         }
     }
 
-    /// Checks the file and turns it into a configuration; the error says which field is wrong.
+    /// Checks the file and turns it into a configuration for a new chain; the error says which
+    /// field is wrong.
     pub fn into_config(self) -> Result<GenesisConfig, String> {
+        let config = self.into_config_as_started()?;
+        let parameters = &config.parameters;
+        if let Some((key, value)) = parameters.out_of_bounds() {
+            let (min, max) = key.bounds();
+            return Err(format!(
+                "parameters.{} = {value} is out of bounds: allowed {min} to {max}",
+                key.as_str()
+            ));
+        }
+        if let Some(why) = parameters.inconsistency() {
+            return Err(format!("parameters: {why}"));
+        }
+        Ok(config)
+    }
+
+    /// The configuration of a chain that already exists, without checking its parameters
+    /// against today's bounds: a chain started under wider bounds (a runtime upgrade narrowed
+    /// them and migrated its state) must still open. The node compares it with the genesis
+    /// it stored.
+    pub fn into_config_as_started(self) -> Result<GenesisConfig, String> {
         let mode = match self.governance_mode.as_str() {
             "seed-authority" => GovernanceMode::SeedAuthority,
             "full" => GovernanceMode::Full,
@@ -142,16 +163,6 @@ impl GenesisFile {
             ));
         }
         let parameters = self.parameters;
-        if let Some((key, value)) = parameters.out_of_bounds() {
-            let (min, max) = key.bounds();
-            return Err(format!(
-                "parameters.{} = {value} is out of bounds: allowed {min} to {max}",
-                key.as_str()
-            ));
-        }
-        if let Some(why) = parameters.inconsistency() {
-            return Err(format!("parameters: {why}"));
-        }
         Ok(GenesisConfig {
             chain_id: self.chain_id,
             block_time_ms: self.block_time_ms,

@@ -510,7 +510,9 @@ impl Transaction {
     /// signature, the bytes a block carries.
     pub fn signed_len(&self) -> usize {
         // Writing into a counter cannot fail.
-        borsh::object_length(self).unwrap_or(usize::MAX) + 64
+        borsh::object_length(self)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64)
     }
 }
 

@@ -31,20 +31,15 @@ pub fn genesis_build(env: &mut impl Env, config: GenesisConfig) -> Result<(), St
     if config.chain_id.is_empty() {
         return Err("genesis: chain_id is empty".into());
     }
-    let p = &config.parameters;
-    if let Some((key, value)) = p.out_of_bounds() {
-        let (min, max) = key.bounds();
-        return Err(alloc::format!(
-            "genesis: {} = {value} is out of bounds: allowed {min} to {max}",
-            key.as_str()
-        ));
-    }
-    if let Some(why) = p.inconsistency() {
+    // Bounds are the genesis file's to check (tests build chains with short votes); a chain
+    // whose largest runtime upgrade fits no block could never upgrade its runtime.
+    if let Some(why) = config.parameters.inconsistency() {
         return Err(alloc::format!("genesis: {why}"));
     }
     storage::write(env, storage::CHAIN_ID, &config.chain_id);
     storage::write(env, storage::BLOCK_TIME, &config.block_time_ms);
     storage::write(env, storage::PARAMS, &config.parameters);
+    storage::set_block_budget(env, &config.parameters);
     storage::write(env, storage::GOVERNANCE, &config.governance);
     for (who, amount) in &config.balances {
         dispatch::credit(env, who, *amount)
@@ -97,6 +92,9 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
     if start.halt.is_none() {
         let proposer = address_of(env, &ctx.proposer);
         crate::liveness::record(env, ctx.height, proposer);
+        // The block is measured by the budget it began with, which its producer chose its
+        // transactions by: a parameter change inside it takes effect from the next block.
+        storage::set_block_budget(env, &params);
     }
     Ok(BeginBlockOutcome {
         halt_for_upgrade: start.halt,
@@ -108,19 +106,18 @@ pub fn begin_block(env: &mut impl Env, ctx: BlockContext) -> Result<BeginBlockOu
 /// transactions and `max_block_bytes` bytes, and pays the block's fees out (see
 /// [`apply_transaction`]).
 pub fn end_block(env: &mut impl Env, ctx: BlockContext) -> Result<EndBlockOutcome, String> {
-    let params = storage::parameters(env);
+    let (max_txs, max_bytes) = storage::read::<(u32, u32)>(env, storage::BLOCK_BUDGET)
+        .ok_or_else(|| String::from("no block budget in state"))?;
     let count = env.block_total(storage::BLOCK_TRANSACTIONS);
-    if count > u128::from(params.max_txs_per_block) {
+    if count > u128::from(max_txs) {
         return Err(alloc::format!(
-            "block carries {count} transactions, over max_txs_per_block {}",
-            params.max_txs_per_block
+            "block carries {count} transactions, over max_txs_per_block {max_txs}"
         ));
     }
     let bytes = env.block_total(storage::BLOCK_BYTES);
-    if bytes > u128::from(params.max_block_bytes) {
+    if bytes > u128::from(max_bytes) {
         return Err(alloc::format!(
-            "block carries {bytes} bytes of transactions, over max_block_bytes {}",
-            params.max_block_bytes
+            "block carries {bytes} bytes of transactions, over max_block_bytes {max_bytes}"
         ));
     }
     let to_proposer = env.block_total(storage::FEES_TO_PROPOSER);
@@ -406,6 +403,7 @@ fn migrate_block_budget(env: &mut impl Env) {
         .saturating_sub(vexidus_runtime_api::transaction::RUNTIME_UPGRADE_ENVELOPE_BYTES);
     p.max_runtime_code_bytes = p.max_runtime_code_bytes.min(code_bound as u32).min(fits);
     storage::write(env, storage::PARAMS, &p);
+    storage::set_block_budget(env, &p);
 }
 
 /// The proposer's share of fees in percent. Version 1: a constant 80. The `next-example` version

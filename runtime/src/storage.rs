@@ -7,6 +7,7 @@
 //! | `:block_time_ms` | SCALE `u64` |
 //! | `:params` | SCALE [`Parameters`] |
 //! | `:governance` | SCALE [`GovernanceSettings`] |
+//! | `:block_budget` | SCALE `(u32, u32)`: `max_txs_per_block` and `max_block_bytes` as the block began (see `executive::end_block`) |
 //! | `:fee_split` | SCALE `u8`, proposer's fee share (written by the `next-example` migration) |
 //! | `acct/` ‖ address | SCALE [`AccountInfo`] |
 //! | `val/` ‖ address | SCALE [`ValidatorInfo`] |
@@ -31,6 +32,8 @@ pub const BLOCK_TIME: &[u8] = b":block_time_ms";
 pub const PARAMS: &[u8] = b":params";
 /// Governance settings key.
 pub const GOVERNANCE: &[u8] = b":governance";
+/// The block budget in force for the current block, as it began.
+pub const BLOCK_BUDGET: &[u8] = b":block_budget";
 /// The proposer's fee share in percent (from the `next-example` runtime on).
 pub const FEE_SPLIT: &[u8] = b":fee_split";
 /// Prefix of accounts.
@@ -44,6 +47,14 @@ pub const DELEGATION_PREFIX: &[u8] = b"dlg/";
 pub const FEES_TO_PROPOSER: &[u8] = b"fees/proposer";
 /// Block total: the treasury's shares of the block's fees so far.
 pub const FEES_TO_TREASURY: &[u8] = b"fees/treasury";
+/// Records the budget `params` set as the one the next blocks are measured by, if it changed.
+pub fn set_block_budget(env: &mut impl Env, params: &Parameters) {
+    let budget = (params.max_txs_per_block, params.max_block_bytes);
+    if read::<(u32, u32)>(env, BLOCK_BUDGET) != Some(budget) {
+        write(env, BLOCK_BUDGET, &budget);
+    }
+}
+
 /// Block total: the encoded length of the block's transactions so far.
 pub const BLOCK_BYTES: &[u8] = b"block/bytes";
 /// Block total: the block's transactions so far.

@@ -283,3 +283,75 @@ fn a_chain_on_the_previous_runtime_takes_the_byte_budget_through_governance_and_
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
+    // A 1 MiB budget, lowered by a proposal to 256 KiB, executed in a block that carries two
+    // texts of 200 KiB chosen by the old budget: the block stands (it is measured by the budget
+    // it began with), and the next blocks take one such text each.
+    let (mut g, keys) = small_budget_genesis();
+    g.parameters.max_block_bytes = MIB as u32;
+    let mut h = Harness::new(g, vexidus_host::GENESIS_RUNTIME, Harness::dev_key()).expect("chain");
+    let dev = Harness::dev_key();
+    let r = h
+        .execute(
+            &dev,
+            vec![Operation::CreateProposal {
+                kind: ProposalKind::ParameterChange {
+                    key: ParamKey::MaxBlockBytes,
+                    value: 256 * KIB as u128,
+                },
+            }],
+        )
+        .expect("proposed");
+    assert!(r.success, "{:?}", r.error);
+    let id = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ProposalCreated { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("an id");
+    // The dev key holds most of the stake: its vote decides.
+    let r = h
+        .execute(&dev, vec![Operation::VoteProposal { id, approve: true }])
+        .expect("voted");
+    assert!(r.success, "{:?}", r.error);
+
+    let execute = h.sign(&dev, vec![Operation::ExecuteProposal { id }]);
+    let texts: Vec<SignedTransaction> = keys[..2]
+        .iter()
+        .map(|k| h.sign(k, vec![text(200 * KIB)]))
+        .collect();
+    h.submit(execute).expect("admitted");
+    for t in &texts {
+        h.submit(t.clone()).expect("admitted");
+    }
+    let block = h.produce_block().expect("the block that lowers the budget");
+    assert_eq!(block.block.transactions.len(), 3);
+    assert!(
+        block.receipts.iter().all(|r| r.success),
+        "{:?}",
+        block.receipts
+    );
+    assert!(
+        block
+            .receipts
+            .iter()
+            .flat_map(|r| &r.events)
+            .any(|e| matches!(e, Event::ParameterChanged { .. })),
+        "the change was executed"
+    );
+    assert_eq!(h.parameters().max_block_bytes, 256 * KIB as u32);
+
+    let more: Vec<SignedTransaction> = keys[..2]
+        .iter()
+        .map(|k| h.sign(k, vec![text(200 * KIB)]))
+        .collect();
+    for t in &more {
+        h.submit(t.clone()).expect("admitted");
+    }
+    assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
+    assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
+}

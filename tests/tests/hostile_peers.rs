@@ -515,3 +515,102 @@ async fn a_flood_of_far_future_votes_and_large_orphans_costs_no_memory_and_bans_
     finality_goes_on(&net)?;
     Ok(())
 }
+
+/// A client fills the chain with the largest texts it can sign: three proposals of 3 MiB each,
+/// submitted at once to three nodes. Two of them with their envelopes exceed the 6 MiB block
+/// budget, so each block takes one; all three are included, every node imports every block, and
+/// nobody is banned (a block within the budget always fits a gossip message and a sync answer).
+#[test]
+fn three_3_mib_text_proposals_at_once_are_included_within_the_block_budget() -> Result<()> {
+    use vexidus_runtime_api::signing::Keypair;
+    use vexidus_runtime_api::transaction::{Operation, ProposalKind, Transaction};
+    const BODY: usize = 3 << 20;
+    let dir = tempfile::tempdir()?;
+    let (net, status, chain_id) = finalizing(dir.path(), 19_640, 19_740)?;
+    let head = status["height"].as_u64().context("height")?;
+    let budget = net.nodes[0].rpc.call("vex_getParameters", json!([]))?["max_block_bytes"]
+        .as_u64()
+        .context("max_block_bytes")?;
+    assert_eq!(budget, 6 << 20);
+
+    let submissions: Vec<(usize, Vec<u8>)> = (0..3)
+        .map(|i| -> Result<(usize, Vec<u8>)> {
+            let seed = std::fs::read_to_string(net.nodes[i].dir.join("validator.key"))?;
+            let key = Keypair::from_seed_hex(seed.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let account = net.nodes[i].rpc.call(
+                "vex_getAccount",
+                json!([key.public().address().to_string()]),
+            )?;
+            let tx = Transaction {
+                chain_id: chain_id.clone(),
+                sender: key.public(),
+                nonce: account["nonce"].as_u64().context("nonce")?,
+                max_gas: 0,
+                valid_until: head + 1_000,
+                operations: vec![Operation::CreateProposal {
+                    kind: ProposalKind::Text {
+                        title: format!("volume {i}"),
+                        body: "x".repeat(BODY),
+                    },
+                }],
+            };
+            let tx = Transaction {
+                max_gas: tx.intrinsic_gas(),
+                ..tx
+            };
+            Ok((i, borsh::to_vec(&key.sign_transaction(tx))?))
+        })
+        .collect::<Result<_>>()?;
+    let hashes: Vec<String> = std::thread::scope(|s| {
+        let sent: Vec<_> = submissions
+            .iter()
+            .map(|(i, bytes)| {
+                let node = &net.nodes[*i];
+                s.spawn(move || {
+                    node.rpc.call(
+                        "vex_submitTransaction",
+                        json!([format!("0x{}", hex::encode(bytes))]),
+                    )
+                })
+            })
+            .collect();
+        sent.into_iter()
+            .map(|t| {
+                let hash = t.join().expect("submitter")?;
+                Ok(hash.as_str().context("hash")?.to_string())
+            })
+            .collect::<Result<Vec<String>>>()
+    })?;
+
+    // Each is included, every node knows where, and the three are in three blocks.
+    let started = Instant::now();
+    let mut heights = Vec::new();
+    for hash in &hashes {
+        let height = loop {
+            let t = net.nodes[3].rpc.call("vex_getTransaction", json!([hash]))?;
+            if t["status"] == "included" && t["finalized"] == true {
+                assert_eq!(t["receipt"]["success"], true, "{}", t["receipt"]);
+                break t["height"].as_u64().context("height")?;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{hash} not finalized: {}\n{}",
+                t["status"],
+                net.nodes[0].log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        heights.push(height);
+    }
+    heights.sort_unstable();
+    heights.dedup();
+    assert_eq!(heights.len(), 3, "one per block: {heights:?}");
+    let top = net.min_finalized(&ALL);
+    net.assert_same_blocks(&ALL, 1..=top)?;
+    for h in &heights {
+        let b = net.nodes[1].rpc.call("vex_getBlock", json!([h]))?;
+        assert_eq!(b["transaction_count"], 1, "block {h}");
+    }
+    net.assert_no_bans()?;
+    finality_goes_on(&net)
+}

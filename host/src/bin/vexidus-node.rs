@@ -383,10 +383,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else if let Some(path) = &cli.genesis {
         let file = vexidus_host::genesis::GenesisFile::read(path).map_err(anyhow::Error::msg)?;
         failover_base_ms = Some(file.failover_base_ms);
-        Some(
+        // Today's parameter bounds apply to a new chain; an existing one is compared with the
+        // genesis it stored (its parameters may predate a runtime upgrade that narrowed them).
+        let existing = cli.data_dir.join("db").join("CURRENT").exists();
+        let config = if existing {
+            file.into_config_as_started()
+        } else {
             file.into_config()
-                .map_err(|e| anyhow::anyhow!("genesis file {}: {e}", path.display()))?,
-        )
+        };
+        Some(config.map_err(|e| anyhow::anyhow!("genesis file {}: {e}", path.display()))?)
     } else {
         None
     };
