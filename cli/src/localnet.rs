@@ -190,6 +190,7 @@ fn prepare(a: &LocalnetArgs) -> Result<Vec<Node>> {
             upgrade_authority: nodes[0].key.public().to_string(),
             parameters,
             failover_base_ms: a.failover_base_ms,
+            runtime_spec_version: None,
         };
         file.clone()
             .into_config()

@@ -119,6 +119,10 @@ struct GenesisArgs {
     /// the block interval (SPEC §10: 1000).
     #[arg(long, default_value_t = vexidus_runtime_api::genesis_file::DEFAULT_FAILOVER_BASE_MS)]
     failover_base_ms: u64,
+    /// Start the chain on an earlier runtime release (its spec_version; nodes carry every
+    /// release) instead of the one the node is built with.
+    #[arg(long)]
+    runtime_spec_version: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -1093,6 +1097,7 @@ fn genesis_new(a: GenesisArgs, output: Output) -> Result<()> {
         governance_mode: a.governance_mode,
         parameters,
         failover_base_ms: a.failover_base_ms,
+        runtime_spec_version: a.runtime_spec_version,
     };
     // The node's own checks, so a file this writes always starts a chain.
     let config = file

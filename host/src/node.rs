@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The chain to start or continue. `None`: continue the chain stored in the data directory.
     pub genesis: Option<GenesisConfig>,
+    /// The runtime blob a new chain starts on (see [`crate::genesis_runtime`]).
+    pub genesis_runtime: &'static [u8],
     /// The validator key; without one the node produces no blocks.
     pub validator_key: Option<Keypair>,
     /// RPC settings.
@@ -560,7 +562,7 @@ impl NodeState {
 /// Opens the database and chain of a data directory.
 pub fn open_chain(
     data_dir: &std::path::Path,
-    genesis: Option<&GenesisConfig>,
+    genesis: Option<(&GenesisConfig, &[u8])>,
     implemented_upgrades: Vec<String>,
 ) -> anyhow::Result<Chain> {
     std::fs::create_dir_all(data_dir)
@@ -571,13 +573,7 @@ pub fn open_chain(
     );
     let executor = Arc::new(Executor::new(Some(db.module_store())));
     let chain = match genesis {
-        Some(g) => Chain::open(
-            db,
-            executor,
-            g,
-            crate::GENESIS_RUNTIME,
-            implemented_upgrades,
-        )?,
+        Some((g, code)) => Chain::open(db, executor, g, code, implemented_upgrades)?,
         None => Chain::open_existing(db, executor, implemented_upgrades).map_err(|e| {
             anyhow::anyhow!(
                 "{e}: {} holds no chain; start with --dev or --genesis FILE",
@@ -664,7 +660,7 @@ pub async fn run(
 ) -> anyhow::Result<NodeExit> {
     let chain = open_chain(
         &config.data_dir,
-        config.genesis.as_ref(),
+        config.genesis.as_ref().map(|g| (g, config.genesis_runtime)),
         config.implemented_upgrades.clone(),
     )?;
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);

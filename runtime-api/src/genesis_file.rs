@@ -30,6 +30,10 @@ pub struct GenesisFile {
     /// chain must use the same; kept by the node beside the genesis, not in runtime state.
     #[serde(default = "default_failover_base_ms")]
     pub failover_base_ms: u64,
+    /// The released runtime the chain starts on, by spec_version (the node carries every
+    /// release); omitted: the runtime the node was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_spec_version: Option<u32>,
 }
 
 /// The failover unit of SPEC §10.
@@ -88,6 +92,7 @@ impl GenesisFile {
             upgrade_authority: c.governance.upgrade_authority.to_string(),
             parameters: c.parameters,
             failover_base_ms: DEFAULT_FAILOVER_BASE_MS,
+            runtime_spec_version: None,
         }
     }
 

@@ -371,6 +371,7 @@ fn read_key(path: &Path) -> anyhow::Result<Keypair> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut failover_base_ms = None;
+    let mut genesis_runtime = vexidus_host::GENESIS_RUNTIME;
     let genesis = if cli.dev {
         let mut g = vexidus_host::genesis::dev_genesis();
         if let Some(secs) = cli.block_time {
@@ -383,6 +384,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else if let Some(path) = &cli.genesis {
         let file = vexidus_host::genesis::GenesisFile::read(path).map_err(anyhow::Error::msg)?;
         failover_base_ms = Some(file.failover_base_ms);
+        genesis_runtime = vexidus_host::genesis_runtime(file.runtime_spec_version)
+            .map_err(|e| anyhow::anyhow!("genesis file {}: {e}", path.display()))?;
         // Today's parameter bounds apply to a new chain; an existing one is compared with the
         // genesis it stored (its parameters may predate a runtime upgrade that narrowed them).
         let existing = cli.data_dir.join("db").join("CURRENT").exists();
@@ -403,6 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = NodeConfig {
         data_dir: cli.data_dir,
         genesis,
+        genesis_runtime,
         validator_key,
         rpc: RpcConfig {
             addr: cli.rpc_addr,
