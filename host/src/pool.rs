@@ -199,6 +199,11 @@ pub struct Pool {
     next_seq: u64,
     limits: PoolLimits,
     verified: crate::sigcheck::VerifiedCache,
+    /// The byte budget the pool was last scanned against for transactions too large for it,
+    /// and the largest transaction admitted since: a scan is needed only when the budget fell
+    /// below the one scanned against, or something larger than it came in.
+    scanned_budget: usize,
+    largest_since_scan: usize,
 }
 
 impl Pool {
@@ -221,6 +226,8 @@ impl Pool {
             verified: crate::sigcheck::VerifiedCache::new(
                 limits.max_transactions.clamp(1_024, 1 << 20),
             ),
+            scanned_budget: usize::MAX,
+            largest_since_scan: 0,
         }
     }
 
@@ -349,6 +356,7 @@ impl Pool {
             .insert(nonce, hash);
         self.add_totals(&sender, size as isize, tx.transaction.max_gas, value, true);
         self.by_arrival.insert(seq, hash);
+        self.largest_since_scan = self.largest_since_scan.max(size);
         self.by_hash.insert(
             hash,
             Pooled {
@@ -417,6 +425,11 @@ impl Pool {
     /// Drops the transactions no block of `budget` can carry (the budget was lowered since
     /// they were admitted), with their senders' later nonces; returns how many left.
     pub fn evict_oversized(&mut self, budget: BlockBudget) -> usize {
+        if budget.bytes >= self.scanned_budget && self.largest_since_scan <= budget.bytes {
+            return 0;
+        }
+        self.scanned_budget = budget.bytes;
+        self.largest_since_scan = 0;
         let oversized: Vec<(Hash, String)> = self
             .by_hash
             .values()

@@ -186,7 +186,7 @@ fn check(
             found: tx.nonce,
         });
     }
-    let max_fee = max_fee(env, tx);
+    let max_fee = (tx.max_gas as u128).saturating_mul(params.gas_price);
     if acct.balance < max_fee {
         return Err(InvalidTransaction::InsufficientFunds {
             needed: max_fee,
@@ -196,6 +196,8 @@ fn check(
     Ok(Checked {
         account_nonce: acct.nonce,
         bytes,
+        gas_price: params.gas_price,
+        max_fee,
     })
 }
 
@@ -205,10 +207,10 @@ struct Checked {
     account_nonce: u64,
     /// The signed transaction's encoded length.
     bytes: u64,
-}
-
-fn max_fee(env: &mut impl Env, tx: &Transaction) -> u128 {
-    (tx.max_gas as u128).saturating_mul(storage::parameters(env).gas_price)
+    /// The gas price in force.
+    gas_price: u128,
+    /// What the sender must hold up front: `max_gas × gas_price`.
+    max_fee: u128,
 }
 
 /// Checks a transaction for the pool.
@@ -242,8 +244,7 @@ pub fn apply_transaction(
     env.add_to_block_total(storage::BLOCK_BYTES, u128::from(checked.bytes));
     env.add_to_block_total(storage::BLOCK_TRANSACTIONS, 1);
     let sender = address_of(env, &tx.sender);
-    let gas_price = storage::parameters(env).gas_price;
-    let escrow = max_fee(env, tx);
+    let (gas_price, escrow) = (checked.gas_price, checked.max_fee);
 
     let mut acct = storage::account(env, &sender);
     acct.balance -= escrow; // `check` proved balance >= escrow

@@ -320,14 +320,14 @@ fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
     assert!(r.success, "{:?}", r.error);
 
     let execute = h.sign(&dev, vec![Operation::ExecuteProposal { id }]);
-    let texts: Vec<SignedTransaction> = keys[..2]
-        .iter()
-        .map(|k| h.sign(k, vec![text(200 * KIB)]))
-        .collect();
+    let submit_texts = |h: &mut Harness| {
+        for k in &keys[..2] {
+            let t = h.sign(k, vec![text(200 * KIB)]);
+            h.submit(t).expect("admitted");
+        }
+    };
     h.submit(execute).expect("admitted");
-    for t in &texts {
-        h.submit(t.clone()).expect("admitted");
-    }
+    submit_texts(&mut h);
     let block = h.produce_block().expect("the block that lowers the budget");
     assert_eq!(block.block.transactions.len(), 3);
     assert!(
@@ -345,13 +345,7 @@ fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
     );
     assert_eq!(h.parameters().max_block_bytes, 256 * KIB as u32);
 
-    let more: Vec<SignedTransaction> = keys[..2]
-        .iter()
-        .map(|k| h.sign(k, vec![text(200 * KIB)]))
-        .collect();
-    for t in &more {
-        h.submit(t.clone()).expect("admitted");
-    }
+    submit_texts(&mut h);
     assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
     assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
 }
