@@ -118,6 +118,26 @@ fn unknown_host_import_is_refused() {
     assert_still_works(&ex);
 }
 
+/// A `v128` value live across a call costs the native stack 16 bytes per call site where the
+/// stack limit counts one slot, so SIMD is refused at the door rather than trusted.
+#[test]
+fn a_runtime_using_simd_is_refused() {
+    let ex = Executor::new(None);
+    let simd = "(func (result i32) (i32x4.extract_lane 0 (v128.const i32x4 1 2 3 4)))";
+    let code = with_section(
+        runtime_wat(simd, "(memory 1)", "(i64.const 0)", None),
+        abi::VERSION_SECTION,
+        &version(1, 1),
+    );
+    match ex.prototype(&code) {
+        Err(ExecError::Blob(BlobError::InvalidWasm(msg))) => {
+            assert!(msg.contains("SIMD"), "the refusal names SIMD: {msg}")
+        }
+        other => panic!("expected SIMD to be refused, got {other:?}"),
+    }
+    assert_still_works(&ex);
+}
+
 #[test]
 fn a_trap_is_contained() {
     let ex = Executor::new(None);
@@ -564,7 +584,7 @@ fn deepest(ex: &Executor, proto: &vexidus_host::executor::Prototype) -> u32 {
         match query_raw(ex, proto, &mid.to_le_bytes()) {
             Ok(_) => ok = mid,
             Err(ExecError::Trap { reason, .. }) => {
-                assert!(reason.contains("stack"), "{reason}");
+                assert!(reason.contains("stack limit reached"), "{reason}");
                 traps = mid;
             }
             Err(e) => panic!("depth {mid}: {e:?}"),
@@ -573,12 +593,12 @@ fn deepest(ex: &Executor, proto: &vexidus_host::executor::Prototype) -> u32 {
     ok
 }
 
-/// Deep recursion is limited by the native stack, so the depth at which it traps is part of
-/// consensus: a block must trap on every node or on none. Code generation is pinned (no CPU
-/// feature inferred from the machine), and the limit counts from the call's entry, so the
-/// depth is the same on every thread, in fresh and reused instances, and on every machine
-/// running this build; the pinned number changes only with the code generator or the limit,
-/// which must then ship as a coordinated binary upgrade.
+/// The depth at which deep recursion traps is part of consensus: a block must trap on every
+/// node or on none. It is counted in the module (`executor::stack_limit`), in slots the wasm
+/// defines, so it is the same on every thread, in fresh and reused instances, and on every
+/// machine and build: `$rec` costs 16 slots (five locals with its parameter, two operands, one
+/// call site, eight for the frame), so it fits the limit's slots over 16 times, less the
+/// entry's few frames.
 #[test]
 fn deep_recursion_traps_at_one_depth_everywhere() {
     let ex = Executor::new(None);
@@ -590,6 +610,11 @@ fn deep_recursion_traps_at_one_depth_everywhere() {
     let fresh = Executor::new(None);
     let again = fresh.prototype(&recursion_module()).expect("compiles");
     assert_eq!(deepest(&fresh, &again), here);
+    let frames = vexidus_host::executor::stack_limit::STACK_LIMIT_SLOTS / 16;
+    assert!(
+        here < frames && here + 8 > frames,
+        "{here} calls deep, {frames} frames fit"
+    );
     println!("deep recursion traps past {here} calls");
     assert!(here > 1_000, "{here}");
 }

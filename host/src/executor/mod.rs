@@ -6,13 +6,17 @@
 //! map or a throwaway copy without knowing which.
 //!
 //! Every call starts from the state of a fresh instance, under a deterministic fuel limit, a
-//! fixed stack and a memory limit. Where a module allows it (see [`warm`]) an instance serves
-//! many calls and is restored after each; otherwise each call gets a new instance (pooling
-//! allocator + copy-on-write memory images). A trap, an exhausted fuel budget or a memory bomb
-//! ends the call with an [`ExecError`]; the node goes on.
+//! deterministic stack limit counted in the module itself ([`stack_limit`]) and a memory limit.
+//! Where a module allows it (see [`warm`]) an instance serves many calls and is restored after
+//! each; otherwise each call gets a new instance (pooling allocator + copy-on-write memory
+//! images). A trap, an exhausted fuel budget or a memory bomb ends the call with an
+//! [`ExecError`]; the node goes on.
 
 pub use vexidus_blob as blob;
+pub use vexidus_blob::stack_limit;
 pub mod native;
+#[cfg(test)]
+mod stack_limit_tests;
 pub mod warm;
 
 use parity_scale_codec::{Decode, Encode};
@@ -176,6 +180,9 @@ struct Exports {
     alloc: ModuleExport,
     /// The entry points, by name: each `(i32, i32) -> i64`.
     entries: Vec<(&'static str, ModuleExport)>,
+    /// The global [`stack_limit`] counts the slots in flight in (absent in a module without
+    /// code of its own).
+    stack_height: Option<ModuleExport>,
 }
 
 impl Exports {
@@ -211,6 +218,7 @@ impl Exports {
             memory,
             alloc: find(abi::ALLOC, &[ValType::I32], ValType::I32)?,
             entries,
+            stack_height: module.get_export_index(stack_limit::STACK_HEIGHT_EXPORT),
         })
     }
 
@@ -219,7 +227,8 @@ impl Exports {
         self.entries.iter().position(|(n, _)| *n == name)
     }
 
-    /// `instance`'s exported memory, which the host functions of its store then reach.
+    /// `instance`'s exported memory, which the host functions of its store then reach (and
+    /// its stack height, which [`classify`] reads).
     fn bind_memory(
         &self,
         instance: &Instance,
@@ -230,6 +239,11 @@ impl Exports {
             .and_then(|e| e.into_memory())
             .ok_or_else(|| ExecError::Instantiate("no exported memory".into()))?;
         store.data_mut().memory = Some(memory);
+        store.data_mut().stack_height = self
+            .stack_height
+            .as_ref()
+            .and_then(|export| instance.get_module_export(&mut *store, export))
+            .and_then(|e| e.into_global());
         Ok(memory)
     }
 
@@ -301,6 +315,7 @@ pub struct HostState {
     limits: StoreLimits,
     logs: Vec<(u32, String)>,
     storage_error: Option<String>,
+    stack_height: Option<wasmtime::Global>,
 }
 
 // SAFETY: `ext` is only set for the duration of one synchronous `Executor::call`, on the calling
@@ -370,6 +385,7 @@ fn engine() -> &'static Engine {
             .consume_fuel(true)
             .cranelift_nan_canonicalization(true)
             .wasm_relaxed_simd(false)
+            .wasm_simd(false)
             .max_wasm_stack(MAX_WASM_STACK)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -422,6 +438,8 @@ impl Executor {
             return Ok(p.clone());
         }
         let version = blob::check_unlimited_cached(code)?;
+        let code = &stack_limit::instrument(code)
+            .map_err(|e| ExecError::Compile(format!("stack limit instrumentation: {e}")))?;
         let module = self.load_or_compile(&code_hash, code)?;
         let pre = self
             .linker
@@ -454,6 +472,7 @@ impl Executor {
         use std::hash::{Hash as _, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine().precompile_compatibility_hash().hash(&mut h);
+        stack_limit::VERSION.hash(&mut h);
         let mut key = code_hash.to_vec();
         key.extend_from_slice(&h.finish().to_le_bytes());
         key
@@ -538,7 +557,7 @@ impl Executor {
         let instance = proto
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(&store, entry, fuel, e))?;
+            .map_err(|e| classify(&mut store, entry, fuel, e))?;
         let exports = &proto.exports;
         let call = Call {
             memory: exports.bind_memory(&instance, &mut store)?,
@@ -662,7 +681,26 @@ fn log_runtime(level: u32, line: &str) {
 }
 
 /// Turns a wasmtime error into the reason a call failed.
-fn classify(store: &Store<HostState>, entry: &str, fuel: u64, err: wasmtime::Error) -> ExecError {
+fn classify(
+    store: &mut Store<HostState>,
+    entry: &str,
+    fuel: u64,
+    err: wasmtime::Error,
+) -> ExecError {
+    if let Some(trap) = err.downcast_ref::<Trap>()
+        && *trap == Trap::UnreachableCodeReached
+        && let Some(height) = store.data().stack_height
+        && let Some(slots) = height.get(&mut *store).i32()
+        && slots as u32 > stack_limit::STACK_LIMIT_SLOTS
+    {
+        return ExecError::Trap {
+            entry: entry.into(),
+            reason: format!(
+                "stack limit reached: the call nested deeper than {} slots",
+                stack_limit::STACK_LIMIT_SLOTS
+            ),
+        };
+    }
     let state = store.data();
     if let Some(reason) = &state.storage_error {
         return ExecError::Storage {

@@ -448,6 +448,7 @@ impl HostState {
                 .build(),
             logs: Vec::new(),
             storage_error: None,
+            stack_height: None,
         }
     }
 
