@@ -233,7 +233,7 @@ impl InputQueue {
 pub enum Outbound {
     /// Gossip this.
     Publish(Gossip),
-    /// Fetch a block by hash (from `from`, or from any peer).
+    /// Fetch a block by hash (from `from` first, then from every other peer).
     Fetch {
         /// The block.
         hash: Hash,

@@ -158,10 +158,14 @@ impl P2p {
             Outbound::Fetch { hash, from } => {
                 let (client, inputs) = (self.client.clone(), self.inputs.clone());
                 tokio::spawn(async move {
-                    let peers = match from {
-                        Some(p) => vec![p],
-                        None => client.peers().await,
-                    };
+                    // The peer that named the block first, then every other: the one that
+                    // sent a child may have gone away (a dead peer answers only when its
+                    // request times out), and an orphan's parent is not asked for again.
+                    let mut peers = client.peers().await;
+                    if let Some(p) = from {
+                        peers.retain(|q| *q != p);
+                        peers.insert(0, p);
+                    }
                     for peer in peers {
                         if let Ok(SyncResponse::Blocks { blocks, .. }) =
                             client.request(peer, SyncRequest::Block { hash }).await
