@@ -1265,4 +1265,67 @@ mod tests {
         assert_eq!(orphans.len(), 0, "{} pruned", pruned.len());
         assert_eq!(orphans.bytes, 0);
     }
+
+    fn votes(n: usize) -> Input {
+        let vote = SignedVote::sign(
+            VoteBody {
+                stage: vexidus_runtime_api::vote::VoteStage::Prevote,
+                height: 1,
+                block: [1; 32],
+            },
+            &vexidus_runtime_api::signing::Keypair::from_seed([1; 32]),
+            "bounded",
+        );
+        Input::Votes {
+            votes: vec![vote; n],
+            from: None,
+            gossip: None,
+        }
+    }
+
+    #[test]
+    fn the_input_queue_is_bounded_by_count_and_bytes_and_counts_what_it_drops() {
+        let (inputs, queue) = input_queue();
+        // Bytes: 40 MiB of votes fit, another 40 MiB does not, a small input still does.
+        let forty_mib = (40 << 20) / 160;
+        assert_eq!(inputs.offer(votes(forty_mib)), Ok(()));
+        assert_eq!(inputs.offer(votes(forty_mib)), Err(QueueError::Full));
+        assert_eq!(inputs.dropped(), 1);
+        assert_eq!(inputs.offer(votes(1)), Ok(()));
+        // Taking the large input out gives its bytes back.
+        assert!(matches!(
+            queue.recv_timeout(Duration::from_secs(1)),
+            Ok(Input::Votes { votes, .. }) if votes.len() == forty_mib
+        ));
+        assert_eq!(inputs.offer(votes(forty_mib)), Ok(()));
+        // Count: one slot per input, however small.
+        let mut queued = 2;
+        while inputs.offer(votes(0)).is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, INPUT_QUEUE);
+        assert_eq!(inputs.dropped(), 2);
+        // A synced input waits for room instead of being dropped.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let waiting = std::thread::scope(|s| {
+            let sender = s.spawn(|| runtime.block_on(inputs.send(votes(1))));
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!sender.is_finished(), "a full queue took a synced input");
+            queue
+                .recv_timeout(Duration::from_secs(1))
+                .expect("an input");
+            sender.join().expect("sender")
+        });
+        assert_eq!(waiting, Ok(()));
+        assert_eq!(
+            inputs.dropped(),
+            2,
+            "a synced input is never counted as dropped"
+        );
+        drop(queue);
+        assert_eq!(inputs.offer(votes(0)), Err(QueueError::Closed));
+    }
 }

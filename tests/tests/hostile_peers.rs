@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use vexidus_network::service::{NetworkConfig, NetworkHandle, start};
-use vexidus_network::wire::Gossip;
+use vexidus_network::wire::{Gossip, SyncRequest, SyncResponse};
 use vexidus_runtime_api::vote::{SignedVote, VoteBody, VoteStage};
 use vexidus_runtime_api::{Block, Header, PublicKey, Signature};
 use vexidus_tests::localnet::Localnet;
@@ -101,6 +101,25 @@ fn banned(peers: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until node `i` lists `peer` as connected, and two heartbeats more (until the stranger
+/// is in node `i`'s mesh, nothing it publishes arrives).
+async fn connected(net: &Localnet, i: usize, peer: &NetworkHandle) -> Result<()> {
+    let me = peer.peer_id.to_string();
+    let started = Instant::now();
+    while !peers(net, i)?["connected"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|p| p.as_str() == Some(me.as_str())))
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
 /// Publishes what `message` makes (fresh each time, so no two are the same bytes) from
 /// `from` until node `i` lists `from` as banned.
 async fn send_until_banned(
@@ -173,8 +192,32 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
     };
     let blocks = send_until_banned(&net, 0, &producer, forged_block).await?;
 
+    // A vote message longer than any honest node sends: refused before a signature is read.
+    let crowd = stranger(p2p_addr(&net, 0)?).await?;
+    let too_many = |n: u64| {
+        let key = vexidus_runtime_api::signing::Keypair::from_seed([n as u8; 32]);
+        let vote = SignedVote::sign(
+            VoteBody {
+                stage: VoteStage::Prevote,
+                height: finalized + 100,
+                block: [n as u8; 32],
+            },
+            &key,
+            &chain_id,
+        );
+        Gossip::Votes {
+            sent_at_ms: n,
+            votes: vec![vote; vexidus_network::wire::MAX_VOTES_PER_MESSAGE + 1],
+        }
+    };
+    let crowded = send_until_banned(&net, 0, &crowd, too_many).await?;
+
     // Only the strangers are banned, and only by the node they spoke to.
-    let strangers = [voter.peer_id.to_string(), producer.peer_id.to_string()];
+    let strangers = [
+        voter.peer_id.to_string(),
+        producer.peer_id.to_string(),
+        crowd.peer_id.to_string(),
+    ];
     let mut honest = Vec::new();
     for i in ALL {
         honest.push(
@@ -210,7 +253,10 @@ async fn a_stranger_forging_a_vote_and_a_block_is_banned_and_no_honest_node_bans
     }
     // Finality goes on everywhere.
     finality_goes_on(&net)?;
-    eprintln!("banned after {votes} forged votes and {blocks} forged blocks");
+    eprintln!(
+        "banned after {votes} forged votes, {blocks} forged blocks and {crowded} messages of \
+         too many votes"
+    );
     Ok(())
 }
 
@@ -356,19 +402,7 @@ async fn a_flood_of_far_future_votes_and_large_orphans_costs_no_memory_and_bans_
     let finalized = status["finalized_height"].as_u64().context("finalized")?;
     let attacker = stranger(p2p_addr(&net, 0)?).await?;
     let me = attacker.peer_id.to_string();
-    // Until the stranger is in node 0's mesh, nothing it publishes arrives.
-    let started = Instant::now();
-    while !peers(&net, 0)?["connected"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|p| p.as_str() == Some(me.as_str())))
-    {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    connected(&net, 0, &attacker).await?;
     let before = (0..5)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(200));
@@ -505,6 +539,84 @@ async fn a_flood_of_far_future_votes_and_large_orphans_costs_no_memory_and_bans_
             .as_array()
             .is_some_and(|b| b.iter().any(|x| x["reason"] == "ImpossibleHeight")),
         "{p}"
+    );
+    for i in 1..4 {
+        assert!(
+            banned(&peers(&net, i)?).is_empty(),
+            "node {i} banned someone"
+        );
+    }
+    finality_goes_on(&net)?;
+    Ok(())
+}
+
+/// A stranger asks one node for its whole chain, hundreds of requests at a time, for fifteen
+/// seconds. Answers are read off the network loop by a few workers, and a request that finds
+/// them all busy is answered empty at once: the flooded node keeps importing, voting and
+/// answering RPC, and finality goes on at its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sync_requests_does_not_stall_the_node_it_floods() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (net, _, _) = finalizing(dir.path(), 19_650, 19_750)?;
+    let asker = stranger(p2p_addr(&net, 0)?).await?;
+    connected(&net, 0, &asker).await?;
+    let node: libp2p::PeerId = peers(&net, 0)?["peer_id"]
+        .as_str()
+        .context("peer id")?
+        .parse()?;
+    let finalized_at = |i: usize| -> Result<u64> {
+        net.nodes[i].status().context("status")?["finalized_height"]
+            .as_u64()
+            .context("finalized")
+    };
+    let before = finalized_at(0)?;
+    let client = asker.client();
+    let flood_for = Duration::from_secs(15);
+    let started = Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    let (mut sent, mut full, mut empty, mut failed) = (0u64, 0u64, 0u64, 0u64);
+    let mut reasons = std::collections::BTreeMap::new();
+    while started.elapsed() < flood_for {
+        while in_flight.len() < 256 {
+            let client = client.clone();
+            let from = sent % 16;
+            in_flight.spawn(async move {
+                client
+                    .request(
+                        node,
+                        SyncRequest::Blocks {
+                            from,
+                            max: u32::MAX,
+                        },
+                    )
+                    .await
+            });
+            sent += 1;
+        }
+        match in_flight.join_next().await.context("a request in flight")? {
+            Ok(Ok(SyncResponse::Blocks { blocks, .. })) if !blocks.is_empty() => full += 1,
+            Ok(Ok(_)) => empty += 1,
+            Ok(Err(e)) => {
+                failed += 1;
+                *reasons.entry(e).or_insert(0u64) += 1;
+            }
+            Err(e) => bail!("a request task failed: {e}"),
+        }
+    }
+    let during = finalized_at(0)?;
+    in_flight.abort_all();
+    eprintln!(
+        "{sent} requests in {:?}: {full} answered with blocks, {empty} empty, {failed} failed; \
+         node 0 finalized {before} -> {during}; failures: {reasons:?}; node 0's bans: {}",
+        started.elapsed(),
+        peers(&net, 0)?["banned"]
+    );
+    assert!(full > 0, "the flooded node served nobody");
+    // Two blocks a second: fifteen seconds of flood leave room for thirty.
+    assert!(
+        during >= before + 10,
+        "finality on the flooded node went {before} -> {during} in {flood_for:?}\n{}",
+        net.logs(20)
     );
     for i in 1..4 {
         assert!(
