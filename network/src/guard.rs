@@ -53,6 +53,9 @@ pub enum Dropped {
     Replay,
     /// Not a message.
     Garbage(String),
+    /// A request that ended before its message did (nothing, or a message's beginning): what
+    /// a request its sender cancelled looks like, so not an offence.
+    Incomplete,
     /// A message authored by a peer that has not proved a validator key, on a topic only
     /// validators publish, while `--enforce-validator-allowlist` is on (not an offence:
     /// ignored, not forwarded).
@@ -224,7 +227,9 @@ impl PeerGuard {
     }
 
     /// Admits a request: as [`Self::admit`] but without the replay check, since asking again
-    /// (a retry, a sync restarted from the same height) is what an honest peer does.
+    /// (a retry, a sync restarted from the same height) is what an honest peer does, and a
+    /// request that ends early ([`Dropped::Incomplete`]) costs nothing, since that is what a
+    /// request its asker cancelled looks like.
     pub fn admit_request<T: BorshDeserialize + for<'de> Deserialize<'de>>(
         &mut self,
         peer: &[u8],
@@ -270,18 +275,24 @@ impl PeerGuard {
         peer: &[u8],
         bytes: &[u8],
         now_ms: u64,
-        replay_check: bool,
+        gossip: bool,
     ) -> Result<(T, Encoding), Dropped> {
         let max_rate = self.max_per_second;
         let record = self.record(peer, now_ms);
         if record.is_banned(now_ms) {
             return Err(Dropped::Banned);
         }
-        let verdict = check(record, bytes, now_ms, max_rate, replay_check);
+        let verdict = check(record, bytes, now_ms, max_rate, gossip);
         let verdict = verdict.and_then(|()| {
             decode(bytes).map_err(|e| {
-                record.score -= GARBAGE_COST;
-                Dropped::Garbage(e.to_string())
+                // Gossip arrives whole or not at all; a request's stream can end early when
+                // the asker gives up on it (a timeout, a closed connection).
+                if !gossip && e.is_incomplete() {
+                    Dropped::Incomplete
+                } else {
+                    record.score -= GARBAGE_COST;
+                    Dropped::Garbage(e.to_string())
+                }
             })
         });
         if verdict.is_err() {
@@ -450,6 +461,38 @@ mod tests {
         );
         // Other peers are unaffected.
         assert!(g.admit::<Gossip>(b"good", &encode(&vote(9)), t).is_ok());
+    }
+
+    #[test]
+    fn a_request_cut_short_costs_nothing_and_garbage_or_short_gossip_still_does() {
+        let mut g = PeerGuard::new(1_000);
+        let request = crate::wire::encode(&crate::wire::SyncRequest::Blocks { from: 7, max: 64 });
+        for t in 0..100u64 {
+            let cut = (t as usize) % request.len();
+            assert_eq!(
+                g.admit_request::<crate::wire::SyncRequest>(b"asker", &request[..cut], t),
+                Err(Dropped::Incomplete),
+                "{cut} bytes"
+            );
+        }
+        assert_eq!(g.peer(b"asker").map(|p| p.score), Some(START_SCORE));
+        assert!(matches!(
+            g.admit_request::<crate::wire::SyncRequest>(b"asker", b"VX\x09", 100),
+            Err(Dropped::Garbage(_))
+        ));
+        assert_eq!(
+            g.peer(b"asker").map(|p| p.score),
+            Some(START_SCORE - GARBAGE_COST)
+        );
+        let whole = encode(&vote(3));
+        assert!(matches!(
+            g.admit::<Gossip>(b"gossiper", &whole[..whole.len() - 1], 0),
+            Err(Dropped::Garbage(_))
+        ));
+        assert_eq!(
+            g.peer(b"gossiper").map(|p| p.score),
+            Some(START_SCORE - GARBAGE_COST)
+        );
     }
 
     #[test]

@@ -251,7 +251,23 @@ pub enum WireError {
     /// No magic, and not the JSON form either.
     #[error("neither a VX Borsh message nor JSON: {0}")]
     Json(String),
+    /// Bytes that stop before the message they begin is complete (either form).
+    #[error("message ends early: {0}")]
+    Truncated(String),
 }
+
+impl WireError {
+    /// Nothing, or the beginning of a message: what a request looks like when its sender
+    /// cancelled it before it was written in full (a QUIC stream dropped by its writer is
+    /// finished, not reset, so the reader sees a clean end).
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, WireError::Empty | WireError::Truncated(_))
+    }
+}
+
+/// What Borsh says when the input ends before the value does (its errors carry no kind of
+/// their own: every one is `InvalidData`).
+const BORSH_END_OF_INPUT: &str = "Unexpected length of input";
 
 /// `VX` + Borsh of `msg`.
 pub fn encode<T: BorshSerialize>(msg: &T) -> Vec<u8> {
@@ -278,14 +294,30 @@ pub fn decode<T: BorshDeserialize + for<'de> Deserialize<'de>>(
     if bytes.is_empty() {
         return Err(WireError::Empty);
     }
+    if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+        return Err(WireError::Truncated("part of the magic only".into()));
+    }
     if let Some(body) = bytes.strip_prefix(&MAGIC) {
         return borsh::from_slice(body)
             .map(|m| (m, Encoding::Borsh))
-            .map_err(|e| WireError::Borsh(e.to_string()));
+            .map_err(|e| {
+                let e = e.to_string();
+                if e == BORSH_END_OF_INPUT {
+                    WireError::Truncated(e)
+                } else {
+                    WireError::Borsh(e)
+                }
+            });
     }
     serde_json::from_slice(bytes)
         .map(|m| (m, Encoding::Json))
-        .map_err(|e| WireError::Json(e.to_string()))
+        .map_err(|e| {
+            if e.is_eof() {
+                WireError::Truncated(e.to_string())
+            } else {
+                WireError::Json(e.to_string())
+            }
+        })
 }
 
 #[cfg(test)]
@@ -368,6 +400,29 @@ mod tests {
             Err(WireError::Json(_))
         ));
         assert_eq!(decode::<Gossip>(b""), Err(WireError::Empty));
+        // The beginning of a message, in either form, is told apart from garbage.
+        let whole = encode(&vote());
+        for cut in [1, 2, 3, whole.len() / 2, whole.len() - 1] {
+            let short = decode::<Gossip>(&whole[..cut]);
+            assert!(
+                short.as_ref().is_err_and(WireError::is_incomplete),
+                "{cut}: {short:?}"
+            );
+        }
+        let json = encode_json(&vote());
+        let short = decode::<Gossip>(&json[..json.len() / 2]);
+        assert!(
+            short.as_ref().is_err_and(WireError::is_incomplete),
+            "{short:?}"
+        );
+        for garbage in [
+            &b"VX\x09"[..],
+            b"\x00\x01garbage",
+            &[whole.clone(), vec![0]].concat(),
+        ] {
+            let bad = decode::<Gossip>(garbage);
+            assert!(bad.as_ref().is_err_and(|e| !e.is_incomplete()), "{bad:?}");
+        }
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
             decode::<Gossip>(&big),

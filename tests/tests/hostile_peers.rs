@@ -612,6 +612,14 @@ async fn a_flood_of_sync_requests_does_not_stall_the_node_it_floods() -> Result<
         peers(&net, 0)?["banned"]
     );
     assert!(full > 0, "the flooded node served nobody");
+    // Requests the asker gave up on reach the node as streams that end early: not garbage.
+    let bans = peers(&net, 0)?;
+    assert!(
+        !bans["banned"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|x| x["reason"] == "undecodable messages")),
+        "well-formed requests were taken for garbage: {bans}"
+    );
     // Two blocks a second: fifteen seconds of flood leave room for thirty.
     assert!(
         during >= before + 10,
