@@ -168,6 +168,11 @@ impl Harness {
         Ok(self.pool.admit_decoded(&self.chain, tx)?)
     }
 
+    /// Whether the pool still holds the transaction `hash`.
+    pub fn is_pending(&self, hash: &Hash) -> bool {
+        self.pool.contains(hash)
+    }
+
     /// Produces the next block from every pending transaction.
     pub fn produce_block(&mut self) -> Result<ExecutedBlock> {
         self.produce_block_with(Changes::new())

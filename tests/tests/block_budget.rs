@@ -288,7 +288,9 @@ fn a_chain_on_the_previous_runtime_takes_the_byte_budget_through_governance_and_
 fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
     // A 1 MiB budget, lowered by a proposal to 256 KiB, executed in a block that carries two
     // texts of 200 KiB chosen by the old budget: the block stands (it is measured by the budget
-    // it began with), and the next blocks take one such text each.
+    // it began with), and the next blocks take one such text each. A 400 KiB text admitted
+    // under the old budget, and left out of the block by it, can never be included now: it
+    // leaves the pool.
     let (mut g, keys) = small_budget_genesis();
     g.parameters.max_block_bytes = MIB as u32;
     let mut h = Harness::new(g, vexidus_host::GENESIS_RUNTIME, Harness::dev_key()).expect("chain");
@@ -328,8 +330,13 @@ fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
     };
     h.submit(execute).expect("admitted");
     submit_texts(&mut h);
+    let filler = h.sign(&keys[2], vec![text(250 * KIB)]);
+    h.submit(filler).expect("admitted");
+    let stranded = h.sign(&Harness::account_key("bob"), vec![text(400 * KIB)]);
+    let stranded = h.submit(stranded).expect("admitted under the 1 MiB budget");
     let block = h.produce_block().expect("the block that lowers the budget");
-    assert_eq!(block.block.transactions.len(), 3);
+    assert_eq!(block.block.transactions.len(), 4);
+    assert!(h.is_pending(&stranded), "it did not fit beside the others");
     assert!(
         block.receipts.iter().all(|r| r.success),
         "{:?}",
@@ -347,5 +354,9 @@ fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
 
     submit_texts(&mut h);
     assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
+    assert!(
+        !h.is_pending(&stranded),
+        "a transaction over the new budget stayed in the pool"
+    );
     assert_eq!(h.produce_block().expect("next").block.transactions.len(), 1);
 }
