@@ -186,7 +186,7 @@ fn pool() -> &'static rayon::ThreadPool {
 /// load-balancing tick moves it to its idle core. Measured on a 2-vCPU VM: the second worker
 /// began its first task 1.8-2.4 ms (mean per process) after the block started, up to 4 ms, while
 /// a fresh `std::thread` started in 0.2 ms; pinned, it can only wake on its own core and
-/// starts in 0.1-0.2 ms (docs/performance.md, *Session 18*).
+/// starts in 0.1-0.2 ms.
 pub fn pinned_cores() -> Option<&'static [usize]> {
     static CORES: OnceLock<Option<Vec<usize>>> = OnceLock::new();
     CORES
@@ -851,11 +851,11 @@ struct Entry {
 ///   calls it, so never pays for it);
 /// - the final gathering sorts each shard's entries once ([`ShardMap::into_sorted`]).
 ///
-/// Until session 17 a shard was an ordered tree, and recording a run's writes searched it for
-/// every key: three or four levels of nodes of up to eleven 48-byte keys each, on cache misses
-/// after a run's wasm calls had cycled the caches, the hottest part of Block-STM's own CPU
-/// (docs/performance.md, *Session 16*). The index finds a key with one probe of its slots and
-/// one entry; Block-STM's CPU over the two halves' fell by about half (*Session 17*).
+/// Why not an ordered tree: recording a run's writes would search it for every key, three or
+/// four levels of nodes of up to eleven 48-byte keys each, on cache misses after a run's wasm
+/// calls have cycled the caches, the hottest part of Block-STM's own CPU. The index finds a
+/// key with one probe of its slots and one entry, which halves Block-STM's own CPU against a
+/// tree.
 #[derive(Default)]
 struct ShardMap {
     entries: Vec<Entry>,
