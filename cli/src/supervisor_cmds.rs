@@ -7,9 +7,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use vexidus_cli::RpcClient;
+use vexidus_upgrade_contract::{RawUpgradeInfo, UpgradeInfo};
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
-use vexvisor::info::{RawUpgradeInfo, UpgradeInfo};
 use vexvisor::verify::{SignaturePolicy, sha256_file};
 
 /// Fetches and verifies the active binary plan's binary into `<home>/vexvisor/upgrades/<name>/`.

@@ -590,48 +590,20 @@ pub enum NodeExit {
     /// Asked to stop.
     Stopped,
     /// Halted for a binary upgrade this binary does not implement; `upgrade-info.json` is at
-    /// the path. The process should exit with [`UPGRADE_EXIT_CODE`].
+    /// the path. The process should exit with [`vexidus_upgrade_contract::EXIT_CODE`].
     UpgradeHalt(PathBuf),
 }
 
-/// Exit code of a node that halted for a binary upgrade.
-pub const UPGRADE_EXIT_CODE: i32 = 42;
-
-/// The name of the file a halting node writes into its data directory.
-pub const UPGRADE_INFO_FILE: &str = "upgrade-info.json";
-
-/// Writes `upgrade-info.json` (SPEC §4) atomically: temporary file, fsync, rename, fsync of the
-/// directory. A reader sees the old file or the whole new one, never half of it.
+/// Writes `upgrade-info.json` for `halt` into `data_dir` (atomically; see
+/// [`vexidus_upgrade_contract::write`]).
 pub fn write_upgrade_info(
     data_dir: &std::path::Path,
     halt: &UpgradeHalt,
 ) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    let info = json!({
-        "name": halt.name,
-        "height": halt.height,
-        "binary_url": halt.binary_url,
-        "sha256": hex::encode(&halt.sha256),
-        "signature": halt.signature.as_ref().map(hex::encode),
-        "authority": halt.authority.to_string(),
-        "info_url": halt.info_url,
-        "chain_id": halt.chain_id,
-    });
-    let path = data_dir.join(UPGRADE_INFO_FILE);
-    let tmp = data_dir.join(format!(".{UPGRADE_INFO_FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(
-            serde_json::to_string_pretty(&info)
-                .map_err(std::io::Error::other)?
-                .as_bytes(),
-        )?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(path)
+    vexidus_upgrade_contract::write(
+        data_dir,
+        &vexidus_upgrade_contract::RawUpgradeInfo::from(halt),
+    )
 }
 
 /// The chain's failover unit: the one recorded in its database, else `requested` (from the
@@ -798,8 +770,9 @@ pub async fn run(
                 plan = %halt.name,
                 height = halt.height,
                 info = %path.display(),
-                "halting for binary upgrade: block {} was not executed; exiting with code {UPGRADE_EXIT_CODE}",
-                halt.height
+                "halting for binary upgrade: block {} was not executed; exiting with code {}",
+                halt.height,
+                vexidus_upgrade_contract::EXIT_CODE
             );
             Ok(NodeExit::UpgradeHalt(path))
         }

@@ -451,11 +451,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!(
                 "vexidus-node: halted for a binary upgrade; {} describes it. Exiting with code {}.",
                 info.display(),
-                node::UPGRADE_EXIT_CODE
+                vexidus_upgrade_contract::EXIT_CODE
             );
             // Drop the runtime (and with it the database) before exiting.
             drop(runtime);
-            std::process::exit(node::UPGRADE_EXIT_CODE);
+            std::process::exit(vexidus_upgrade_contract::EXIT_CODE);
         }
     }
 }

@@ -12,34 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where a binary comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// An `http://` or `https://` URL.
-    Http(String),
-    /// A local file, from a `file://` URL.
-    File(PathBuf),
-}
-
-impl Source {
-    /// Parses a URL; only `http`, `https` and `file` are accepted.
-    pub fn parse(url: &str) -> Result<Self> {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
-            if rest.is_empty() || rest.starts_with('/') {
-                bail!("{url:?} has no host");
-            }
-            Ok(Source::Http(url.to_string()))
-        } else if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                bail!("{url:?} must name an absolute path (file:///…)");
-            }
-            Ok(Source::File(PathBuf::from(path)))
-        } else {
-            bail!("{url:?} is not an http, https or file URL")
-        }
-    }
-}
+use vexidus_upgrade_contract::BinarySource as Source;
 
 /// Limits of a download.
 #[derive(Debug, Clone)]
@@ -89,7 +62,7 @@ fn transient(error: anyhow::Error) -> AttemptError {
 /// Downloads `url` into a temporary file in `dir` and returns its path. The caller verifies
 /// it and renames it into place (or deletes it). `stop` aborts the download between chunks.
 pub fn download(url: &str, dir: &Path, opts: &FetchOptions, stop: &AtomicBool) -> Result<PathBuf> {
-    let source = Source::parse(url)?;
+    let source = Source::parse(url).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = crate::home::temp_path(&dir.join(crate::home::BINARY));
     let mut delay = opts.retry_delay;
@@ -361,22 +334,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_three_schemes_are_accepted() {
-        assert_eq!(
-            Source::parse("http://h/x").expect("http"),
-            Source::Http("http://h/x".into())
-        );
-        assert!(Source::parse("https://h/x").is_ok());
-        assert_eq!(
-            Source::parse("file:///tmp/x").expect("file"),
-            Source::File("/tmp/x".into())
-        );
-        for bad in ["ftp://h/x", "file://relative", "http://", "/tmp/x", ""] {
-            assert!(Source::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn file_downloads_are_capped() {

@@ -8,8 +8,9 @@
 //! the rollback window.
 //!
 //! It depends on nothing inside the node: it talks to it through the process (arguments, exit
-//! code, signals) and the filesystem (`upgrade-info.json`), and shares only the signing rule
-//! and the upgrade-name rule from `vexidus-runtime-api`.
+//! code, signals) and the filesystem (`upgrade-info.json`, whose schema, like the exit code, is defined once in
+//! `vexidus-upgrade-contract`), and shares only the signing rule and the upgrade-name rule
+//! from `vexidus-runtime-api`.
 //!
 //! Every step is crash-safe: files are written under temporary names and renamed into place,
 //! the swap is journalled in `vexvisor/state.json`, and a restart first clears temporaries and
@@ -17,7 +18,6 @@
 
 pub mod fetch;
 pub mod home;
-pub mod info;
 pub mod log;
 pub mod state;
 pub mod status;
@@ -27,4 +27,4 @@ pub mod upgrade;
 pub mod verify;
 
 pub use home::Home;
-pub use info::UpgradeInfo;
+pub use vexidus_upgrade_contract::UpgradeInfo;

@@ -1,5 +1,7 @@
 //! The `vexvisor` command: `init`, `run`, `status`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;

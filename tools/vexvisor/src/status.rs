@@ -44,7 +44,7 @@ pub fn status(home: &Home) -> Result<Value> {
         })
         .collect();
     let state = State::load(home)?;
-    let pending_info = std::fs::read_to_string(home.data_dir().join("upgrade-info.json"))
+    let pending_info = std::fs::read_to_string(vexidus_upgrade_contract::path_in(&home.data_dir()))
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok());
     Ok(json!({

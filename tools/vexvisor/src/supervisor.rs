@@ -4,7 +4,6 @@
 
 use crate::fetch::FetchOptions;
 use crate::home::{Home, check_executable};
-use crate::info::UpgradeInfo;
 use crate::state::State;
 use crate::upgrade;
 use crate::verify::{SignaturePolicy, sha256_file};
@@ -16,11 +15,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
-
-/// The node's exit code for "halted for a binary upgrade".
-pub const UPGRADE_EXIT_CODE: i32 = 42;
-/// File the node writes into its data directory before exiting with 42.
-pub const UPGRADE_INFO_FILE: &str = "upgrade-info.json";
+use vexidus_upgrade_contract::UpgradeInfo;
 
 /// Settings of `vexvisor run`.
 #[derive(Debug, Clone)]
@@ -207,11 +202,9 @@ pub fn run(cfg: RunConfig) -> Result<i32> {
             );
             return Ok(0);
         }
-        if status.code() == Some(UPGRADE_EXIT_CODE) {
-            crate::log::info(
-                "node_halted",
-                &[("status", "exit code 42"), ("ran_s", &ran_s)],
-            );
+        if status.code() == Some(vexidus_upgrade_contract::EXIT_CODE) {
+            let code = format!("exit code {}", vexidus_upgrade_contract::EXIT_CODE);
+            crate::log::info("node_halted", &[("status", &code), ("ran_s", &ran_s)]);
             match carry_upgrade(&cfg, &data_dir, &mut state, &signals) {
                 Ok(()) => continue,
                 Err(Step::Fatal(e)) => return Err(e),
@@ -319,7 +312,7 @@ fn carry_upgrade(
     signals: &Signals,
 ) -> Result<(), Step> {
     let home = &cfg.home;
-    let path = data_dir.join(UPGRADE_INFO_FILE);
+    let path = vexidus_upgrade_contract::path_in(data_dir);
     let info = UpgradeInfo::read(&path).map_err(|e| {
         Step::Fatal(anyhow::anyhow!(
             "{e}\nThe node binary in {} was left as it was. Check the node's log; when the \

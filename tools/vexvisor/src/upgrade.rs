@@ -4,7 +4,6 @@
 
 use crate::fetch::{FetchOptions, download};
 use crate::home::{Home, install_binary, sync_dir};
-use crate::info::UpgradeInfo;
 use crate::state::{State, Swap};
 use crate::test_hook;
 use crate::verify::{SignaturePolicy, sha256_file, verify_binary};
@@ -12,6 +11,7 @@ use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use vexidus_upgrade_contract::UpgradeInfo;
 
 /// Name a refused pre-staged binary is moved to, beside where it was.
 pub const REJECTED: &str = "vexidus-node.rejected";

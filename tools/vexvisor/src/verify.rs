@@ -1,7 +1,6 @@
 //! Proving a binary is the one governance approved: SHA-256, the authority's Ed25519 signature,
 //! and a `--version` sanity check.
 
-use crate::info::UpgradeInfo;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -10,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vexidus_runtime_api::PublicKey;
 use vexidus_runtime_api::signing::{BINARY_DOMAIN, verify};
+use vexidus_upgrade_contract::UpgradeInfo;
 
 /// How long a binary may take to answer `--version`.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,16 +1,45 @@
-//! `data/upgrade-info.json`: what a halting node says it needs (SPEC §4), parsed and validated
-//! before anything acts on it.
+//! The binary-upgrade contract (SPEC §4, §7): how a Vexidus node that halts for a binary upgrade
+//! tells its supervisor what it needs.
+//!
+//! The node stops before executing the plan's target block, writes [`FILE_NAME`] into its data
+//! directory with [`write()`] and exits with [`EXIT_CODE`]. The supervisor (`vexvisor`) and the
+//! operator's CLI read it back with [`UpgradeInfo::read`], which refuses a missing, half-written
+//! or malformed file and names the field that is wrong.
+//!
+//! This crate is the only place the exit code, the file name and the file's schema are
+//! defined. It depends on nothing of the node, so the supervisor can use it without linking the
+//! node.
+
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vexidus_runtime_api::abi::UpgradeHalt;
 use vexidus_runtime_api::{PublicKey, Signature, upgrade_name};
 
-/// The file as the node writes it.
+/// The exit code of a node that halted for a binary upgrade it does not implement.
+pub const EXIT_CODE: i32 = 42;
+
+/// The name of the file a halting node writes into its data directory.
+pub const FILE_NAME: &str = "upgrade-info.json";
+
+/// Where the file is in `data_dir`.
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+/// The temporary name [`write()`] uses before it renames the file into place.
+pub fn temporary_path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!(".{FILE_NAME}.tmp"))
+}
+
+/// The file's schema: every field as it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawUpgradeInfo {
     /// Plan name.
     pub name: String,
-    /// Target height.
+    /// Target height (the block that is not executed).
     pub height: u64,
     /// Where the new binary can be downloaded.
     pub binary_url: String,
@@ -25,6 +54,67 @@ pub struct RawUpgradeInfo {
     pub info_url: Option<String>,
     /// The chain the plan belongs to (part of the signed message).
     pub chain_id: String,
+}
+
+impl From<&UpgradeHalt> for RawUpgradeInfo {
+    fn from(halt: &UpgradeHalt) -> Self {
+        Self {
+            name: halt.name.clone(),
+            height: halt.height,
+            binary_url: halt.binary_url.clone(),
+            sha256: hex::encode(&halt.sha256),
+            signature: halt.signature.as_ref().map(hex::encode),
+            authority: halt.authority.to_string(),
+            info_url: Some(halt.info_url.clone()),
+            chain_id: halt.chain_id.clone(),
+        }
+    }
+}
+
+/// Writes the file into `data_dir` atomically: temporary file, fsync, rename, fsync of the
+/// directory. A reader sees the old file or the whole new one, never half of it.
+pub fn write(data_dir: &Path, info: &RawUpgradeInfo) -> std::io::Result<PathBuf> {
+    let path = path_in(data_dir);
+    let tmp = temporary_path_in(data_dir);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut text = serde_json::to_string_pretty(info).map_err(std::io::Error::other)?;
+        text.push('\n');
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(path)
+}
+
+/// Where a binary comes from: the URL schemes a plan may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinarySource {
+    /// An `http://` or `https://` URL.
+    Http(String),
+    /// A local file, from a `file://` URL.
+    File(PathBuf),
+}
+
+impl BinarySource {
+    /// Parses a URL; only `http`, `https` and `file` (with an absolute path) are accepted.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(format!("{url:?} has no host"));
+            }
+            Ok(Self::Http(url.to_string()))
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!("{url:?} must name an absolute path (file:///…)"));
+            }
+            Ok(Self::File(PathBuf::from(path)))
+        } else {
+            Err(format!("{url:?} is not an http, https or file URL"))
+        }
+    }
 }
 
 /// A validated upgrade: every field checked, digests and keys decoded.
@@ -52,7 +142,9 @@ pub struct UpgradeInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum InfoError {
     /// The file is not there.
-    #[error("{path} does not exist: the node exited with code 42 but left no upgrade information")]
+    #[error(
+        "{path} does not exist: the node exited with code {EXIT_CODE} but left no upgrade information"
+    )]
     Missing {
         /// The file.
         path: String,
@@ -142,8 +234,7 @@ impl UpgradeInfo {
         if raw.height == 0 {
             return Err(invalid("height", "must be above 0".into()));
         }
-        crate::fetch::Source::parse(&raw.binary_url)
-            .map_err(|e| invalid("binary_url", e.to_string()))?;
+        BinarySource::parse(&raw.binary_url).map_err(|e| invalid("binary_url", e))?;
         let sha256 = decode_hex::<32>(&raw.sha256).map_err(|e| invalid("sha256", e))?;
         let signature = match raw.signature.as_deref() {
             None => None,
@@ -199,7 +290,7 @@ mod tests {
     }
 
     fn parse(v: &serde_json::Value) -> Result<UpgradeInfo, InfoError> {
-        UpgradeInfo::parse(v.to_string().as_bytes(), "upgrade-info.json")
+        UpgradeInfo::parse(v.to_string().as_bytes(), FILE_NAME)
     }
 
     #[test]
@@ -209,6 +300,41 @@ mod tests {
         assert_eq!(info.sha256, [0x11; 32]);
         assert_eq!(info.authority, PublicKey([0x22; 32]));
         assert_eq!(info.signature, None);
+    }
+
+    #[test]
+    fn what_the_node_writes_the_supervisor_reads() {
+        let halt = UpgradeHalt {
+            name: "v2".into(),
+            height: 150,
+            binary_url: "file:///opt/vexidus-node".into(),
+            sha256: vec![0x33; 32],
+            signature: Some(vec![0x44; 64]),
+            authority: PublicKey([0x55; 32]),
+            info_url: String::new(),
+            chain_id: "dev".into(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), &RawUpgradeInfo::from(&halt)).expect("written");
+        assert_eq!(path, path_in(dir.path()));
+        assert!(!temporary_path_in(dir.path()).exists());
+        let info = UpgradeInfo::read(&path).expect("valid");
+        assert_eq!(info.name, halt.name);
+        assert_eq!(info.height, halt.height);
+        assert_eq!(info.binary_url, halt.binary_url);
+        assert_eq!(info.sha256, [0x33; 32]);
+        assert_eq!(info.signature, Some(Signature([0x44; 64])));
+        assert_eq!(info.authority, halt.authority);
+        assert_eq!(info.info_url, None, "an empty release-notes URL is no URL");
+        assert_eq!(info.chain_id, halt.chain_id);
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = UpgradeInfo::read(&path_in(dir.path())).expect_err("missing");
+        assert!(matches!(err, InfoError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("code 42"), "{err}");
     }
 
     #[test]
@@ -250,5 +376,28 @@ mod tests {
             parse(&v).expect_err("missing"),
             InfoError::Malformed { .. }
         ));
+    }
+
+    #[test]
+    fn only_three_schemes_are_accepted() {
+        assert_eq!(
+            BinarySource::parse("http://h/x").expect("http"),
+            BinarySource::Http("http://h/x".into())
+        );
+        assert!(BinarySource::parse("https://h/x").is_ok());
+        assert_eq!(
+            BinarySource::parse("file:///tmp/x").expect("file"),
+            BinarySource::File("/tmp/x".into())
+        );
+        for bad in [
+            "ftp://h/x",
+            "file://relative",
+            "http://",
+            "http:///x",
+            "/tmp/x",
+            "",
+        ] {
+            assert!(BinarySource::parse(bad).is_err(), "{bad}");
+        }
     }
 }
