@@ -1,6 +1,8 @@
 //! `vexidus`: the operator and client command line. `main` maps errors to exit codes; every
 //! command takes `--rpc URL` and `--output text|json`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};

@@ -10,6 +10,8 @@
 //!   each block implies (suspended in upgrade grace periods).
 //! - [`machine`]: prevotes, precommits, locks, two-stage finality, equivocation evidence.
 
+#![forbid(unsafe_code)]
+
 pub mod forkdb;
 pub mod machine;
 pub mod schedule;

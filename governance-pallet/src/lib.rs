@@ -4,7 +4,9 @@
 //! modules that follow it; every refusal is a distinct [`GovError`] whose text names the rule.
 //! The pallet reaches state only through [`vexidus_runtime_api::guest::Env`] and learns what it
 //! needs of staking from its callers, so it does not depend on the runtime.
+
 #![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -11,6 +11,8 @@
 //!
 //! The libp2p transport (QUIC, GossipSub, request-response, identify) plugs these in.
 
+#![forbid(unsafe_code)]
+
 pub mod guard;
 #[cfg(feature = "transport")]
 pub mod limits;

@@ -288,12 +288,15 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let size = 1 + (x >> 33) % 700;
             let align = 1 << ((x >> 20) % 7);
+            // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
             let p = unsafe { h.alloc(size, align) }.expect("room");
             assert_eq!(p % align, 0, "misaligned");
+            // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
             unsafe { core::ptr::write_bytes(p as *mut u8, (i % 251) as u8, size) };
             live.push((p, size, align));
             if i % 3 == 0 {
                 let (p, s, a) = live.swap_remove(live.len() / 2);
+                // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
                 unsafe { h.dealloc(p, s, a) };
             }
         }
@@ -306,8 +309,11 @@ mod tests {
             assert!(w[0].1 <= w[1].0, "blocks overlap: {w:?}");
         }
         // A freed block is the next one handed out in its class.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         let p = unsafe { h.alloc(100, 8) }.expect("room");
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         unsafe { h.dealloc(p, 100, 8) };
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.alloc(120, 4) }, Some(p));
     }
 
@@ -315,24 +321,33 @@ mod tests {
     fn realloc_grows_in_place_when_it_can_and_moves_the_contents_otherwise() {
         let mut buf = vec![0u8; 1 << 16];
         let mut h = heap(&mut buf, 4096);
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         let p = unsafe { h.alloc(20, 1) }.expect("room");
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         unsafe {
             core::ptr::copy_nonoverlapping(b"0123456789abcdefghij".as_ptr(), p as *mut u8, 20)
         };
         // Same class.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.realloc(p, 20, 1, 32) }, Some(p));
         // The last block carved grows in place, past the heap's first end too.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.realloc(p, 32, 1, 5000) }, Some(p));
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         let after = unsafe { h.alloc(16, 1) }.expect("room");
         assert_eq!(after, p + 8192);
         // Not the last one any more: it moves, with its contents.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         let q = unsafe { h.realloc(p, 5000, 1, 9000) }.expect("room");
         assert_ne!(p, q);
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         let moved = unsafe { core::slice::from_raw_parts(q as *const u8, 20) };
         assert_eq!(moved, b"0123456789abcdefghij");
         // The old block went back to its list.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.alloc(8000, 1) }, Some(p));
         // Shrinking keeps the block.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.realloc(q, 9000, 1, 10) }, Some(q));
     }
 
@@ -340,10 +355,13 @@ mod tests {
     fn grows_when_full_and_fails_cleanly_when_memory_is_exhausted() {
         let mut buf = vec![0u8; 64 * 1024];
         let mut h = heap(&mut buf, 0);
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert!(unsafe { h.alloc(1000, 8) }.is_some());
         assert_eq!(h.grow.grows, 1);
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert_eq!(unsafe { h.alloc(1 << 20, 8) }, None);
         // Still usable after a failed request.
+        // SAFETY: the heap owns `buf`, which outlives it; each block is used within its size.
         assert!(unsafe { h.alloc(100, 8) }.is_some());
     }
 }

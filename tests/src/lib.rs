@@ -4,6 +4,8 @@
 //! The binaries come from the same cargo target directory as the test executable. `cargo test`
 //! builds them because `vexidus-host` and `vexidus-cli` have integration tests of their own.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

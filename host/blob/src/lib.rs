@@ -4,6 +4,8 @@
 //! The verdict and the instrumented bytes are pure functions of the blob, so every honest node
 //! reaches the same ones.
 
+#![forbid(unsafe_code)]
+
 pub mod stack_limit;
 
 use parity_scale_codec::Decode;

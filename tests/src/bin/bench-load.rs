@@ -24,6 +24,8 @@
 //!     [--connections 2] [--block-time 0.5] [--max-block-txs 20000] [--node-log PATH]
 //! ```
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::HashMap;

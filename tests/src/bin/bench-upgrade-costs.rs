@@ -17,6 +17,8 @@
 //! target/release/bench-upgrade-costs [--runs 5]
 //! ```
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Result, bail, ensure};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,6 +10,8 @@
 //! cargo run -p vexidus-tests --bin bench-upgrade-downtime -- [--runs 3] [--block-time 0.5] [--trace]
 //! ```
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 use std::process::Command;

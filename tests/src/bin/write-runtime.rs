@@ -1,6 +1,8 @@
 //! Writes one of the next runtime versions to a file, for the README walkthrough and for
 //! rehearsals: `cargo run -p vexidus-tests --bin write-runtime -- next-example runtime-next.wasm`.
 
+#![forbid(unsafe_code)]
+
 use vexidus_tests::runtimes;
 
 fn main() {
