@@ -32,7 +32,7 @@ pub fn genesis_runtime(spec_version: Option<u32>) -> Result<&'static [u8], Strin
         "runtime_spec_version {wanted} is not a runtime this node carries (it has {known:?})"
     ))
 }
-pub mod bench;
+pub mod allocator;
 pub mod chain;
 pub mod driver;
 pub mod genesis;

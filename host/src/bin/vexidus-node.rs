@@ -106,130 +106,10 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
-    /// Benchmarks (use a release build); each prints its baseline and the ratios against it.
-    #[command(subcommand)]
-    Bench(BenchCmd),
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchCmd {
-    /// Signature verification: one by one on one thread vs the node's batched parallel verifier.
-    Signatures {
-        /// Signatures per run.
-        #[arg(long, default_value_t = 20_000)]
-        count: usize,
-        /// Runs; the best is reported.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
-    /// Execution of one block of transfers: wasm sequential vs native sequential vs wasm
-    /// Block-STM, at low and full contention, and whole-block production.
-    Execution {
-        /// Transfers in the block.
-        #[arg(long, default_value_t = 10_000)]
-        txs: usize,
-        /// Timed rounds (after one untimed warm-up round); each way's best is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Transactions per Block-STM run (default: sized to the block, as the node does).
-        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-        run: Option<usize>,
-    },
-    /// Admission: the pool's check of incoming transfers against the head state, on a finalized
-    /// head vs a head with full blocks waiting for finality above it.
-    Admission {
-        /// Blocks between the last irreversible block and the head.
-        #[arg(long, default_value_t = 2)]
-        pending: usize,
-        /// Transfers in each of those blocks.
-        #[arg(long, default_value_t = 10_000)]
-        block_txs: usize,
-        /// Incoming transfers checked per run.
-        #[arg(long, default_value_t = 2_000)]
-        checks: usize,
-        /// Runs; the best is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
 }
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Keeps freed memory mapped for ten seconds instead of mimalloc's 10 ms before it goes back to
-/// the kernel. A block builds and frees tens of megabytes (multi-version memory, read sets,
-/// overlays); returned 10 ms after, the next block faults the same pages in again and the
-/// kernel zeroes each one: ~4,000 page faults per 10,000-transfer block on Block-STM, against
-/// ~400 with a one-second delay and almost none with ten seconds (docs/performance.md). Ten
-/// seconds is longer than any block interval, so a busy node keeps its working set and an idle
-/// one still gives it back. An operator's own `MIMALLOC_PURGE_DELAY` is left alone (unless it
-/// is exactly mimalloc's default, 10).
-fn keep_freed_memory_between_blocks() {
-    // SAFETY: plain option accessors of the allocator this binary links, called once at start.
-    unsafe {
-        if mimalloc_options::mi_option_get(mimalloc_options::PURGE_DELAY)
-            == mimalloc_options::DEFAULT_PURGE_DELAY_MS
-        {
-            mimalloc_options::mi_option_set(mimalloc_options::PURGE_DELAY, 10_000);
-        }
-    }
-}
-
-/// The option accessors of mimalloc, which libmimalloc-sys exposes only with a feature and
-/// without a constant for the purge delay.
-mod mimalloc_options {
-    use std::ffi::{c_int, c_long};
-
-    /// `mi_option_purge_delay` in the `mi_option_t` enum of mimalloc 3 (libmimalloc-sys 0.1.49,
-    /// pinned by Cargo.lock); the test below checks it against the environment variable.
-    pub const PURGE_DELAY: c_int = 15;
-    /// mimalloc's default purge delay.
-    pub const DEFAULT_PURGE_DELAY_MS: c_long = 10;
-
-    unsafe extern "C" {
-        pub fn mi_option_get(option: c_int) -> c_long;
-        pub fn mi_option_set(option: c_int, value: c_long);
-    }
-
-    #[cfg(test)]
-    mod tests {
-        /// The index really is the purge delay's: a copy of this test binary started with
-        /// `MIMALLOC_PURGE_DELAY` set reads that value at the index (mimalloc reads its options
-        /// from the environment when the process starts).
-        #[test]
-        fn the_purge_delay_index_names_mimallocs_purge_delay() {
-            const CHILD: &str = "VEXIDUS_TEST_EXPECTED_PURGE_DELAY";
-            if let Ok(expected) = std::env::var(CHILD) {
-                // SAFETY: a plain option read.
-                let got = unsafe { super::mi_option_get(super::PURGE_DELAY) };
-                assert_eq!(
-                    got.to_string(),
-                    expected,
-                    "option {} is not the purge delay",
-                    super::PURGE_DELAY
-                );
-                return;
-            }
-            let exe = std::env::current_exe().expect("the test binary's path");
-            let out = std::process::Command::new(exe)
-                .args([
-                    "--exact",
-                    "mimalloc_options::tests::the_purge_delay_index_names_mimallocs_purge_delay",
-                    "--nocapture",
-                ])
-                .env("MIMALLOC_PURGE_DELAY", "4321")
-                .env(CHILD, "4321")
-                .output()
-                .expect("the test binary runs");
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success() && text.contains("1 passed"),
-                "the child failed:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
+static ALLOCATOR: vexidus_host::allocator::MiMalloc = vexidus_host::allocator::MiMalloc;
 
 fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -250,7 +130,7 @@ fn long_version() -> &'static str {
 }
 
 fn main() {
-    keep_freed_memory_between_blocks();
+    vexidus_host::allocator::keep_freed_memory_between_blocks();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -272,97 +152,12 @@ fn main() {
             ref into,
         }) => replay(data_dir, into),
         Some(Command::CheckState { ref data_dir }) => check_state(data_dir),
-        Some(Command::Bench(BenchCmd::Signatures { count, runs })) => {
-            vexidus_host::bench::signatures(count, runs).map(|lines| {
-                vexidus_host::bench::print_table(
-                    &format!("signature verification, {count} Ed25519 signatures (ZIP-215)"),
-                    &lines,
-                )
-            })
-        }
-        Some(Command::Bench(BenchCmd::Execution { txs, runs, run })) => {
-            bench_execution(txs, runs, run)
-        }
-        Some(Command::Bench(BenchCmd::Admission {
-            pending,
-            block_txs,
-            checks,
-            runs,
-        })) => vexidus_host::bench::admission(pending, block_txs, checks, runs).map(|lines| {
-            vexidus_host::bench::print_table(
-                &format!("admission of {checks} incoming transfers (vex_validate_transaction on the head)"),
-                &lines,
-            )
-        }),
         None => run(cli),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Result<()> {
-    use vexidus_host::bench::{Contention, execution, print_table};
-    for (contention, what) in [
-        (
-            Contention::Low,
-            "low contention: distinct senders, distinct recipients",
-        ),
-        (
-            Contention::Full,
-            "full contention: distinct senders, one hot recipient",
-        ),
-    ] {
-        let vexidus_host::bench::Execution {
-            lines,
-            paired,
-            stats,
-            restores,
-        } = execution(txs, runs, contention, run)?;
-        print_table(
-            &format!("execution of a {txs}-transfer block, {what}"),
-            &lines,
-        );
-        println!(
-            "  round by round, baseline time over the way's in the same round (the ways take turns):"
-        );
-        for p in &paired {
-            println!(
-                "    {:<52} median {:.2}×  ({:.2}-{:.2}× over {} rounds)",
-                p.name,
-                p.median(),
-                p.ratios.first().copied().unwrap_or(0.0),
-                p.ratios.last().copied().unwrap_or(0.0),
-                p.ratios.len()
-            );
-        }
-        println!(
-            "  Block-STM, runs of {}: {} transaction executions and {} validations of runs for {} transactions, {} executions aborted by validation, {} stopped at an estimate{}",
-            stats.run,
-            stats.executions,
-            stats.validations,
-            stats.transactions,
-            stats.aborts,
-            stats.waits,
-            if stats.fell_back {
-                "; too contended from the start: the block ran one transaction after another"
-            } else {
-                ""
-            }
-        );
-        println!(
-            "  wasm calls in the timed rounds: {} in a reused instance, {} of whose restores skipped the page-table scan (no page fault since the last one)",
-            restores.reuses, restores.unscanned
-        );
-        match vexidus_host::stm::pinned_cores() {
-            Some(cores) => println!(
-                "  Block-STM's workers pinned one to a CPU: {cores:?} (VEXIDUS_PIN_WORKERS=0 turns it off)"
-            ),
-            None => println!("  Block-STM's workers not pinned to CPUs"),
-        }
-    }
-    Ok(())
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Keypair> {

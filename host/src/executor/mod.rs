@@ -14,7 +14,6 @@
 
 pub use vexidus_blob as blob;
 pub use vexidus_blob::stack_limit;
-pub mod native;
 #[cfg(test)]
 mod stack_limit_tests;
 pub mod warm;
@@ -670,7 +669,9 @@ impl Call<'_> {
     }
 }
 
-fn log_runtime(level: u32, line: &str) {
+/// `log_v1`: writes a runtime's log line at its level (0 error … 4 trace) under the `runtime`
+/// target.
+pub fn log_runtime(level: u32, line: &str) {
     match level {
         0 => tracing::error!(target: "runtime", "{line}"),
         1 => tracing::warn!(target: "runtime", "{line}"),
@@ -744,7 +745,7 @@ fn classify(
 }
 
 /// `ed25519_verify_v1`: single verification under ZIP-215 (the rule batches must match).
-fn ed25519_verify(message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool {
+pub fn ed25519_verify(message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool {
     ed25519_consensus::VerificationKey::try_from(*key)
         .map(|vk| {
             vk.verify(&ed25519_consensus::Signature::from(*signature), message)
@@ -807,7 +808,7 @@ fn write_result(
 }
 
 /// Refuses a block total's name longer than [`abi::MAX_TOTAL_NAME`].
-pub(crate) fn check_total_name(name: &[u8]) -> Result<(), String> {
+pub fn check_total_name(name: &[u8]) -> Result<(), String> {
     if name.len() > abi::MAX_TOTAL_NAME {
         return Err(format!(
             "a block total's name is {} bytes, at most {} allowed",
