@@ -70,21 +70,6 @@ pub struct LocalnetArgs {
     pub node_args_for: Vec<String>,
 }
 
-/// Writes a key file readable by its owner only (0600), synced.
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -115,9 +100,7 @@ fn prepare(a: &LocalnetArgs) -> Result<Vec<Node>> {
         std::fs::create_dir_all(&dir)?;
         let key_path = dir.join("validator.key");
         let key = if key_path.exists() {
-            let text = std::fs::read_to_string(&key_path)?;
-            Keypair::from_seed_hex(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?
+            vexidus_runtime_api::key_file::read(&key_path)?
         } else {
             ensure!(
                 fresh,
@@ -128,7 +111,7 @@ fn prepare(a: &LocalnetArgs) -> Result<Vec<Node>> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
             let key = Keypair::from_seed(seed);
-            write_secret(&key_path, format!("{}\n", key.seed_hex()).as_bytes())?;
+            vexidus_runtime_api::key_file::write(&key_path, &key, false)?;
             key
         };
         let rpc_port = a.rpc_port.checked_add(i as u16).context("RPC port range")?;

@@ -446,27 +446,11 @@ fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
 }
 
 fn write_key(path: &Path, key: &Keypair, force: bool) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(path).with_context(|| {
-        if path.exists() && !force {
-            format!(
-                "{} already exists (pass --force to overwrite)",
-                path.display()
-            )
-        } else {
-            format!("cannot write {}", path.display())
-        }
-    })?;
-    writeln!(f, "{}", key.seed_hex())?;
-    Ok(())
+    use vexidus_runtime_api::key_file::{self, KeyFileError};
+    key_file::write(path, key, force).map_err(|e| match e {
+        KeyFileError::Exists { .. } => anyhow::anyhow!("{e} (pass --force to overwrite)"),
+        e => e.into(),
+    })
 }
 
 /// The gas a transaction needs on the chain's runtime or the one before it. Runtimes before
@@ -491,10 +475,7 @@ fn default_max_gas(tx: &Transaction) -> u64 {
 }
 
 fn read_key(path: &Path) -> Result<Keypair> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    Keypair::from_seed_hex(&text)
-        .map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
+    Ok(vexidus_runtime_api::key_file::read(path)?)
 }
 
 fn key_json(key: &Keypair) -> Value {

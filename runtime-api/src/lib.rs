@@ -40,6 +40,8 @@ pub mod vote;
 #[cfg(feature = "std")]
 pub mod genesis_file;
 #[cfg(feature = "std")]
+pub mod key_file;
+#[cfg(feature = "std")]
 pub mod signing;
 
 pub use block::{Block, Header, Receipt};

@@ -160,13 +160,6 @@ fn main() {
     }
 }
 
-fn read_key(path: &Path) -> anyhow::Result<Keypair> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    Keypair::from_seed_hex(&text)
-        .map_err(|e| anyhow::anyhow!("key file {} is not a key: {e}", path.display()))
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut failover_base_ms = None;
     let mut genesis_runtime = vexidus_host::GENESIS_RUNTIME;
@@ -197,7 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None
     };
     let validator_key = match (&cli.validator_key, cli.dev) {
-        (Some(path), _) => Some(read_key(path)?),
+        (Some(path), _) => Some(vexidus_runtime_api::key_file::read(path)?),
         (None, true) => Some(Keypair::from_seed(dev_seed())),
         (None, false) => None,
     };
