@@ -37,6 +37,7 @@ pub mod chain;
 pub mod driver;
 pub mod genesis;
 pub mod harness;
+pub mod logging;
 pub mod node;
 pub mod p2p;
 pub mod pool;

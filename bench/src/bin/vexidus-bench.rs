@@ -64,14 +64,7 @@ enum Bench {
 fn main() {
     vexidus_host::allocator::keep_freed_memory_between_blocks();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VEXIDUS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vexidus_host::logging::init();
     let result = match cli.command {
         Bench::Signatures { count, runs } => signatures(count, runs).map(|lines| {
             print_table(

@@ -132,20 +132,7 @@ fn long_version() -> &'static str {
 fn main() {
     vexidus_host::allocator::keep_freed_memory_between_blocks();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VEXIDUS_LOG").unwrap_or_else(|_| {
-                // libp2p's request-response warns once per inbound stream past the
-                // per-connection limit: a flooding peer would write thousands of lines a
-                // second. The node logs what it refuses itself.
-                tracing_subscriber::EnvFilter::new(
-                    "info,jsonrpsee=warn,wasmtime=warn,cranelift=warn,libp2p_request_response=error",
-                )
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    vexidus_host::logging::init();
     let result = match cli.command {
         Some(Command::Replay {
             ref data_dir,
