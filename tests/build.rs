@@ -2,7 +2,7 @@
 //! `next-example`, `next-bad-migration`, `next-trap`) with the same builder as the node's genesis
 //! runtime, and points `VEXIDUS_RUNTIME_<FEATURE>` at each blob.
 
-#[path = "../host/wasm_builder.rs"]
+#[path = "../host/genesis/wasm_builder.rs"]
 mod wasm_builder;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ fn main() {
         "runtime",
         "runtime-api",
         "governance-pallet",
-        "host/wasm_builder.rs",
+        "host/genesis/wasm_builder.rs",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -10,16 +10,16 @@ pub mod native;
 use crate::native::NativeEnv;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vexidus_host::chain::Chain;
-use vexidus_host::executor::Executor;
-use vexidus_host::sigcheck;
-use vexidus_host::storage::Db;
-use vexidus_host::storage::overlay::{Changes, StateOverlay};
+use vexidus_chain::Chain;
+use vexidus_chain::sigcheck;
+use vexidus_executor::Executor;
 use vexidus_runtime_api::abi::ApplyArgs;
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, NANO_PER_VXS};
 use vexidus_runtime_api::{GenesisConfig, Receipt, SignedTransaction};
+use vexidus_storage::Db;
+use vexidus_storage::overlay::{Changes, StateOverlay};
 
 /// The key of benchmark account `i`.
 pub fn bench_key(i: usize) -> Keypair {
@@ -195,7 +195,7 @@ pub fn admission(
     runs: usize,
 ) -> anyhow::Result<Vec<Line>> {
     let mut bench = BenchChain::new(block_txs * pending + checks)?;
-    let key = vexidus_host::harness::Harness::dev_key();
+    let key = vexidus_harness::Harness::dev_key();
     let chain_id = bench.genesis.chain_id.clone();
     let incoming: Vec<SignedTransaction> = (block_txs * pending..block_txs * pending + checks)
         .map(|i| signed_transfer(i, Address([7; 32]), &chain_id))
@@ -266,7 +266,7 @@ pub struct BenchChain {
 impl BenchChain {
     /// Builds it (genesis runs the real wasm runtime).
     pub fn new(count: usize) -> anyhow::Result<Self> {
-        let mut genesis = vexidus_host::genesis::dev_genesis();
+        let mut genesis = vexidus_genesis::dev_genesis();
         genesis
             .balances
             .extend((0..count).map(|i| (bench_key(i).public().address(), 10 * NANO_PER_VXS)));
@@ -279,7 +279,7 @@ impl BenchChain {
             db.clone(),
             executor,
             &genesis,
-            vexidus_host::GENESIS_RUNTIME,
+            vexidus_genesis::GENESIS_RUNTIME,
             Vec::new(),
         )?;
         Ok(Self {
@@ -334,7 +334,7 @@ pub fn execution(
     let mut bench = BenchChain::new(count)?;
     let chain_id = bench.genesis.chain_id.clone();
     let txs = block_transfers(count, contention, &chain_id);
-    let proposer = vexidus_host::harness::Harness::dev_key();
+    let proposer = vexidus_harness::Harness::dev_key();
     let calls: Vec<ApplyArgs> = txs
         .iter()
         .map(|tx| ApplyArgs {
@@ -347,16 +347,16 @@ pub fn execution(
     let runtime = bench.chain.runtime().clone();
     let fuel = executor.fuel.transaction;
     let db: &Db = &bench.db;
-    let threads = vexidus_host::stm::default_threads();
-    let workers = vexidus_host::stm::Workers { threads, run };
-    let singles = vexidus_host::stm::Workers {
+    let threads = vexidus_chain::stm::default_threads();
+    let workers = vexidus_chain::stm::Workers { threads, run };
+    let singles = vexidus_chain::stm::Workers {
         threads,
         run: Some(1),
     };
 
     let run_wasm = || -> anyhow::Result<Executed> {
         let mut overlay = StateOverlay::new(db);
-        let outcomes = vexidus_host::stm::execute_sequentially(
+        let outcomes = vexidus_chain::stm::execute_sequentially(
             &executor,
             &runtime,
             &mut overlay,
@@ -399,7 +399,7 @@ pub fn execution(
         std::thread::scope(|scope| {
             let run = |half: &[ApplyArgs]| {
                 let mut overlay = StateOverlay::new(db);
-                vexidus_host::stm::execute_sequentially(
+                vexidus_chain::stm::execute_sequentially(
                     &executor,
                     &runtime,
                     &mut overlay,
@@ -417,9 +417,9 @@ pub fn execution(
             Ok(mine?)
         })
     };
-    let run_stm = |workers| -> anyhow::Result<(Executed, vexidus_host::stm::Stats)> {
+    let run_stm = |workers| -> anyhow::Result<(Executed, vexidus_chain::stm::Stats)> {
         let mut overlay = StateOverlay::new(db);
-        let (outcomes, stats) = vexidus_host::stm::execute(
+        let (outcomes, stats) = vexidus_chain::stm::execute(
             &executor,
             &runtime,
             &mut overlay,
@@ -545,7 +545,7 @@ pub struct Execution {
     /// The ways that took turns with the baseline, round by round.
     pub paired: Vec<Paired>,
     /// What Block-STM did in its last run (runs sized to the block).
-    pub stats: vexidus_host::stm::Stats,
+    pub stats: vexidus_chain::stm::Stats,
     /// How the timed rounds' wasm calls found their instances.
     pub restores: Restores,
 }

@@ -3,7 +3,7 @@
 //! measures the wasm runtime against, and a way to step through runtime logic in a debugger
 //! over real node storage.
 
-use vexidus_host::executor::Externalities;
+use vexidus_executor::Externalities;
 use vexidus_runtime_api::RuntimeVersion;
 use vexidus_runtime_api::guest::Env;
 
@@ -53,22 +53,22 @@ impl Env for NativeEnv<'_> {
         *blake3::hash(data).as_bytes()
     }
     fn ed25519_verify(&self, message: &[u8], signature: &[u8; 64], key: &[u8; 32]) -> bool {
-        vexidus_host::executor::ed25519_verify(message, signature, key)
+        vexidus_executor::ed25519_verify(message, signature, key)
     }
     fn log(&self, level: u32, message: &str) {
-        vexidus_host::executor::log_runtime(level, message);
+        vexidus_executor::log_runtime(level, message);
     }
     fn check_runtime(&self, code: &[u8]) -> Result<RuntimeVersion, String> {
-        vexidus_host::executor::blob::check_unlimited_cached(code).map_err(|e| e.to_string())
+        vexidus_executor::blob::check_unlimited_cached(code).map_err(|e| e.to_string())
     }
     fn add_to_block_total(&mut self, name: &[u8], amount: u128) {
-        let r = vexidus_host::executor::check_total_name(name)
+        let r = vexidus_executor::check_total_name(name)
             .and_then(|()| self.ext.add_to_total(name, amount))
             .map(Some);
         self.failed(r);
     }
     fn block_total(&mut self, name: &[u8]) -> u128 {
-        let r = vexidus_host::executor::check_total_name(name)
+        let r = vexidus_executor::check_total_name(name)
             .and_then(|()| self.ext.total(name))
             .map(Some);
         self.failed(r).unwrap_or(0)

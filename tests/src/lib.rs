@@ -2,7 +2,7 @@
 //! in a temporary data directory, and drive the real `vexidus` CLI.
 //!
 //! The binaries come from the same cargo target directory as the test executable. `cargo test`
-//! builds them because `vexidus-host` and `vexidus-cli` have integration tests of their own.
+//! builds them because `vexidus-node`, `vexidus-harness` and `vexidus-cli` have integration tests of their own.
 
 #![forbid(unsafe_code)]
 

@@ -4,8 +4,8 @@
 //! runtime release takes all of it through governance without losing anything.
 
 use parity_scale_codec::{Decode, Encode};
-use vexidus_host::chain::{ChainError, transactions_root};
-use vexidus_host::harness::Harness;
+use vexidus_chain::{ChainError, transactions_root};
+use vexidus_harness::Harness;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::block::{Block, Event, Header};
 use vexidus_runtime_api::signing::{self, Keypair};
@@ -32,7 +32,7 @@ fn text(body_bytes: usize) -> Operation {
 
 /// The dev chain with a small budget (256 KiB) and three staked proposers `p0..p2`.
 fn small_budget_genesis() -> (GenesisConfig, Vec<Keypair>) {
-    let mut g = vexidus_host::genesis::dev_genesis();
+    let mut g = vexidus_genesis::dev_genesis();
     g.parameters.max_block_bytes = 256 * KIB as u32;
     g.parameters.max_runtime_code_bytes = 128 * KIB as u32;
     let keys: Vec<Keypair> = (0..3)
@@ -56,10 +56,14 @@ fn byte_gas(tx: &SignedTransaction) -> u64 {
 #[test]
 fn blocks_fill_by_bytes_and_a_block_over_the_budget_is_refused_on_import() {
     let (g, keys) = small_budget_genesis();
-    let mut a = Harness::new(g.clone(), vexidus_host::GENESIS_RUNTIME, Harness::dev_key())
-        .expect("chain a");
+    let mut a = Harness::new(
+        g.clone(),
+        vexidus_genesis::GENESIS_RUNTIME,
+        Harness::dev_key(),
+    )
+    .expect("chain a");
     let mut b =
-        Harness::new(g, vexidus_host::GENESIS_RUNTIME, Harness::dev_key()).expect("chain b");
+        Harness::new(g, vexidus_genesis::GENESIS_RUNTIME, Harness::dev_key()).expect("chain b");
     let budget = a.parameters().max_block_bytes as usize;
 
     // Three proposals of about 100 KiB: two fit in a block, the third waits for the next.
@@ -155,7 +159,7 @@ fn blocks_fill_by_bytes_and_a_block_over_the_budget_is_refused_on_import() {
 fn a_chain_on_the_previous_runtime_takes_the_byte_budget_through_governance_and_loses_nothing() {
     // A chain of spec_version 1 that set a gas price of its own and allowed runtime blobs of
     // 16 MiB (more than any block may now carry).
-    let mut g = vexidus_host::genesis::dev_genesis();
+    let mut g = vexidus_genesis::dev_genesis();
     g.parameters.gas_price = 7;
     g.parameters.max_runtime_code_bytes = 16 * MIB as u32;
     let mut h = Harness::new(g, releases::SPEC_1, Harness::dev_key()).expect("chain");
@@ -184,7 +188,7 @@ fn a_chain_on_the_previous_runtime_takes_the_byte_budget_through_governance_and_
     let old_params_bytes = h.storage(b":params").expect("stored parameters");
 
     // The upgrade, as governance ships it. Spec 1 charges 16 gas per byte of code.
-    let code = vexidus_host::GENESIS_RUNTIME;
+    let code = vexidus_genesis::GENESIS_RUNTIME;
     let target = h.height() + 12;
     let head = h.height();
     let tx = alice.sign_transaction(Transaction {
@@ -293,7 +297,8 @@ fn a_budget_lowered_inside_a_block_applies_from_the_next_block() {
     // leaves the pool.
     let (mut g, keys) = small_budget_genesis();
     g.parameters.max_block_bytes = MIB as u32;
-    let mut h = Harness::new(g, vexidus_host::GENESIS_RUNTIME, Harness::dev_key()).expect("chain");
+    let mut h =
+        Harness::new(g, vexidus_genesis::GENESIS_RUNTIME, Harness::dev_key()).expect("chain");
     let dev = Harness::dev_key();
     let r = h
         .execute(

@@ -29,7 +29,7 @@ fn load(url: String, stop: Arc<AtomicBool>) {
     let client = RpcClient::new(&url);
     let keys: Vec<Keypair> = ["bob", "charlie", "dave"]
         .iter()
-        .map(|n| Keypair::from_seed(vexidus_host::genesis::dev_account_seed(n)))
+        .map(|n| Keypair::from_seed(vexidus_genesis::dev_account_seed(n)))
         .collect();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {

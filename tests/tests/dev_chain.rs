@@ -154,14 +154,17 @@ fn transfer_on_a_dev_chain_then_restart_and_replay() -> Result<()> {
 fn runtime_hash_and_version_of_the_genesis_blob() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let blob = dir.path().join("runtime.wasm");
-    std::fs::write(&blob, vexidus_host::GENESIS_RUNTIME)?;
+    std::fs::write(&blob, vexidus_genesis::GENESIS_RUNTIME)?;
     let hash = cli_json(
         "http://unused",
         &["runtime", "hash", blob.to_str().unwrap_or_default()],
     )?;
     assert_eq!(
         hash["hash"],
-        format!("0x{}", blake3::hash(vexidus_host::GENESIS_RUNTIME).to_hex())
+        format!(
+            "0x{}",
+            blake3::hash(vexidus_genesis::GENESIS_RUNTIME).to_hex()
+        )
     );
     let version = cli_json(
         "http://unused",

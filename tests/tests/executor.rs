@@ -2,7 +2,7 @@
 //! Hand-written `wat` modules stand in for hostile runtimes.
 
 use parity_scale_codec::Encode;
-use vexidus_host::executor::{BlobError, ExecError, Executor, MemoryExt};
+use vexidus_executor::{BlobError, ExecError, Executor, MemoryExt};
 use vexidus_runtime_api::abi::{self, Query, QueryResponse};
 use vexidus_tests::wat_runtime::{runtime_wat, valid, version, with_section};
 
@@ -21,7 +21,7 @@ fn call_query(ex: &Executor, code: &[u8]) -> Result<Vec<u8>, ExecError> {
 
 fn assert_still_works(ex: &Executor) {
     let proto = ex
-        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .prototype(vexidus_genesis::GENESIS_RUNTIME)
         .expect("the real runtime compiles");
     let mut ext = MemoryExt::default();
     ext.map
@@ -194,7 +194,7 @@ fn a_memory_bomb_is_stopped() {
     match call_query(&ex, &grow) {
         Err(ExecError::MemoryLimit { entry, limit_bytes }) => {
             assert_eq!(entry, abi::QUERY);
-            assert_eq!(limit_bytes, vexidus_host::executor::MEMORY_LIMIT_BYTES);
+            assert_eq!(limit_bytes, vexidus_executor::MEMORY_LIMIT_BYTES);
         }
         other => panic!("expected the memory limit, got {other:?}"),
     }
@@ -215,13 +215,13 @@ fn a_result_outside_memory_is_refused() {
 
 #[test]
 fn the_real_runtime_passes_the_checks() {
-    let v = Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 4 * 1024 * 1024).expect("valid");
+    let v = Executor::check_blob(vexidus_genesis::GENESIS_RUNTIME, 4 * 1024 * 1024).expect("valid");
     assert_eq!(
         (v.spec_name.as_str(), v.spec_version, v.abi_version),
         ("vexidus", 2, 1)
     );
     assert!(matches!(
-        Executor::check_blob(vexidus_host::GENESIS_RUNTIME, 1024),
+        Executor::check_blob(vexidus_genesis::GENESIS_RUNTIME, 1024),
         Err(BlobError::TooLarge { limit: 1024, .. })
     ));
 }
@@ -257,7 +257,7 @@ fn module(fields: &str, memory: &str, query_body: &str) -> Vec<u8> {
 
 fn query_raw(
     ex: &Executor,
-    proto: &vexidus_host::executor::Prototype,
+    proto: &vexidus_executor::Prototype,
     input: &[u8],
 ) -> Result<Vec<u8>, ExecError> {
     ex.call_raw(
@@ -416,7 +416,7 @@ fn a_call_that_grows_memory_or_writes_much_of_it_leaves_its_instance_behind() {
 fn the_real_runtime_runs_in_reused_instances() {
     let ex = Executor::new(None);
     let proto = ex
-        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .prototype(vexidus_genesis::GENESIS_RUNTIME)
         .expect("the real runtime compiles");
     assert_eq!(proto.instance_reuse(), Ok(0));
     assert_still_works(&ex);
@@ -430,7 +430,7 @@ fn the_real_runtime_runs_in_reused_instances() {
 fn threads_each_reuse_their_instances() {
     let ex = Executor::new(None);
     let proto = ex
-        .prototype(vexidus_host::GENESIS_RUNTIME)
+        .prototype(vexidus_genesis::GENESIS_RUNTIME)
         .expect("the real runtime compiles");
     let before = proto
         .instance_reuse()
@@ -454,7 +454,7 @@ fn threads_each_reuse_their_instances() {
 
 #[test]
 fn idle_instances_of_many_runtimes_never_take_every_instance_slot() {
-    use vexidus_host::executor::warm::MAX_LIVE;
+    use vexidus_executor::warm::MAX_LIVE;
     let ex = Executor::new(None);
     // More runtimes, each keeping an idle instance, than the engine has instance slots (256):
     // every call must still find a slot, warm or fresh.
@@ -503,7 +503,7 @@ fn block_total_module(name: &str, amount: u8) -> Vec<u8> {
 }
 
 struct NoState;
-impl vexidus_host::storage::StateBackend for NoState {
+impl vexidus_storage::StateBackend for NoState {
     fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }
@@ -514,14 +514,14 @@ impl vexidus_host::storage::StateBackend for NoState {
 
 #[test]
 fn block_totals_add_up_and_are_read_in_end_block_only() {
-    use vexidus_host::storage::overlay::StateOverlay;
+    use vexidus_storage::overlay::StateOverlay;
     let ex = Executor::new(None);
     let proto = ex
         .prototype(&block_total_module("fees", 5))
         .expect("a runtime importing the block-total functions passes the checks");
     let mut overlay = StateOverlay::new(&NoState);
     // What an earlier transaction of the block added.
-    vexidus_host::executor::Externalities::add_to_total(&mut overlay, b"fees", 90).expect("adds");
+    vexidus_executor::Externalities::add_to_total(&mut overlay, b"fees", 90).expect("adds");
     overlay.commit_transaction();
     let run = |overlay: &mut StateOverlay<'_>| {
         ex.call_raw(&proto, abi::QUERY, &[], overlay, 10_000_000)
@@ -536,7 +536,7 @@ fn block_totals_add_up_and_are_read_in_end_block_only() {
     overlay.set_totals_readable(false);
     match run(&mut overlay) {
         Err(ExecError::Trap { reason, .. }) => assert!(
-            reason.contains(vexidus_host::executor::TOTALS_IN_END_BLOCK_ONLY),
+            reason.contains(vexidus_executor::TOTALS_IN_END_BLOCK_ONLY),
             "{reason}"
         ),
         other => panic!("expected a trap, got {other:?}"),
@@ -544,7 +544,7 @@ fn block_totals_add_up_and_are_read_in_end_block_only() {
     // Outside a block (no totals at all) adding traps too.
     match call_query(&ex, &block_total_module("fees", 5)) {
         Err(ExecError::Trap { reason, .. }) => assert!(
-            reason.contains(vexidus_host::executor::NO_BLOCK_TOTALS),
+            reason.contains(vexidus_executor::NO_BLOCK_TOTALS),
             "{reason}"
         ),
         other => panic!("expected a trap, got {other:?}"),
@@ -577,7 +577,7 @@ fn recursion_module() -> Vec<u8> {
 }
 
 /// The deepest recursion that does not trap, found by bisection.
-fn deepest(ex: &Executor, proto: &vexidus_host::executor::Prototype) -> u32 {
+fn deepest(ex: &Executor, proto: &vexidus_executor::Prototype) -> u32 {
     let (mut ok, mut traps) = (0u32, 1u32 << 22);
     while traps - ok > 1 {
         let mid = ok + (traps - ok) / 2;
@@ -610,7 +610,7 @@ fn deep_recursion_traps_at_one_depth_everywhere() {
     let fresh = Executor::new(None);
     let again = fresh.prototype(&recursion_module()).expect("compiles");
     assert_eq!(deepest(&fresh, &again), here);
-    let frames = vexidus_host::executor::stack_limit::STACK_LIMIT_SLOTS / 16;
+    let frames = vexidus_executor::stack_limit::STACK_LIMIT_SLOTS / 16;
     assert!(
         here < frames && here + 8 > frames,
         "{here} calls deep, {frames} frames fit"

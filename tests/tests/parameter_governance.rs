@@ -1,7 +1,7 @@
 //! Parameter governance, treasury spends and multisig accounts (SPEC §6, operations 60-67)
 //! through the in-process harness with the real wasm runtime.
 
-use vexidus_host::harness::Harness;
+use vexidus_harness::Harness;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::signing::Keypair;
@@ -21,7 +21,7 @@ fn treasury() -> Address {
 
 /// Two validators v0 (60 VXS) and v1 (40 VXS); the treasury holds 1,000 VXS.
 fn chain() -> Harness {
-    let mut g = vexidus_host::genesis::dev_genesis();
+    let mut g = vexidus_genesis::dev_genesis();
     g.validators[0].stake = 0;
     for (i, stake) in [60u128, 40].iter().enumerate() {
         let k = key(&format!("v{i}"));
@@ -34,7 +34,7 @@ fn chain() -> Harness {
     }
     g.balances.push((treasury(), 1_000 * VXS));
     g.parameters.voting_period_blocks = 100;
-    Harness::new(g, vexidus_host::GENESIS_RUNTIME, Harness::dev_key()).expect("chain")
+    Harness::new(g, vexidus_genesis::GENESIS_RUNTIME, Harness::dev_key()).expect("chain")
 }
 
 fn run(h: &mut Harness, who: &Keypair, op: Operation) -> Receipt {

@@ -1,8 +1,8 @@
 //! Two clean builds of the runtime blob are byte-identical: the blob embedded in this build of
 //! the node is compared with a fresh build of a copy of the sources in another directory, with
-//! another target directory, through the same command line `host/build.rs` uses.
+//! another target directory, through the same command line `host/genesis/build.rs` uses.
 
-#[path = "../../host/wasm_builder.rs"]
+#[path = "../../host/genesis/wasm_builder.rs"]
 mod wasm_builder;
 
 use std::path::Path;
@@ -37,7 +37,7 @@ fn runtime_blob_is_reproducible() {
     let blob = wasm_builder::build_runtime(&copy, &scratch.path().join("other-target"), "")
         .expect("build the runtime");
     let fresh = std::fs::read(&blob).expect("read the fresh blob");
-    let embedded = vexidus_host::GENESIS_RUNTIME;
+    let embedded = vexidus_genesis::GENESIS_RUNTIME;
     assert_eq!(
         blake3::hash(&fresh),
         blake3::hash(embedded),

@@ -80,7 +80,7 @@ fn a_late_node_syncs_from_genesis_across_a_runtime_upgrade_and_follows() -> Resu
         &["tx", "transfer", "--key", k, "--to", &to, "--amount", "3"],
     )?;
     let wasm = dir.path().join("v2.wasm");
-    std::fs::write(&wasm, vexidus_host::GENESIS_RUNTIME)?;
+    std::fs::write(&wasm, vexidus_genesis::GENESIS_RUNTIME)?;
     let target = a.height()? + 12;
     let r = cli_json(
         &a.url,

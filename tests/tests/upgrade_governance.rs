@@ -2,8 +2,8 @@
 //! the real host-side migration and halt logic. Every rule and refusal, with its exact words.
 
 use parity_scale_codec::Encode;
-use vexidus_host::chain::ChainError;
-use vexidus_host::harness::{Harness, HarnessError};
+use vexidus_chain::ChainError;
+use vexidus_harness::{Harness, HarnessError};
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::signing::Keypair;
@@ -32,7 +32,7 @@ fn chain_with(
     implemented: Vec<String>,
     tweak: impl FnOnce(&mut GenesisConfig),
 ) -> Harness {
-    let mut g = vexidus_host::genesis::dev_genesis();
+    let mut g = vexidus_genesis::dev_genesis();
     g.governance.mode = mode;
     g.parameters.upgrade_min_lead_blocks = 10;
     g.parameters.voting_period_blocks = 100;
@@ -50,7 +50,7 @@ fn chain_with(
     tweak(&mut g);
     Harness::with_upgrades(
         g,
-        vexidus_host::GENESIS_RUNTIME,
+        vexidus_genesis::GENESIS_RUNTIME,
         Harness::dev_key(),
         implemented,
     )
@@ -264,7 +264,7 @@ fn runtime_blob_refusals_each_have_their_own_message() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "same",
-            vexidus_host::GENESIS_RUNTIME.to_vec(),
+            vexidus_genesis::GENESIS_RUNTIME.to_vec(),
             "runtime blob is",
         ),
         (
@@ -324,7 +324,7 @@ fn runtime_blob_refusals_each_have_their_own_message() {
     let e = refused(
         &mut h,
         &auth,
-        runtime("big", at, vexidus_host::GENESIS_RUNTIME),
+        runtime("big", at, vexidus_genesis::GENESIS_RUNTIME),
     );
     assert!(e.contains("over max_runtime_code_bytes (65536)"), "{e}");
 }
@@ -623,7 +623,7 @@ fn a_failing_migration_restores_the_old_runtime() {
     assert_eq!(h.runtime_version().spec_version, 2);
     assert_eq!(
         h.storage(b":code").as_deref(),
-        Some(vexidus_host::GENESIS_RUNTIME)
+        Some(vexidus_genesis::GENESIS_RUNTIME)
     );
     assert_eq!(plan_status(&h, "bad"), Some(PlanStatus::Aborted));
     // The old runtime goes on: 80/20 fees, blocks keep coming.

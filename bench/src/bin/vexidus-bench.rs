@@ -6,7 +6,7 @@ use vexidus_bench::{Contention, Execution, admission, execution, print_table, si
 
 // The node's allocator and its settings, so the figures are the node's.
 #[global_allocator]
-static ALLOCATOR: vexidus_host::allocator::MiMalloc = vexidus_host::allocator::MiMalloc;
+static ALLOCATOR: vexidus_node::allocator::MiMalloc = vexidus_node::allocator::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,9 +62,9 @@ enum Bench {
 }
 
 fn main() {
-    vexidus_host::allocator::keep_freed_memory_between_blocks();
+    vexidus_node::allocator::keep_freed_memory_between_blocks();
     let cli = Cli::parse();
-    vexidus_host::logging::init();
+    vexidus_node::logging::init();
     let result = match cli.command {
         Bench::Signatures { count, runs } => signatures(count, runs).map(|lines| {
             print_table(
@@ -143,7 +143,7 @@ fn bench_execution(txs: usize, runs: usize, run: Option<usize>) -> anyhow::Resul
             "  wasm calls in the timed rounds: {} in a reused instance, {} of whose restores skipped the page-table scan (no page fault since the last one)",
             restores.reuses, restores.unscanned
         );
-        match vexidus_host::stm::pinned_cores() {
+        match vexidus_chain::stm::pinned_cores() {
             Some(cores) => println!(
                 "  Block-STM's workers pinned one to a CPU: {cores:?} (VEXIDUS_PIN_WORKERS=0 turns it off)"
             ),

@@ -95,10 +95,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         a.batch
     );
     ensure!(
-        a.batch <= vexidus_host::rpc::MAX_BATCH_TRANSACTIONS,
+        a.batch <= vexidus_node::rpc::MAX_BATCH_TRANSACTIONS,
         "--batch {} is more than a request may carry ({})",
         a.batch,
-        vexidus_host::rpc::MAX_BATCH_TRANSACTIONS
+        vexidus_node::rpc::MAX_BATCH_TRANSACTIONS
     );
     ensure!(
         a.seconds > 0.0 && a.block_time > 0.0,
@@ -387,7 +387,7 @@ fn phase(
 fn main() -> Result<()> {
     let args = flags::or_exit("bench-load", USAGE, parse_args(std::env::args().skip(1)));
     let dir = tempfile::tempdir()?;
-    let mut genesis = vexidus_host::genesis::dev_genesis();
+    let mut genesis = vexidus_genesis::dev_genesis();
     genesis.block_time_ms = (args.block_time * 1e3) as u64;
     genesis.parameters.max_txs_per_block = args.max_block_txs;
     genesis.balances.extend(
@@ -414,7 +414,7 @@ fn main() -> Result<()> {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
-        let verdicts = vexidus_host::sigcheck::verify_all(&sample);
+        let verdicts = vexidus_chain::sigcheck::verify_all(&sample);
         best = best.min(t.elapsed().as_secs_f64());
         ensure!(
             verdicts.iter().all(|ok| *ok),

@@ -22,10 +22,10 @@
 use anyhow::{Result, bail, ensure};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vexidus_host::executor::Executor;
-use vexidus_host::harness::Harness;
-use vexidus_host::storage::Db;
+use vexidus_executor::Executor;
+use vexidus_harness::Harness;
 use vexidus_runtime_api::transaction::{Operation, UpgradeTarget};
+use vexidus_storage::Db;
 use vexidus_tests::flags::{self, Flags};
 use vexidus_tests::{Node, runtimes};
 

@@ -1,0 +1,472 @@
+//! What the node's tasks share: the chain behind a lock, the pool, the subscription channels and
+//! what the network and consensus tasks keep current for RPC.
+
+use crate::readiness::Readiness;
+use crate::views;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
+use vexidus_chain::{Chain, ChainError, ExecutedBlock};
+use vexidus_pool::{BlockBudget, Pool, TxError};
+use vexidus_runtime_api::Hash;
+use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::signing::{self, Keypair};
+use vexidus_runtime_api::state::PlanStatus;
+
+/// State shared by the producer and the RPC handlers.
+pub struct NodeState {
+    chain: RwLock<Chain>,
+    pool: Mutex<Pool>,
+    /// New heads, as JSON, for subscriptions.
+    pub heads: broadcast::Sender<Value>,
+    /// Newly irreversible blocks (`{hash, height}`), in height order, for subscriptions.
+    pub finalized: broadcast::Sender<Value>,
+    /// Connected peers (the network task keeps it current).
+    pub peers: std::sync::atomic::AtomicUsize,
+    /// The network as `vex_getPeers` shows it: connected peers and bans (the network task
+    /// keeps it current, once a second).
+    pub network: Mutex<Value>,
+    /// The validators due to produce next: the next block's producer and the next slot's
+    /// leader (the consensus driver keeps it current). Transactions go to them.
+    pub leaders: Mutex<Vec<vexidus_runtime_api::Address>>,
+    /// Where transactions submitted here go to be forwarded to the leaders (when on a network).
+    pub forward:
+        Mutex<Option<tokio::sync::mpsc::UnboundedSender<vexidus_runtime_api::SignedTransaction>>>,
+    validator: Option<String>,
+    readiness: Mutex<Readiness>,
+    auto_vote: Option<Keypair>,
+    voted: Mutex<std::collections::HashSet<String>>,
+}
+
+impl NodeState {
+    /// Wraps a chain.
+    pub fn new(chain: Chain, pool: vexidus_pool::PoolLimits, validator: Option<&Keypair>) -> Self {
+        Self {
+            chain: RwLock::new(chain),
+            pool: Mutex::new(Pool::with_limits(pool)),
+            heads: broadcast::channel(256).0,
+            finalized: broadcast::channel(256).0,
+            peers: std::sync::atomic::AtomicUsize::new(0),
+            network: Mutex::new(json!({ "connected": [], "banned": [] })),
+            leaders: Mutex::new(Vec::new()),
+            forward: Mutex::new(None),
+            validator: validator.map(|k| k.public().to_string()),
+            readiness: Mutex::new(Readiness::default()),
+            auto_vote: None,
+            voted: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Votes to approve every upgrade plan open for votes, with `key` (`--auto-vote-seed`).
+    pub fn with_auto_vote(mut self, key: Keypair) -> Self {
+        self.auto_vote = Some(key);
+        self
+    }
+
+    fn lock_readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `vex_getUpgradeReadiness`.
+    pub fn readiness_json(&self) -> Value {
+        self.lock_readiness().to_json()
+    }
+
+    /// After each block: start compiling a newly scheduled runtime in the background, forget a
+    /// plan that is gone, and cast the automatic vote.
+    pub fn after_block(self: &Arc<Self>) {
+        let plan = match self.read_chain().query(Query::UpgradePlan) {
+            Ok(QueryResponse::UpgradePlan(p)) => p,
+            _ => return,
+        };
+        let Some(view) = plan else {
+            let mut r = self.lock_readiness();
+            if r.plan.is_some() {
+                *r = Readiness::default();
+            }
+            return;
+        };
+        self.auto_vote(&view);
+        let (Some(code_hash), true) = (
+            view.plan.code_hash,
+            matches!(view.plan.status, PlanStatus::Voting | PlanStatus::Approved),
+        ) else {
+            return;
+        };
+        let mut r = self.lock_readiness();
+        r.track(&view.plan.name, code_hash);
+        if r.compiled.is_some() || r.compiling || r.compile_error.is_some() {
+            return;
+        }
+        r.compiling = true;
+        drop(r);
+        let state = self.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let code = match state.read_chain().query(Query::PlanCode) {
+                Ok(QueryResponse::PlanCode(Some(code))) => code,
+                other => {
+                    let mut r = state.lock_readiness();
+                    r.compiling = false;
+                    r.compile_error = Some(format!("cannot read the plan's code: {other:?}"));
+                    return;
+                }
+            };
+            let executor = state.read_chain().executor().clone();
+            let result = executor.prototype(&code);
+            let mut r = state.lock_readiness();
+            r.compiling = false;
+            if r.code_hash != Some(code_hash) {
+                return; // the plan changed meanwhile
+            }
+            match result {
+                Ok(p) => {
+                    tracing::info!(plan = ?r.plan, ms = started.elapsed().as_millis() as u64, "pending runtime compiled in the background");
+                    r.compile_ms = Some(started.elapsed().as_millis() as u64);
+                    r.compiled = Some(p);
+                }
+                Err(e) => r.compile_error = Some(e.to_string()),
+            }
+        });
+    }
+
+    fn auto_vote(&self, view: &vexidus_runtime_api::abi::PlanView) {
+        let Some(key) = &self.auto_vote else { return };
+        let me = key.public().address();
+        let plan = &view.plan;
+        if plan.status != PlanStatus::Voting
+            || plan.votes.iter().any(|(a, _)| *a == me)
+            || !plan.snapshot.iter().any(|(a, _)| *a == me)
+        {
+            return;
+        }
+        let mut voted = self.voted.lock().unwrap_or_else(|p| p.into_inner());
+        if !voted.insert(plan.name.clone()) {
+            return;
+        }
+        let vote = vexidus_runtime_api::Operation::VoteUpgrade {
+            name: plan.name.clone(),
+            approve: true,
+        };
+        match self.submit_own(key, 40_000, vec![vote]) {
+            Ok(_) => tracing::info!(plan = %plan.name, "auto-vote: approving"),
+            Err(e) => tracing::warn!(plan = %plan.name, "auto-vote failed: {e}"),
+        }
+    }
+
+    /// Read access to the chain.
+    pub fn read_chain(&self) -> RwLockReadGuard<'_, Chain> {
+        self.chain.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ingress: checks a Borsh-encoded signed transaction and pools it.
+    pub fn submit(&self, bytes: &[u8]) -> Result<Hash, TxError> {
+        self.submit_typed(bytes, None)
+    }
+
+    /// Ingress for the typed write methods: every operation must have discriminant `only`.
+    pub fn submit_typed(
+        &self,
+        bytes: &[u8],
+        only: Option<(u8, &'static str)>,
+    ) -> Result<Hash, TxError> {
+        let tx = vexidus_pool::decode(bytes)?;
+        if let Some((disc, name)) = only
+            && let Some(op) = tx
+                .transaction
+                .operations
+                .iter()
+                .find(|op| op.discriminant() != disc)
+        {
+            return Err(TxError::WrongOperation {
+                expected: name,
+                found: op.name(),
+            });
+        }
+        let admitted = {
+            let chain = self.read_chain();
+            self.lock_pool().admit_decoded(&*chain, tx.clone())
+        }?;
+        if let Some(forward) = &*self.forward.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = forward.send(tx);
+        }
+        Ok(admitted)
+    }
+
+    /// Ingress for a batch (`vex_submitTransactions`): the signatures are checked together in
+    /// batches on all cores, then each transaction is admitted in order; one result per entry.
+    pub fn submit_batch(
+        &self,
+        txs: Vec<Result<vexidus_runtime_api::SignedTransaction, TxError>>,
+    ) -> Vec<Result<Hash, TxError>> {
+        let decoded: Vec<&vexidus_runtime_api::SignedTransaction> =
+            txs.iter().filter_map(|t| t.as_ref().ok()).collect();
+        let mut verdicts = vexidus_chain::sigcheck::verify_all(&decoded).into_iter();
+        drop(decoded);
+        // Admitted transactions are kept for forwarding only on a network.
+        let forward = self
+            .forward
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let with_verdicts: Vec<_> = txs
+            .into_iter()
+            .map(|t| t.map(|tx| (tx, verdicts.next().unwrap_or(false))))
+            .collect();
+        let mut admitted = Vec::new();
+        let results: Vec<Result<Hash, TxError>> = {
+            let chain = self.read_chain();
+            // The runtime's checks, on all cores and before the pool is locked: the pool is only
+            // held for its own bookkeeping, so block production's `ready` and other batches
+            // wait for little.
+            let checked: Vec<Result<vexidus_pool::Checked, TxError>> = {
+                use rayon::prelude::*;
+                with_verdicts
+                    .into_par_iter()
+                    .map(|t| t.and_then(|(tx, ok)| vexidus_pool::check(&*chain, tx, ok)))
+                    .collect()
+            };
+            let mut pool = self.lock_pool();
+            checked
+                .into_iter()
+                .map(|c| {
+                    let c = c?;
+                    let tx = forward.is_some().then(|| c.transaction().clone());
+                    let r = pool.admit_valid(&*chain, c);
+                    if let (Ok(_), Some(tx)) = (&r, tx) {
+                        admitted.push(tx);
+                    }
+                    r
+                })
+                .collect()
+        };
+        if let Some(forward) = forward {
+            for tx in admitted {
+                let _ = forward.send(tx);
+            }
+        }
+        results
+    }
+
+    /// A transaction another node forwarded (not forwarded again).
+    pub fn admit_forwarded(
+        &self,
+        tx: vexidus_runtime_api::SignedTransaction,
+    ) -> Result<Hash, TxError> {
+        let chain = self.read_chain();
+        self.lock_pool().admit_decoded(&*chain, tx)
+    }
+
+    /// Whether a transaction is waiting in the pool.
+    pub fn is_pending(&self, hash: &Hash) -> bool {
+        self.lock_pool().contains(hash)
+    }
+
+    /// `vex_getStatus`.
+    pub fn status_json(&self) -> Value {
+        let (pending, pending_bytes) = {
+            let pool = self.lock_pool();
+            (pool.len(), pool.bytes())
+        };
+        let chain = self.read_chain();
+        let head = chain.head();
+        let rt = chain.runtime();
+        json!({
+            "chain_id": chain.chain_id(),
+            "height": head.height,
+            "finalized_height": chain.finalized().height,
+            "finalized_hash": views::hex0x(chain.finalized().hash),
+            "head_hash": views::hex0x(head.hash),
+            "state_root": views::hex0x(head.state_root),
+            "peers": self.peers.load(std::sync::atomic::Ordering::Relaxed),
+            "pending_transactions": pending,
+            "pending_bytes": pending_bytes,
+            "validator": self.validator,
+            "block_time_ms": chain.genesis().block_time_ms,
+            "governance_mode": chain.genesis().governance.mode.as_str(),
+            "upgrade_authority": chain.genesis().governance.upgrade_authority.to_string(),
+            "upgrade_grace_until": match chain.query(Query::GraceUntil) {
+                Ok(QueryResponse::GraceUntil(g)) => Some(g),
+                _ => None,
+            },
+            "runtime": views::version_json(&rt.version, &rt.code_hash),
+        })
+    }
+
+    /// Builds a block on `parent` from the pool (not the head until consensus says so).
+    pub fn produce_on(
+        &self,
+        parent: &Hash,
+        key: &Keypair,
+        timestamp_ms: u64,
+        with_transactions: bool,
+    ) -> Result<ExecutedBlock, ChainError> {
+        let budget = match self.read_chain().query_at(parent, Query::Parameters)? {
+            QueryResponse::Parameters(p) => BlockBudget::of(&p),
+            _ => BlockBudget {
+                transactions: 0,
+                bytes: 0,
+            },
+        };
+        let candidates = if with_transactions {
+            let mut pool = self.lock_pool();
+            let evicted = pool.evict_oversized(budget);
+            if evicted > 0 {
+                tracing::info!(
+                    evicted,
+                    max_block_bytes = budget.bytes,
+                    "dropped pending transactions no block may carry"
+                );
+            }
+            pool.ready(budget)
+        } else {
+            Vec::new()
+        };
+        let shadow = self.lock_readiness().compiled.clone();
+        self.write_chain().set_shadow(shadow);
+        // Executing needs shared access only, so admission and queries go on meanwhile; only
+        // keeping the block takes the chain for itself.
+        let built = self
+            .read_chain()
+            .build_on(parent, candidates, key, timestamp_ms)?;
+        let (produced, report) = {
+            let mut chain = self.write_chain();
+            let produced = chain.keep_built(built)?;
+            (produced, chain.take_shadow_report())
+        };
+        if let Some(report) = report {
+            self.lock_readiness().record(&report);
+        }
+        self.lock_pool().prune(&[], &produced.rejected);
+        Ok(produced)
+    }
+
+    /// Verifies and executes a block from a peer on its parent's state.
+    pub fn execute(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
+        let shadow = self.lock_readiness().compiled.clone();
+        self.write_chain().set_shadow(shadow);
+        // As in `produce_on`: checked and executed under shared access, kept under exclusive.
+        let checked = self.read_chain().check_block(block)?;
+        let (imported, report) = {
+            let mut chain = self.write_chain();
+            let imported = match checked {
+                vexidus_chain::Checked::Known(executed) => *executed,
+                vexidus_chain::Checked::Executed(built) => chain.keep_built(*built)?,
+            };
+            (imported, chain.take_shadow_report())
+        };
+        if let Some(report) = report {
+            self.lock_readiness().record(&report);
+        }
+        Ok(imported)
+    }
+
+    /// Consensus moved the head: queries follow it, the pool drops what the canonical chain
+    /// includes and takes back what a switch to another branch left out (checked again against
+    /// the new head: a transaction the new branch made stale stays out), subscribers hear of
+    /// it.
+    pub fn set_head(self: &Arc<Self>, hash: &Hash) -> Result<(), ChainError> {
+        let (header, included, retracted) = {
+            let mut chain = self.write_chain();
+            let retracted = chain.retracted_by(hash);
+            chain.set_head(hash)?;
+            let block = chain.block(hash)?.ok_or(ChainError::UnknownParent(*hash))?;
+            (
+                views::header_json(&block, hash),
+                chain.canonical_tx_hashes(),
+                retracted,
+            )
+        };
+        {
+            let chain = self.read_chain();
+            let mut pool = self.lock_pool();
+            pool.prune(&included, &[]);
+            if !retracted.is_empty() {
+                let back = retracted
+                    .into_iter()
+                    .map(|tx| pool.admit_decoded(&*chain, tx))
+                    .filter(Result::is_ok)
+                    .count();
+                tracing::info!(head = %views::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
+            }
+        }
+        let _ = self.heads.send(header);
+        self.after_block();
+        Ok(())
+    }
+
+    /// Consensus made `hash` irreversible: its branch is written to the database.
+    pub fn finalize(&self, hash: &Hash) -> Result<(), ChainError> {
+        let written = self.write_chain().finalize(hash)?;
+        for b in &written {
+            let hashes: Vec<Hash> = b
+                .block
+                .transactions
+                .iter()
+                .map(signing::transaction_hash)
+                .collect();
+            self.lock_pool().prune(&hashes, &[]);
+            let _ = self.finalized.send(serde_json::json!({
+                "hash": views::hex0x(b.hash),
+                "height": b.block.header.height,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Puts double-sign evidence on chain: a `ReportDoubleSign` transaction signed by `key`.
+    pub fn submit_evidence(
+        &self,
+        key: &Keypair,
+        evidence: vexidus_runtime_api::vote::DoubleSignEvidence,
+    ) -> Result<Hash, TxError> {
+        let report = vexidus_runtime_api::Operation::ReportDoubleSign {
+            evidence: Box::new(evidence),
+        };
+        self.submit_own(key, 100_000, vec![report])
+    }
+
+    /// Signs `operations` with the node's own `key` (the next free nonce, counting what the
+    /// pool holds) and pools the transaction.
+    fn submit_own(
+        &self,
+        key: &Keypair,
+        max_gas: u64,
+        operations: Vec<vexidus_runtime_api::Operation>,
+    ) -> Result<Hash, TxError> {
+        let chain = self.read_chain();
+        let me = key.public().address();
+        let nonce = match chain.query(Query::Account(me))? {
+            QueryResponse::Account(a) => a.nonce,
+            other => {
+                return Err(TxError::Node(ChainError::Runtime(format!(
+                    "unexpected answer to an account query: {other:?}"
+                ))));
+            }
+        };
+        let mut pool = self.lock_pool();
+        let tx = vexidus_runtime_api::Transaction {
+            chain_id: chain.chain_id().into(),
+            sender: key.public(),
+            nonce: nonce + pool.pending_of(&me),
+            max_gas,
+            valid_until: chain.head().height + 100,
+            operations,
+        };
+        pool.admit_decoded(&*chain, key.sign_transaction(tx))
+    }
+
+    /// Returns once no block is being executed or committed (it takes the chain's write lock
+    /// and lets it go): after this, closing the database loses nothing in flight.
+    pub fn wait_for_commit(&self) {
+        drop(self.write_chain());
+    }
+
+    fn write_chain(&self) -> std::sync::RwLockWriteGuard<'_, Chain> {
+        self.chain.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
