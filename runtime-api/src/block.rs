@@ -1,32 +1,12 @@
-//! Blocks, headers, receipts and events.
+//! Blocks, receipts and events.
 
-use crate::primitives::{Address, Hash, PublicKey, Signature};
+pub use crate::header::Header;
+use crate::primitives::{Address, Signature};
 use crate::state::RuntimeVersion;
 use crate::transaction::SignedTransaction;
 use alloc::{string::String, vec::Vec};
 use borsh::{BorshDeserialize, BorshSerialize};
 use parity_scale_codec::{Decode, Encode};
-
-/// A block header. Its hash (`blake3` of its Borsh encoding) identifies the block.
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
-pub struct Header {
-    /// Hash of the parent header; zero for genesis.
-    pub parent_hash: Hash,
-    /// Height; genesis is 0.
-    pub height: u64,
-    /// Proposer's wall-clock time in milliseconds since the Unix epoch. Informational: the
-    /// runtime never sees it.
-    pub timestamp_ms: u64,
-    /// The proposer's key.
-    pub proposer: PublicKey,
-    /// LtHash state root after executing the block.
-    pub state_root: Hash,
-    /// blake3 over the transaction hashes in order.
-    pub transactions_root: Hash,
-    /// blake3 over the SCALE-encoded receipts in order.
-    pub receipts_root: Hash,
-}
 
 /// A block: header, transactions and the proposer's signature over the header hash
 /// (`vexidus/block/v1` domain).

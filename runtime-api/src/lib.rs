@@ -5,8 +5,10 @@
 //! - [`abi`]: the normative host⇄runtime ABI — entry points, host functions, the packed
 //!   pointer/length convention, the `vexidus_runtime_version` custom section and the supported
 //!   ABI versions;
-//! - [`primitives`], [`transaction`], [`block`], [`state`]: the shared types, each defined once;
-//! - [`signing`] (with `std`): the signing domains and the Ed25519 helpers the host and the CLI use.
+//! - [`primitives`], [`transaction`], [`header`], [`block`], [`state`], [`vote`]: the shared
+//!   types, each defined once;
+//! - [`keys`] and [`signing`] (with `std`): Ed25519 keys and verification, and the signing of
+//!   transactions and headers the host and the CLI use.
 //!
 //! # Codecs
 //!
@@ -29,7 +31,7 @@ pub mod block;
 pub mod domains;
 pub mod guest;
 pub mod guest_alloc;
-mod guest_overlay;
+pub mod header;
 pub mod primitives;
 pub mod schedule;
 pub mod state;
@@ -41,6 +43,8 @@ pub mod vote;
 pub mod genesis_file;
 #[cfg(feature = "std")]
 pub mod key_file;
+#[cfg(feature = "std")]
+pub mod keys;
 #[cfg(feature = "std")]
 pub mod signing;
 

@@ -7,69 +7,14 @@
 //! Verification follows ZIP-215 (`ed25519-consensus`), so every node reaches the same verdict for
 //! every input, whether it verifies one by one or in batches. Signing uses `ed25519-dalek`.
 
-use crate::block::Header;
-use crate::primitives::{Hash, PublicKey, Signature};
+use crate::header::Header;
+use crate::primitives::Hash;
 use crate::transaction::{SignedTransaction, Transaction};
 
 pub use crate::domains::*;
-
-/// The 32-byte message that is signed for `payload` of kind `domain` on `chain_id`.
-/// Streams into the hasher (no copy of the payload); [`crate::domains::signing_message_with`]
-/// builds the same bytes for the runtime, and a test holds the two together.
-pub fn signing_message(domain: &[u8], chain_id: &str, payload: &[u8]) -> Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(domain);
-    h.update(&(chain_id.len() as u32).to_le_bytes());
-    h.update(chain_id.as_bytes());
-    h.update(payload);
-    *h.finalize().as_bytes()
-}
-
-/// A keypair from a 32-byte secret seed.
-pub struct Keypair {
-    signing: ed25519_dalek::SigningKey,
-}
+pub use crate::keys::{Keypair, dev_seed, signing_message, verify};
 
 impl Keypair {
-    /// Builds the keypair of `seed`.
-    pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self {
-            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
-        }
-    }
-
-    /// Parses a key file's contents: the 32-byte seed as 64 hex characters, optional `0x`,
-    /// surrounding whitespace ignored.
-    pub fn from_seed_hex(text: &str) -> Result<Self, crate::primitives::HexError> {
-        let key = crate::PublicKey::from_hex(text)?; // same shape: 32 bytes of hex
-        Ok(Self::from_seed(key.0))
-    }
-
-    /// The key file form of the seed: 64 lowercase hex characters.
-    pub fn seed_hex(&self) -> String {
-        hex::encode(self.seed())
-    }
-
-    /// The secret seed.
-    pub fn seed(&self) -> [u8; 32] {
-        self.signing.to_bytes()
-    }
-
-    /// The public key.
-    pub fn public(&self) -> PublicKey {
-        PublicKey(self.signing.verifying_key().to_bytes())
-    }
-
-    /// Signs `payload` of kind `domain` on `chain_id`.
-    pub fn sign(&self, domain: &[u8], chain_id: &str, payload: &[u8]) -> Signature {
-        use ed25519_dalek::Signer;
-        Signature(
-            self.signing
-                .sign(&signing_message(domain, chain_id, payload))
-                .to_bytes(),
-        )
-    }
-
     /// Signs a transaction body.
     pub fn sign_transaction(&self, tx: Transaction) -> SignedTransaction {
         let body = borsh::to_vec(&tx).expect("a transaction always encodes");
@@ -79,22 +24,6 @@ impl Keypair {
             signature,
         }
     }
-}
-
-/// Verifies a signature with ZIP-215 rules.
-pub fn verify(
-    public: &PublicKey,
-    domain: &[u8],
-    chain_id: &str,
-    payload: &[u8],
-    signature: &Signature,
-) -> bool {
-    let Ok(vk) = ed25519_consensus::VerificationKey::try_from(public.0) else {
-        return false;
-    };
-    let sig = ed25519_consensus::Signature::from(signature.0);
-    vk.verify(&sig, &signing_message(domain, chain_id, payload))
-        .is_ok()
 }
 
 /// Verifies a transaction's signature against its own chain id.
@@ -117,12 +46,6 @@ pub fn transaction_hash(tx: &SignedTransaction) -> Hash {
 /// The hash of a header: blake3 of its Borsh encoding.
 pub fn header_hash(header: &Header) -> Hash {
     *blake3::hash(&borsh::to_vec(header).expect("a header always encodes")).as_bytes()
-}
-
-/// The well-known development seed: `blake3("vexidus/dev/alice")`. `--dev` funds its account
-/// and makes it validator and upgrade authority. Never use it on a real network.
-pub fn dev_seed() -> [u8; 32] {
-    *blake3::hash(b"vexidus/dev/alice").as_bytes()
 }
 
 #[cfg(test)]

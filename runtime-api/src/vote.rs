@@ -60,7 +60,7 @@ pub struct SignedVote {
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 pub struct SignedHeader {
     /// The header.
-    pub header: crate::block::Header,
+    pub header: crate::header::Header,
     /// The proposer's signature over the header hash (`vexidus/block/v1`).
     pub signature: Signature,
 }
@@ -117,10 +117,10 @@ impl DoubleSignEvidence {
 #[cfg(feature = "std")]
 impl SignedVote {
     /// Signs `body` with `key` for `chain_id`.
-    pub fn sign(body: VoteBody, key: &crate::signing::Keypair, chain_id: &str) -> Self {
+    pub fn sign(body: VoteBody, key: &crate::keys::Keypair, chain_id: &str) -> Self {
         let bytes = borsh::to_vec(&body).expect("a vote always encodes");
         Self {
-            signature: key.sign(crate::signing::VOTE_DOMAIN, chain_id, &bytes),
+            signature: key.sign(crate::domains::VOTE_DOMAIN, chain_id, &bytes),
             voter: key.public(),
             body,
         }
@@ -129,9 +129,9 @@ impl SignedVote {
     /// Whether the signature is the voter's, for `chain_id`.
     pub fn verify(&self, chain_id: &str) -> bool {
         let bytes = borsh::to_vec(&self.body).expect("a vote always encodes");
-        crate::signing::verify(
+        crate::keys::verify(
             &self.voter,
-            crate::signing::VOTE_DOMAIN,
+            crate::domains::VOTE_DOMAIN,
             chain_id,
             &bytes,
             &self.signature,
@@ -142,7 +142,7 @@ impl SignedVote {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
-    use crate::signing::Keypair;
+    use crate::keys::Keypair;
 
     #[test]
     fn votes_verify_only_as_signed() {

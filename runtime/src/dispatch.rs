@@ -1,142 +1,16 @@
 //! Operations: what each one does to state, and every way it can fail.
 
+use crate::context::{Context, DispatchError};
 use crate::env::Env;
+use crate::staking::active_set;
 use crate::storage;
-use alloc::{format, string::String, vec::Vec};
-use core::fmt;
-use vexidus_governance::GovError;
+use alloc::{format, string::String};
 use vexidus_governance::upgrade::{self, Voter};
-use vexidus_governance::{ProposalError, multisig, proposals};
+use vexidus_governance::{multisig, proposals};
 use vexidus_runtime_api::block::Event;
 use vexidus_runtime_api::transaction::Operation;
 use vexidus_runtime_api::transaction::ProposalKind;
 use vexidus_runtime_api::{Address, PublicKey, ValidatorInfo};
-
-/// Why an operation failed. Included in the receipt in words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DispatchError {
-    /// Not enough spendable balance.
-    InsufficientBalance {
-        /// Needed.
-        needed: u128,
-        /// Held.
-        available: u128,
-    },
-    /// A balance would overflow `u128`.
-    Overflow,
-    /// The sender is already a validator.
-    AlreadyValidator,
-    /// Self-stake below `min_stake`.
-    StakeBelowMinimum {
-        /// Offered.
-        stake: u128,
-        /// Required.
-        min_stake: u128,
-    },
-    /// Commission above `max_commission_bps`.
-    CommissionTooHigh {
-        /// Offered.
-        commission_bps: u16,
-        /// Allowed.
-        max: u16,
-    },
-    /// No validator at that address.
-    UnknownValidator(Address),
-    /// The sender is not a validator.
-    NotAValidator,
-    /// Less delegated than asked to undelegate.
-    InsufficientDelegation {
-        /// Asked.
-        requested: u128,
-        /// Bonded.
-        delegated: u128,
-    },
-    /// Zero amount where a positive one is needed.
-    ZeroAmount,
-    /// Nothing to claim.
-    NoRewards,
-    /// The validator is not jailed.
-    NotJailed,
-    /// The jail period has not passed.
-    StillJailed {
-        /// Jailed until this height.
-        until: u64,
-    },
-    /// The double-sign evidence does not prove an offence.
-    InvalidEvidence(&'static str),
-    /// This offence was punished already.
-    EvidenceAlreadyUsed,
-    /// A governance rule refused it.
-    Governance(GovError),
-}
-
-impl From<ProposalError> for DispatchError {
-    fn from(e: ProposalError) -> Self {
-        DispatchError::Governance(GovError::Proposal(e))
-    }
-}
-
-impl From<GovError> for DispatchError {
-    fn from(e: GovError) -> Self {
-        DispatchError::Governance(e)
-    }
-}
-
-impl fmt::Display for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DispatchError::InsufficientBalance { needed, available } => write!(
-                f,
-                "insufficient balance: needs {needed} nanoVXS, account holds {available} nanoVXS"
-            ),
-            DispatchError::Overflow => f.write_str("balance overflow"),
-            DispatchError::AlreadyValidator => f.write_str("sender is already a validator"),
-            DispatchError::StakeBelowMinimum { stake, min_stake } => write!(
-                f,
-                "stake {stake} nanoVXS is below the minimum of {min_stake} nanoVXS"
-            ),
-            DispatchError::CommissionTooHigh {
-                commission_bps,
-                max,
-            } => write!(
-                f,
-                "commission {commission_bps} bps is above the maximum of {max} bps"
-            ),
-            DispatchError::UnknownValidator(a) => write!(f, "no validator at {a}"),
-            DispatchError::NotAValidator => f.write_str("sender is not a validator"),
-            DispatchError::InsufficientDelegation {
-                requested,
-                delegated,
-            } => write!(
-                f,
-                "cannot undelegate {requested} nanoVXS: only {delegated} nanoVXS delegated"
-            ),
-            DispatchError::ZeroAmount => f.write_str("amount must be greater than zero"),
-            DispatchError::NoRewards => f.write_str("no rewards to claim"),
-            DispatchError::NotJailed => f.write_str("validator is not jailed"),
-            DispatchError::StillJailed { until } => {
-                write!(f, "validator is jailed until height {until}")
-            }
-            DispatchError::InvalidEvidence(why) => write!(f, "invalid double-sign evidence: {why}"),
-            DispatchError::EvidenceAlreadyUsed => {
-                f.write_str("this double-sign offence was already reported and punished")
-            }
-            DispatchError::Governance(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// What an operation sees of its surroundings.
-pub struct Context<'a> {
-    /// Block height.
-    pub height: u64,
-    /// Sending account.
-    pub sender: Address,
-    /// Sending key.
-    pub sender_key: &'a PublicKey,
-    /// Events emitted so far by this transaction.
-    pub events: &'a mut Vec<Event>,
-}
 
 /// Applies one operation.
 pub fn dispatch(
@@ -200,7 +74,7 @@ pub fn dispatch(
                     ctx.events.push(Event::ParameterChanged { key, value });
                 }
                 ProposalKind::TreasurySpend { to, amount } => {
-                    let treasury = crate::executive::treasury(env);
+                    let treasury = storage::treasury(env);
                     debit(env, &treasury, amount)?;
                     credit(env, &to, amount)?;
                     ctx.events.push(Event::TreasurySpent { to, amount });
@@ -296,23 +170,6 @@ fn proposal_context<'c>(env: &mut impl Env, ctx: &'c mut Context<'_>) -> proposa
         params: storage::parameters(env),
         events: ctx.events,
     }
-}
-
-/// Most validators in the active set (SPEC §10).
-pub const MAX_VALIDATORS: usize = 100;
-
-/// The active set at `height`: the top [`MAX_VALIDATORS`] unjailed validators by stake, with
-/// their stake, sorted by address.
-pub fn active_set(env: &mut impl Env, height: u64) -> Vec<(Address, u128)> {
-    let mut vs: Vec<(Address, u128)> = storage::validators(env)
-        .into_iter()
-        .filter(|v| !v.is_jailed_at(height) && v.total_stake() > 0)
-        .map(|v| (v.address, v.total_stake()))
-        .collect();
-    vs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    vs.truncate(MAX_VALIDATORS);
-    vs.sort_by_key(|a| a.0);
-    vs
 }
 
 fn governance_context<'c>(env: &mut impl Env, ctx: &'c mut Context<'_>) -> upgrade::Context<'c> {

@@ -1,6 +1,7 @@
 //! The entry points' logic, generic over [`Env`] so it runs the same in wasm and natively.
 
-use crate::dispatch::{self, Context};
+use crate::context::Context;
+use crate::dispatch;
 use crate::env::Env;
 use crate::storage;
 use alloc::{string::String, vec::Vec};
@@ -16,11 +17,6 @@ use vexidus_runtime_api::{Address, GenesisConfig, PublicKey, ValidatorInfo};
 
 /// Share of every fee paid to the block proposer, in percent; the rest goes to the treasury.
 pub const PROPOSER_FEE_PERCENT: u128 = 80;
-
-/// The treasury account: `blake3("vexidus/treasury")`.
-pub fn treasury(env: &impl Env) -> Address {
-    Address(env.blake3(b"vexidus/treasury"))
-}
 
 fn address_of(env: &impl Env, key: &PublicKey) -> Address {
     Address(env.blake3(&key.0))
@@ -124,7 +120,7 @@ pub fn end_block(env: &mut impl Env, ctx: BlockContext) -> Result<EndBlockOutcom
     let to_treasury = env.block_total(storage::FEES_TO_TREASURY);
     // Credits cannot overflow: they return escrowed supply, and total supply fits in u128.
     let proposer = address_of(env, &ctx.proposer);
-    let treasury = treasury(env);
+    let treasury = storage::treasury(env);
     let _ = dispatch::credit(env, &proposer, to_proposer);
     let _ = dispatch::credit(env, &treasury, to_treasury);
     Ok(EndBlockOutcome::default())
@@ -315,7 +311,7 @@ pub fn query(env: &mut impl Env, q: Query) -> Result<QueryResponse, String> {
                 .ok_or_else(|| String::from("no governance settings in state"))?,
         ),
         Query::ChainId => QueryResponse::ChainId(storage::chain_id(env)),
-        Query::Treasury => QueryResponse::Treasury(treasury(env)),
+        Query::Treasury => QueryResponse::Treasury(storage::treasury(env)),
         Query::UpgradePlan => {
             let params = storage::parameters(env);
             QueryResponse::UpgradePlan(upgrade::active_plan(env).map(|plan| {

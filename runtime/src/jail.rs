@@ -7,7 +7,7 @@
 //! twice at every height of its slot until the first report jails it), and a burst counts as one
 //! offence however late its other reports arrive.
 
-use crate::dispatch::{Context, DispatchError};
+use crate::context::{Context, DispatchError};
 use crate::env::Env;
 use crate::storage;
 use alloc::vec::Vec;

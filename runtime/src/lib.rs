@@ -9,11 +9,13 @@
 
 extern crate alloc;
 
+pub mod context;
 pub mod dispatch;
 pub mod env;
 pub mod executive;
 pub mod jail;
 pub mod liveness;
+pub mod staking;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]

@@ -70,7 +70,7 @@ impl<E: Env> MissedBlockRecord for StateRecord<'_, E> {
 ///
 /// [`Query::Consensus`]: vexidus_runtime_api::abi::Query::Consensus
 pub fn consensus_view(env: &mut impl Env, at_height: u64) -> ConsensusView {
-    let active = crate::dispatch::active_set(env, at_height);
+    let active = crate::staking::active_set(env, at_height);
     let mut missed = Vec::new();
     let mut cursor = MISSED_PREFIX.to_vec();
     while let Some(k) = env.next_key(&cursor) {
@@ -96,7 +96,7 @@ pub fn consensus_view(env: &mut impl Env, at_height: u64) -> ConsensusView {
 
 /// Records block `height` produced by `proposer` (`runtime_api::schedule::record_block`).
 pub fn record(env: &mut impl Env, height: u64, proposer: Address) {
-    let members = crate::dispatch::active_set(env, height);
+    let members = crate::staking::active_set(env, height);
     if members.is_empty() {
         return;
     }

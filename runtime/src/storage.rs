@@ -141,3 +141,8 @@ pub fn governance(env: &mut impl Env) -> Option<GovernanceSettings> {
 pub fn chain_id(env: &mut impl Env) -> alloc::string::String {
     read(env, CHAIN_ID).unwrap_or_default()
 }
+
+/// The treasury account: `blake3("vexidus/treasury")`.
+pub fn treasury(env: &impl Env) -> Address {
+    Address(env.blake3(b"vexidus/treasury"))
+}

@@ -97,7 +97,7 @@ pub fn download(url: &str, dir: &Path, opts: &FetchOptions, stop: &AtomicBool) -
                         ("retry_in_s", &delay.as_secs_f64().to_string()),
                     ],
                 );
-                crate::supervisor::sleep_unless(stop, delay);
+                crate::stop::sleep_unless(stop, delay);
                 delay *= 2;
                 attempt += 1;
             }

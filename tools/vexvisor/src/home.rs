@@ -13,7 +13,7 @@
 //! the old complete file or the new complete file. Temporary names start with `.` and carry
 //! `.tmp-`; [`Home::remove_temporaries`] clears the ones a crash left behind.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -292,22 +292,6 @@ fn parent(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
-}
-
-/// Refuses a path that is not a regular executable file.
-pub fn check_executable(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("{} is missing", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        bail!(
-            "{} is not executable (mode {:o})",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        );
-    }
-    Ok(())
 }
 
 /// Seconds since the Unix epoch.

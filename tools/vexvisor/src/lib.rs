@@ -21,6 +21,7 @@ pub mod home;
 pub mod log;
 pub mod state;
 pub mod status;
+pub mod stop;
 pub mod supervisor;
 pub mod test_hook;
 pub mod upgrade;

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
-use vexvisor::home::{check_executable, install_binary};
+use vexvisor::home::install_binary;
 use vexvisor::supervisor::{RunConfig, run};
-use vexvisor::verify::{SignatureFlags, sha256_file, version_of};
+use vexvisor::verify::{SignatureFlags, check_executable, sha256_file, version_of};
 
 #[derive(Parser)]
 #[command(

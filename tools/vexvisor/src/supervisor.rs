@@ -3,10 +3,11 @@
 //! operator's SIGINT/SIGTERM after forwarding it.
 
 use crate::fetch::FetchOptions;
-use crate::home::{Home, check_executable};
+use crate::home::Home;
 use crate::state::State;
+use crate::stop::sleep_unless;
 use crate::upgrade;
-use crate::verify::{SignaturePolicy, sha256_file};
+use crate::verify::{SignaturePolicy, check_executable, sha256_file};
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -38,18 +39,6 @@ pub struct RunConfig {
     pub healthy_after: Duration,
     /// Clear the failure count at start (the operator's acknowledgement after the breaker).
     pub reset_failures: bool,
-}
-
-/// Sleeps `d`, waking early when `stop` is set.
-pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= until {
-            return;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
-    }
 }
 
 /// The backoff before restarting after the `failures`-th failure.

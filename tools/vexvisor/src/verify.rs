@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,6 +67,22 @@ impl SignaturePolicy {
     }
 }
 
+/// Refuses a path that is not a regular executable file.
+pub fn check_executable(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("{} is missing", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        bail!(
+            "{} is not executable (mode {:o})",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     let mut f =
@@ -97,7 +115,7 @@ pub fn verify_binary(path: &Path, info: &UpgradeInfo, policy: &SignaturePolicy) 
         );
     }
     check_signature(info, policy)?;
-    crate::home::check_executable(path)?;
+    check_executable(path)?;
     let version = version_of(path)?;
     if let Some(list) = implemented_upgrades(&version)
         && !list.iter().any(|n| n == &info.name)

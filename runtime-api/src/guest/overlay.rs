@@ -4,7 +4,7 @@
 //! environment in key order (so the host sees them deterministically), and dropping the overlay
 //! discards them. Additions to block totals are held and flushed (or dropped) the same way.
 
-use crate::guest::Env;
+use super::Env;
 use alloc::{collections::BTreeMap, vec::Vec};
 use core::ops::Bound;
 

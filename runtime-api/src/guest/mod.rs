@@ -2,7 +2,9 @@
 //! hashing. Inside WebAssembly the runtime implements [`Env`] over the host functions; natively,
 //! any implementation works.
 
-pub use crate::guest_overlay::Overlay;
+mod overlay;
+
+pub use overlay::Overlay;
 
 use alloc::vec::Vec;
 use parity_scale_codec::{Decode, Encode};
