@@ -28,8 +28,6 @@ use vexidus_network::service::{Validation, Verdict};
 use vexidus_network::wire::{Gossip, MAX_VOTES_PER_MESSAGE};
 use vexidus_runtime_api::abi::{ConsensusView, Query, QueryResponse, UpgradeHalt};
 use vexidus_runtime_api::signing::{self, Keypair};
-use vexidus_runtime_api::state::PlanStatus;
-use vexidus_runtime_api::transaction::UpgradeTarget;
 use vexidus_runtime_api::vote::{DoubleSignEvidence, SignedHeader, SignedVote, VoteBody};
 use vexidus_runtime_api::{Address, Block, Hash, Signature};
 
@@ -970,17 +968,10 @@ impl Driver {
     /// (due to produce or not) and every follower stops, at the same height.
     fn check_halt(&mut self) -> Result<(), ChainError> {
         self.halt_at = None;
-        let chain = self.state.read_chain();
-        let head = chain.head().height;
-        let due = match chain.query(Query::UpgradePlan)? {
-            QueryResponse::UpgradePlan(Some(view)) => {
-                view.plan.status == PlanStatus::Approved
-                    && view.plan.height == head + 1
-                    && matches!(view.plan.target, UpgradeTarget::Binary { .. })
-            }
-            _ => false,
-        };
-        if due && let Some(halt) = chain.halt_due()? {
+        // The runtime decides: its `vex_begin_block` for the next height says whether that block
+        // halts for a binary upgrade.
+        let halt = self.state.read_chain().halt_due()?;
+        if let Some(halt) = halt {
             self.halt_at = Some((halt, self.now_ms() + self.block_time_ms));
         }
         Ok(())

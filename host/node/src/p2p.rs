@@ -10,7 +10,7 @@
 //! syncs through the ordinary rules, trusting no peer.
 
 use crate::driver::{Input, Outbound};
-use crate::state::NodeState;
+use crate::state::{NodeState, Origin};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -449,26 +449,23 @@ async fn sync_from(
     }
 }
 
-/// Admits forwarded transactions until one has a bad signature, which only its sender can
-/// have made (a node checks a signature before it forwards a transaction) and is charged.
+/// Admits forwarded transactions. A bad signature is charged to the peer: a node checks a
+/// signature before it forwards a transaction, so only its sender can have made it.
 fn admit_all(
     state: &NodeState,
     transactions: Vec<SignedTransaction>,
 ) -> (SyncResponse, Option<Offence>) {
+    let results = state.admit(transactions.into_iter().map(Ok).collect(), Origin::Peer);
     let mut accepted = 0u32;
-    for tx in transactions {
-        match state.admit_forwarded(tx) {
+    let mut offence = None;
+    for r in results {
+        match r {
             Ok(_) => accepted += 1,
-            Err(vexidus_pool::TxError::BadSignature(_)) => {
-                return (
-                    SyncResponse::Accepted { accepted },
-                    Some(Offence::BadSignature),
-                );
-            }
+            Err(vexidus_pool::TxError::BadSignature(_)) => offence = Some(Offence::BadSignature),
             Err(e) => tracing::debug!("forwarded transaction refused: {e}"),
         }
     }
-    (SyncResponse::Accepted { accepted }, None)
+    (SyncResponse::Accepted { accepted }, offence)
 }
 
 /// Blocks for a peer: consecutive canonical blocks from the asked height, within the count and

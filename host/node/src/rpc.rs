@@ -5,7 +5,7 @@
 //! bad address), `-32005` when the rate limit is hit, `1001` for a transaction refused at
 //! ingress (the message gives the reason), `1002` for a node-side failure.
 
-use crate::state::NodeState;
+use crate::state::{NodeState, Origin};
 use crate::views::{
     event_json, header_json, hex0x, plan_json, proposal_json, receipt_json, transaction_json,
     validator_json, version_json,
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vexidus_pool::TxError;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
-use vexidus_runtime_api::{Address, Hash, ValidatorInfo};
+use vexidus_runtime_api::{Address, Hash, SignedTransaction, ValidatorInfo};
 
 /// Parameters that do not parse.
 pub const INVALID_PARAMS: i32 = -32602;
@@ -102,6 +102,26 @@ fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned>
     state.read_chain().query(q).map_err(node_err)
 }
 
+/// Refuses a transaction sent to a typed write method (`vex_voteUpgrade`, ...) that carries an
+/// operation other than the method's (discriminant and name).
+fn only_operation(
+    tx: SignedTransaction,
+    (discriminant, name): (u8, &'static str),
+) -> Result<SignedTransaction, TxError> {
+    match tx
+        .transaction
+        .operations
+        .iter()
+        .find(|op| op.discriminant() != discriminant)
+    {
+        Some(op) => Err(TxError::WrongOperation {
+            expected: name,
+            found: op.name(),
+        }),
+        None => Ok(tx),
+    }
+}
+
 /// Most transactions per `vex_submitTransactions` call.
 pub const MAX_BATCH_TRANSACTIONS: usize = 10_000;
 
@@ -121,8 +141,14 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
             m.register_method(method, move |params, state, _| {
                 let hex: String = one_param(&params, "a hex-encoded signed transaction")?;
                 let bytes = parse_hex_bytes(&hex, "transaction")?;
-                state
-                    .submit_typed(&bytes, only)
+                let tx = vexidus_pool::decode(&bytes).and_then(|tx| match only {
+                    Some(only) => only_operation(tx, only),
+                    None => Ok(tx),
+                });
+                let mut results = state.admit(vec![tx], Origin::Rpc);
+                results
+                    .pop()
+                    .expect("one result for one transaction")
                     .map(hex0x)
                     .map_err(|e| match e {
                         TxError::Node(e) => node_err(e),
@@ -146,7 +172,7 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
                     let bytes = parse_hex_bytes(hex, &format!("transaction {i}"))?;
                     decoded.push(vexidus_pool::decode(&bytes));
                 }
-                let results = state.submit_batch(decoded);
+                let results = state.admit(decoded, Origin::Rpc);
                 Ok(json!(
                     results
                         .into_iter()

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 use vexidus_chain::{Chain, ChainError, ExecutedBlock};
 use vexidus_pool::{BlockBudget, Pool, TxError};
-use vexidus_runtime_api::Hash;
 use vexidus_runtime_api::abi::{Query, QueryResponse};
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::state::PlanStatus;
+use vexidus_runtime_api::{Hash, SignedTransaction};
 
 /// State shared by the producer and the RPC handlers.
 pub struct NodeState {
@@ -36,6 +36,21 @@ pub struct NodeState {
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
     voted: Mutex<std::collections::HashSet<String>>,
+    /// Held while the node signs and admits one of its own transactions.
+    own: Mutex<()>,
+}
+
+/// Where a transaction came from. It decides only what happens once it is admitted: what was
+/// submitted here goes on to the next leaders; what a peer forwarded, or what the node made or
+/// took back from a branch the head left, stays here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Submitted to this node over RPC.
+    Rpc,
+    /// Forwarded by another node.
+    Peer,
+    /// The node's own (votes, evidence), or from a branch the head left.
+    Node,
 }
 
 impl NodeState {
@@ -54,6 +69,7 @@ impl NodeState {
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
             voted: Mutex::new(std::collections::HashSet::new()),
+            own: Mutex::new(()),
         }
     }
 
@@ -163,73 +179,62 @@ impl NodeState {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ingress: checks a Borsh-encoded signed transaction and pools it.
-    pub fn submit(&self, bytes: &[u8]) -> Result<Hash, TxError> {
-        self.submit_typed(bytes, None)
-    }
-
-    /// Ingress for the typed write methods: every operation must have discriminant `only`.
-    pub fn submit_typed(
+    /// Ingress, the one way into the pool: one result per entry, in order (an entry that did
+    /// not decode stays refused). A transaction already pending is refused before anything is
+    /// checked; signatures are checked together in batches on all cores, except those this node
+    /// verified before; the runtime's checks run at the head, on all cores, under the chain's
+    /// read lock; only then is the pool locked, for its own bookkeeping (duplicates, nonce
+    /// order, budgets), so block production and other batches wait for little. Admitted
+    /// transactions of [`Origin::Rpc`] go on to the next leaders.
+    pub fn admit(
         &self,
-        bytes: &[u8],
-        only: Option<(u8, &'static str)>,
-    ) -> Result<Hash, TxError> {
-        let tx = vexidus_pool::decode(bytes)?;
-        if let Some((disc, name)) = only
-            && let Some(op) = tx
-                .transaction
-                .operations
-                .iter()
-                .find(|op| op.discriminant() != disc)
-        {
-            return Err(TxError::WrongOperation {
-                expected: name,
-                found: op.name(),
-            });
-        }
-        let admitted = {
-            let chain = self.read_chain();
-            self.lock_pool().admit_decoded(&*chain, tx.clone())
-        }?;
-        if let Some(forward) = &*self.forward.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = forward.send(tx);
-        }
-        Ok(admitted)
-    }
-
-    /// Ingress for a batch (`vex_submitTransactions`): the signatures are checked together in
-    /// batches on all cores, then each transaction is admitted in order; one result per entry.
-    pub fn submit_batch(
-        &self,
-        txs: Vec<Result<vexidus_runtime_api::SignedTransaction, TxError>>,
+        txs: Vec<Result<SignedTransaction, TxError>>,
+        origin: Origin,
     ) -> Vec<Result<Hash, TxError>> {
-        let decoded: Vec<&vexidus_runtime_api::SignedTransaction> =
-            txs.iter().filter_map(|t| t.as_ref().ok()).collect();
-        let mut verdicts = vexidus_chain::sigcheck::verify_all(&decoded).into_iter();
-        drop(decoded);
-        // Admitted transactions are kept for forwarding only on a network.
-        let forward = self
-            .forward
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let with_verdicts: Vec<_> = txs
-            .into_iter()
-            .map(|t| t.map(|tx| (tx, verdicts.next().unwrap_or(false))))
+        use rayon::prelude::*;
+        let hashed: Vec<Result<(SignedTransaction, Hash, bool), TxError>> = {
+            let pool = self.lock_pool();
+            txs.into_iter()
+                .map(|t| {
+                    let tx = t?;
+                    let hash = signing::transaction_hash(&tx);
+                    let verified = pool.seen(&hash)?;
+                    Ok((tx, hash, verified))
+                })
+                .collect()
+        };
+        let unverified: Vec<&SignedTransaction> = hashed
+            .iter()
+            .filter_map(|t| t.as_ref().ok())
+            .filter(|(_, _, verified)| !verified)
+            .map(|(tx, _, _)| tx)
             .collect();
+        let mut verdicts = vexidus_chain::sigcheck::verify_all(&unverified).into_iter();
+        drop(unverified);
+        let with_verdicts: Vec<_> = hashed
+            .into_iter()
+            .map(|t| {
+                t.map(|(tx, hash, verified)| {
+                    let ok = verified || verdicts.next().unwrap_or(false);
+                    (tx, hash, ok)
+                })
+            })
+            .collect();
+        let forward = match origin {
+            Origin::Rpc => self
+                .forward
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            Origin::Peer | Origin::Node => None,
+        };
         let mut admitted = Vec::new();
-        let results: Vec<Result<Hash, TxError>> = {
+        let results = {
             let chain = self.read_chain();
-            // The runtime's checks, on all cores and before the pool is locked: the pool is only
-            // held for its own bookkeeping, so block production's `ready` and other batches
-            // wait for little.
-            let checked: Vec<Result<vexidus_pool::Checked, TxError>> = {
-                use rayon::prelude::*;
-                with_verdicts
-                    .into_par_iter()
-                    .map(|t| t.and_then(|(tx, ok)| vexidus_pool::check(&*chain, tx, ok)))
-                    .collect()
-            };
+            let checked: Vec<Result<vexidus_pool::Checked, TxError>> = with_verdicts
+                .into_par_iter()
+                .map(|t| t.and_then(|(tx, hash, ok)| vexidus_pool::check(&*chain, tx, hash, ok)))
+                .collect();
             let mut pool = self.lock_pool();
             checked
                 .into_iter()
@@ -250,15 +255,6 @@ impl NodeState {
             }
         }
         results
-    }
-
-    /// A transaction another node forwarded (not forwarded again).
-    pub fn admit_forwarded(
-        &self,
-        tx: vexidus_runtime_api::SignedTransaction,
-    ) -> Result<Hash, TxError> {
-        let chain = self.read_chain();
-        self.lock_pool().admit_decoded(&*chain, tx)
     }
 
     /// Whether a transaction is waiting in the pool.
@@ -381,18 +377,14 @@ impl NodeState {
                 retracted,
             )
         };
-        {
-            let chain = self.read_chain();
-            let mut pool = self.lock_pool();
-            pool.prune(&included, &[]);
-            if !retracted.is_empty() {
-                let back = retracted
-                    .into_iter()
-                    .map(|tx| pool.admit_decoded(&*chain, tx))
-                    .filter(Result::is_ok)
-                    .count();
-                tracing::info!(head = %views::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
-            }
+        self.lock_pool().prune(&included, &[]);
+        if !retracted.is_empty() {
+            let back = self
+                .admit(retracted.into_iter().map(Ok).collect(), Origin::Node)
+                .into_iter()
+                .filter(Result::is_ok)
+                .count();
+            tracing::info!(head = %views::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
         }
         let _ = self.heads.send(header);
         self.after_block();
@@ -431,33 +423,37 @@ impl NodeState {
     }
 
     /// Signs `operations` with the node's own `key` (the next free nonce, counting what the
-    /// pool holds) and pools the transaction.
+    /// pool holds) and admits the transaction. One at a time, so two of the node's own
+    /// transactions never take the same nonce.
     fn submit_own(
         &self,
         key: &Keypair,
         max_gas: u64,
         operations: Vec<vexidus_runtime_api::Operation>,
     ) -> Result<Hash, TxError> {
-        let chain = self.read_chain();
-        let me = key.public().address();
-        let nonce = match chain.query(Query::Account(me))? {
-            QueryResponse::Account(a) => a.nonce,
-            other => {
-                return Err(TxError::Node(ChainError::Runtime(format!(
-                    "unexpected answer to an account query: {other:?}"
-                ))));
+        let _one_at_a_time = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = {
+            let chain = self.read_chain();
+            let me = key.public().address();
+            let nonce = match chain.query(Query::Account(me))? {
+                QueryResponse::Account(a) => a.nonce,
+                other => {
+                    return Err(TxError::Node(ChainError::Runtime(format!(
+                        "unexpected answer to an account query: {other:?}"
+                    ))));
+                }
+            };
+            vexidus_runtime_api::Transaction {
+                chain_id: chain.chain_id().into(),
+                sender: key.public(),
+                nonce: nonce + self.lock_pool().pending_of(&me),
+                max_gas,
+                valid_until: chain.head().height + 100,
+                operations,
             }
         };
-        let mut pool = self.lock_pool();
-        let tx = vexidus_runtime_api::Transaction {
-            chain_id: chain.chain_id().into(),
-            sender: key.public(),
-            nonce: nonce + pool.pending_of(&me),
-            max_gas,
-            valid_until: chain.head().height + 100,
-            operations,
-        };
-        pool.admit_decoded(&*chain, key.sign_transaction(tx))
+        let mut results = self.admit(vec![Ok(key.sign_transaction(tx))], Origin::Node);
+        results.pop().expect("one result for one transaction")
     }
 
     /// Returns once no block is being executed or committed (it takes the chain's write lock

@@ -242,7 +242,7 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
 /// includes too, or made stale, stays out.
 #[test]
 fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
-    use vexidus_node::state::NodeState;
+    use vexidus_node::state::{NodeState, Origin};
     let dir = tempfile::tempdir().expect("tmp");
     let alice = Harness::dev_key();
     let bob = Keypair::from_seed([0xb0; 32]);
@@ -265,12 +265,13 @@ fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
             transfer(&chain, &bob, 0, to, NANO_PER_VXS),
         )
     };
-    let left_out_hash = node
-        .submit(&borsh::to_vec(&left_out).expect("encodes"))
-        .expect("admitted");
-    let both_hash = node
-        .submit(&borsh::to_vec(&both).expect("encodes"))
-        .expect("admitted");
+    let submit = |tx: &vexidus_runtime_api::SignedTransaction| {
+        let bytes = borsh::to_vec(tx).expect("encodes");
+        let mut results = node.admit(vec![vexidus_pool::decode(&bytes)], Origin::Rpc);
+        results.pop().expect("one result").expect("admitted")
+    };
+    let left_out_hash = submit(&left_out);
+    let both_hash = submit(&both);
 
     // Branch A: one block with both transactions; the head, so the pool lets them go.
     let a = node.produce_on(&root, &alice, 1_000, true).expect("a");

@@ -306,37 +306,28 @@ impl Pool {
         self.by_hash.contains_key(hash)
     }
 
-    /// Decodes, checks and adds a transaction; returns its hash.
-    pub fn admit(&mut self, chain: &impl TxValidator, bytes: &[u8]) -> Result<Hash, TxError> {
-        let tx = decode(bytes)?;
-        self.admit_decoded(chain, tx)
+    /// What the pool already knows of a transaction, before its signature is checked: `Err`
+    /// if it is pending (nothing more to check), `Ok(true)` if this node verified its
+    /// signature before (not to be verified again).
+    pub fn seen(&self, hash: &Hash) -> Result<bool, TxError> {
+        self.check_not_pending(hash)?;
+        Ok(self.verified.contains(hash))
     }
 
-    /// Checks and adds a decoded transaction; returns its hash. A signature this node has
-    /// verified before (the same transaction submitted again or forwarded back) is not verified
-    /// again.
+    /// Checks and adds a decoded transaction on the calling thread; returns its hash. A
+    /// signature this node has verified before (the same transaction submitted again) is not
+    /// verified again. The in-process harness admits this way; the node checks batches with
+    /// [`check`] before it locks the pool, then calls [`Self::admit_valid`].
     pub fn admit_decoded(
         &mut self,
         chain: &impl TxValidator,
         tx: SignedTransaction,
     ) -> Result<Hash, TxError> {
-        self.admit_checked(chain, tx, None)
-    }
-
-    /// [`Self::admit_decoded`] for a transaction whose signature was just checked in a batch
-    /// (`signature_ok`), so it is not checked a second time.
-    pub fn admit_checked(
-        &mut self,
-        chain: &impl TxValidator,
-        tx: SignedTransaction,
-        signature_ok: Option<bool>,
-    ) -> Result<Hash, TxError> {
         check_shape(chain, &tx)?;
         let hash = signing::transaction_hash(&tx);
         self.check_not_pending(&hash)?;
         if !self.verified.contains(&hash) {
-            let ok = signature_ok.unwrap_or_else(|| signing::verify_transaction(&tx));
-            if !ok {
+            if !signing::verify_transaction(&tx) {
                 return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
             }
             self.verified.insert(hash);
@@ -588,17 +579,18 @@ impl Checked {
 
 /// Ingress's checks that need the chain but not the pool (chain id, the signature's verdict from
 /// a batch, the runtime's validation at the head), so a batch runs them in parallel before it
-/// locks the pool; [`Pool::admit_valid`] does the rest.
+/// locks the pool; [`Pool::admit_valid`] does the rest. `hash` is the transaction's
+/// ([`signing::transaction_hash`]).
 pub fn check(
     chain: &impl TxValidator,
     tx: SignedTransaction,
+    hash: Hash,
     signature_ok: bool,
 ) -> Result<Checked, TxError> {
     check_shape(chain, &tx)?;
     if !signature_ok {
         return Err(TxError::BadSignature(tx.transaction.sender.to_string()));
     }
-    let hash = signing::transaction_hash(&tx);
     let valid = chain.validate(&tx)?.map_err(TxError::Invalid)?;
     Ok(Checked { tx, hash, valid })
 }
