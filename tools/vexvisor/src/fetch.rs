@@ -257,26 +257,47 @@ fn copy_capped(
     Ok(total)
 }
 
-/// A progress bar on a terminal, log lines every 10% (or every 16 MiB without a length)
-/// otherwise.
+/// The progress bar's template when the length is known.
+const BAR: &str =
+    "vexvisor: downloading [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec}";
+/// Its template when it is not.
+const SPINNER: &str = "vexvisor: downloading {bytes} {bytes_per_sec}";
+
+/// A progress bar on a terminal (indicatif), log lines every 10% (or every 16 MiB without a
+/// length) otherwise.
 struct Progress {
     url: String,
     len: Option<u64>,
-    terminal: bool,
-    last_draw: Instant,
+    /// The bar, when stderr is a terminal.
+    bar: Option<indicatif::ProgressBar>,
     next_log: u64,
 }
 
 impl Progress {
     fn new(url: &str, len: Option<u64>) -> Self {
-        let step = Self::log_step(len);
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match len {
+                Some(l) => indicatif::ProgressBar::new(l),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_style(Self::style(len));
+            bar
+        });
         Self {
             url: url.to_string(),
             len,
-            terminal: std::io::stderr().is_terminal(),
-            last_draw: Instant::now(),
-            next_log: step,
+            bar,
+            next_log: Self::log_step(len),
         }
+    }
+
+    /// The bar's look: with a length, a bar, the percentage, bytes done of the total and the
+    /// rate; without one, bytes done and the rate.
+    fn style(len: Option<u64>) -> indicatif::ProgressStyle {
+        let template = if len.is_some() { BAR } else { SPINNER };
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("#> ")
     }
 
     fn log_step(len: Option<u64>) -> u64 {
@@ -284,11 +305,8 @@ impl Progress {
     }
 
     fn update(&mut self, done: u64) {
-        if self.terminal {
-            if self.last_draw.elapsed() >= Duration::from_millis(100) {
-                self.draw(done);
-                self.last_draw = Instant::now();
-            }
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
         } else if done >= self.next_log {
             self.next_log = done + Self::log_step(self.len);
             let mut fields = vec![("url", self.url.clone()), ("bytes", done.to_string())];
@@ -301,32 +319,10 @@ impl Progress {
         }
     }
 
-    fn draw(&self, done: u64) {
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let line = match self.len {
-            Some(l) if l > 0 => {
-                let width = 30;
-                let filled = (done.min(l) * width / l) as usize;
-                format!(
-                    "\rvexvisor: downloading [{}{}] {:3}% {:.1}/{:.1} MiB",
-                    "#".repeat(filled),
-                    " ".repeat(width as usize - filled),
-                    done * 100 / l,
-                    mib(done),
-                    mib(l)
-                )
-            }
-            _ => format!("\rvexvisor: downloading {:.1} MiB", mib(done)),
-        };
-        let mut err = std::io::stderr();
-        let _ = err.write_all(line.as_bytes());
-        let _ = err.flush();
-    }
-
     fn finish(&self, done: u64) {
-        if self.terminal {
-            self.draw(done);
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.finish();
         }
     }
 }
@@ -334,6 +330,32 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both looks of the bar parse (a template error would silently fall back to the default
+    /// bar), and the bar counts bytes as the download reports them.
+    #[test]
+    fn the_progress_bar_templates_parse_and_the_bar_follows_the_bytes() {
+        for template in [BAR, SPINNER] {
+            assert!(
+                indicatif::ProgressStyle::with_template(template).is_ok(),
+                "{template}"
+            );
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_length(1000);
+        bar.set_style(Progress::style(Some(1000)));
+        let mut p = Progress {
+            url: "file:///x".into(),
+            len: Some(1000),
+            bar: Some(bar.clone()),
+            next_log: 100,
+        };
+        p.update(250);
+        assert_eq!(bar.position(), 250);
+        p.finish(1000);
+        assert_eq!(bar.position(), 1000);
+        assert!(bar.is_finished());
+    }
 
     #[test]
     fn file_downloads_are_capped() {
