@@ -26,7 +26,7 @@
 
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,51 +39,54 @@ use vexidus_runtime_api::signing::{Keypair, dev_seed, transaction_hash};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, NANO_PER_VXS, SignedTransaction};
 use vexidus_tests::Node;
-use vexidus_tests::flags::{self, Flags};
+use vexidus_tests::flags;
 
+/// End to end over JSON-RPC: pre-signed transfers against a real node, committed transfers per
+/// second and inclusion latency, against the node's own signature verifier.
+#[derive(clap::Parser)]
+#[command(name = "bench-load")]
 struct Args {
+    /// Funded accounts, each sending in turn.
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
     accounts: usize,
+    /// HTTP connections submitting batches.
+    #[arg(long, value_name = "N", default_value_t = 2)]
     connections: usize,
+    /// Seconds per phase.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 15.0,
+        allow_negative_numbers = true
+    )]
     seconds: f64,
+    /// Transfers per `vex_submitTransactions` call.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
     batch: usize,
+    /// Saturation keeps at most this many transfers waiting.
+    #[arg(long, value_name = "N", default_value_t = 40_000)]
     window: usize,
+    /// The node's block time, in seconds.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0.5,
+        allow_negative_numbers = true
+    )]
     block_time: f64,
+    /// Most transfers in one block.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
     max_block_txs: u32,
     /// Where to copy the node's log when done (the node's data directory is temporary).
+    #[arg(long, value_name = "PATH")]
     node_log: Option<std::path::PathBuf>,
 }
 
-/// What `--help` prints, and a flag error after its message.
-const USAGE: &str = "usage: bench-load [--accounts N] [--seconds S] [--batch N] [--window N] \
-                     [--connections N] [--block-time S] [--max-block-txs N] [--node-log PATH]";
-
 /// The flags after the program's name; `None` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
-    let mut a = Args {
-        accounts: 60_000,
-        connections: 2,
-        seconds: 15.0,
-        batch: 1_000,
-        window: 40_000,
-        block_time: 0.5,
-        max_block_txs: 20_000,
-        node_log: None,
+    let Some(a) = flags::parse::<Args>(args)? else {
+        return Ok(None);
     };
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--accounts" => a.accounts = flags.value(&flag)?,
-            "--connections" => a.connections = flags.value(&flag)?,
-            "--seconds" => a.seconds = flags.value(&flag)?,
-            "--batch" => a.batch = flags.value(&flag)?,
-            "--window" => a.window = flags.value(&flag)?,
-            "--block-time" => a.block_time = flags.value(&flag)?,
-            "--max-block-txs" => a.max_block_txs = flags.value(&flag)?,
-            "--node-log" => a.node_log = Some(flags.value::<String>(&flag)?.into()),
-            other => bail!("unknown flag {other}"),
-        }
-    }
     ensure!(
         a.accounts > 0 && a.batch > 0 && a.connections > 0,
         "--accounts, --batch and --connections must be at least 1"
@@ -385,7 +388,7 @@ fn phase(
 }
 
 fn main() -> Result<()> {
-    let args = flags::or_exit("bench-load", USAGE, parse_args(std::env::args().skip(1)));
+    let args = flags::or_exit::<Args, _>(parse_args(std::env::args().skip(1)));
     let dir = tempfile::tempdir()?;
     let mut genesis = vexidus_genesis::dev_genesis();
     genesis.block_time_ms = (args.block_time * 1e3) as u64;
@@ -545,11 +548,14 @@ mod tests {
         assert!(parse(&["--help"])?.is_none());
         assert!(parse(&["--seconds", "1", "-h"])?.is_none());
 
-        assert_eq!(error(&["--bogus"]), "unknown flag --bogus");
-        assert_eq!(error(&["--accounts"]), "--accounts needs a value");
+        assert_eq!(error(&["--bogus"]), "unexpected argument '--bogus' found");
+        assert_eq!(
+            error(&["--accounts"]),
+            "a value is required for '--accounts <N>' but none was supplied"
+        );
         assert_eq!(
             error(&["--accounts", "many"]),
-            "--accounts many: invalid digit found in string"
+            "invalid value 'many' for '--accounts <N>': invalid digit found in string"
         );
         assert!(error(&["--batch", "2000", "--window", "1000"]).contains("--window (1000)"));
         assert!(error(&["--seconds", "0"]).contains("must be positive"));

@@ -26,7 +26,7 @@ use vexidus_executor::Executor;
 use vexidus_harness::Harness;
 use vexidus_runtime_api::transaction::{Operation, UpgradeTarget};
 use vexidus_storage::Db;
-use vexidus_tests::flags::{self, Flags};
+use vexidus_tests::flags;
 use vexidus_tests::{Node, runtimes};
 
 fn ms(d: Duration) -> f64 {
@@ -130,30 +130,26 @@ fn restart() -> Result<(f64, f64)> {
     Ok((fresh, restarted))
 }
 
-/// What `--help` prints, and a flag error after its message.
-const USAGE: &str = "usage: bench-upgrade-costs [--runs N]";
+/// Compile, switch and restart costs of a runtime upgrade.
+#[derive(clap::Parser)]
+#[command(name = "bench-upgrade-costs")]
+struct Args {
+    /// Runs: best of them for compile and load, medians for the switch and the restart.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    runs: usize,
+}
 
-/// `--runs` (default 5), or `None` for `--help`.
+/// `--runs`, or `None` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<usize>> {
-    let mut runs = 5;
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--runs" => runs = flags.value(&flag)?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
+    let Some(Args { runs }) = flags::parse::<Args>(args)? else {
+        return Ok(None);
+    };
     ensure!(runs > 0, "--runs must be at least 1");
     Ok(Some(runs))
 }
 
 fn main() -> Result<()> {
-    let runs = flags::or_exit(
-        "bench-upgrade-costs",
-        USAGE,
-        parse_args(std::env::args().skip(1)),
-    );
+    let runs = flags::or_exit::<Args, _>(parse_args(std::env::args().skip(1)));
     let (cold, cached) = compile(runs)?;
     println!(
         "runtime blob ({} bytes), best of {runs}",
@@ -231,13 +227,16 @@ mod tests {
         assert_eq!(parse(&["--runs", "3"])?, Some(3));
         assert_eq!(parse(&["--runs", "3", "--help"])?, None);
         let error = |args: &[&str]| format!("{:#}", parse(args).expect_err("refused"));
-        assert_eq!(error(&["--runs"]), "--runs needs a value");
+        assert_eq!(
+            error(&["--runs"]),
+            "a value is required for '--runs <N>' but none was supplied"
+        );
         assert_eq!(
             error(&["--runs", "x"]),
-            "--runs x: invalid digit found in string"
+            "invalid value 'x' for '--runs <N>': invalid digit found in string"
         );
         assert_eq!(error(&["--runs", "0"]), "--runs must be at least 1");
-        assert_eq!(error(&["--fast"]), "unknown flag --fast");
+        assert_eq!(error(&["--fast"]), "unexpected argument '--fast' found");
         Ok(())
     }
 }

@@ -12,12 +12,12 @@
 
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use vexidus_cli::RpcClient;
-use vexidus_tests::flags::{self, Flags};
+use vexidus_tests::flags;
 use vexidus_tests::supervised::{
     SupervisedChain, follow_until_halt, measure_downtime, schedule_binary_upgrade,
 };
@@ -105,33 +105,32 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// What `--help` prints, and a flag error after its message.
-const USAGE: &str = "usage: bench-upgrade-downtime [--runs N] [--block-time SECS] [--trace]";
-
+/// Binary-upgrade downtime under vexvisor: the gap between the last block before the halt and
+/// the first after, pre-staged and downloaded.
+#[derive(clap::Parser)]
+#[command(name = "bench-upgrade-downtime")]
 struct Args {
+    /// Runs per path.
+    #[arg(long, value_name = "N", default_value_t = 3)]
     runs: usize,
+    /// The dev chain's block time, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0.5,
+        allow_negative_numbers = true
+    )]
     block_time: f64,
     /// Print vexvisor's own event lines of each path's last run.
+    #[arg(long)]
     trace: bool,
 }
 
 /// The flags after the program's name; `None` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
-    let mut a = Args {
-        runs: 3,
-        block_time: 0.5,
-        trace: false,
+    let Some(a) = flags::parse::<Args>(args)? else {
+        return Ok(None);
     };
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--runs" => a.runs = flags.value(&flag)?,
-            "--block-time" => a.block_time = flags.value(&flag)?,
-            "--trace" => a.trace = true,
-            other => bail!("unknown flag {other}"),
-        }
-    }
     ensure!(a.runs > 0, "--runs must be at least 1");
     ensure!(
         a.block_time.is_finite() && a.block_time > 0.0,
@@ -145,11 +144,7 @@ fn main() -> Result<()> {
         runs,
         block_time,
         trace,
-    } = flags::or_exit(
-        "bench-upgrade-downtime",
-        USAGE,
-        parse_args(std::env::args().skip(1)),
-    );
+    } = flags::or_exit::<Args, _>(parse_args(std::env::args().skip(1)));
     println!(
         "binary-upgrade downtime under vexvisor: dev chain, {block_time} s blocks, debug builds, {runs} run(s) per path"
     );
@@ -206,16 +201,19 @@ mod tests {
             Err(e) => format!("{e:#}"),
         };
         assert_eq!(error(&["--runs", "0"]), "--runs must be at least 1");
-        assert_eq!(error(&["--block-time"]), "--block-time needs a value");
+        assert_eq!(
+            error(&["--block-time"]),
+            "a value is required for '--block-time <SECS>' but none was supplied"
+        );
         assert_eq!(
             error(&["--block-time", "soon"]),
-            "--block-time soon: invalid float literal"
+            "invalid value 'soon' for '--block-time <SECS>': invalid float literal"
         );
         assert_eq!(
             error(&["--block-time", "-1"]),
             "--block-time must be positive"
         );
-        assert_eq!(error(&["--traces"]), "unknown flag --traces");
+        assert_eq!(error(&["--traces"]), "unexpected argument '--traces' found");
         Ok(())
     }
 }
