@@ -192,12 +192,23 @@ impl NodeState {
         origin: Origin,
     ) -> Vec<Result<Hash, TxError>> {
         use rayon::prelude::*;
+        // Hashing (a Borsh encoding and blake3 each) runs on all cores; the pool is locked only
+        // to look the hashes up.
+        let hashed: Vec<Result<(SignedTransaction, Hash), TxError>> = txs
+            .into_par_iter()
+            .map(|t| {
+                t.map(|tx| {
+                    let hash = signing::transaction_hash(&tx);
+                    (tx, hash)
+                })
+            })
+            .collect();
         let hashed: Vec<Result<(SignedTransaction, Hash, bool), TxError>> = {
             let pool = self.lock_pool();
-            txs.into_iter()
+            hashed
+                .into_iter()
                 .map(|t| {
-                    let tx = t?;
-                    let hash = signing::transaction_hash(&tx);
+                    let (tx, hash) = t?;
                     let verified = pool.seen(&hash)?;
                     Ok((tx, hash, verified))
                 })
