@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vexidus_cli::{RpcClient, format_vxs, parse_vxs};
+use vexidus_rpc_api::{BlockId, H256, PlanTarget, RawTransaction, TransactionStatus, VexApiClient};
 use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{Address, PublicKey};
@@ -518,8 +519,14 @@ fn parse_address(s: &str) -> Result<Address> {
     Address::from_hex(s).map_err(|e| anyhow::anyhow!("{s:?} is not an address: {e}"))
 }
 
-fn u(v: &Value, field: &str) -> u64 {
-    v.get(field).and_then(Value::as_u64).unwrap_or(0)
+/// Which write method a transaction goes through: the general one, or a typed one that
+/// refuses any other operation.
+#[derive(Clone, Copy)]
+enum Write {
+    Submit,
+    ScheduleUpgrade,
+    CancelUpgrade,
+    VoteUpgrade,
 }
 
 fn send(
@@ -528,39 +535,36 @@ fn send(
     operations: Vec<Operation>,
     output: Output,
 ) -> Result<()> {
-    send_via(client, "vex_submitTransaction", opts, operations, output)
+    send_via(client, Write::Submit, opts, operations, output)
 }
 
 fn send_via(
     client: &RpcClient,
-    method: &str,
+    method: Write,
     opts: &SendOpts,
     operations: Vec<Operation>,
     output: Output,
 ) -> Result<()> {
     let key = read_key(&opts.key)?;
-    let status = client.status()?;
-    let chain_id = status
-        .get("chain_id")
-        .and_then(Value::as_str)
-        .context("node did not report a chain id")?
-        .to_string();
-    let height = u(&status, "height");
-    let account = client.call(
-        "vex_getAccount",
-        json!([key.public().address().to_string()]),
-    )?;
+    let api = client.api();
+    let status = client.wait(api.status())?;
+    let account = client.wait(api.account(key.public().address()))?;
     let tx = Transaction {
-        chain_id,
+        chain_id: status.chain_id,
         sender: key.public(),
-        nonce: u(&account, "nonce"),
+        nonce: account.nonce,
         max_gas: 0,
-        valid_until: height + opts.valid_for,
+        valid_until: status.height + opts.valid_for,
         operations,
     };
     let max_gas = opts.max_gas.unwrap_or_else(|| default_max_gas(&tx));
-    let signed = key.sign_transaction(Transaction { max_gas, ..tx });
-    let hash = client.submit_via(method, &signed)?;
+    let signed = RawTransaction::of(&key.sign_transaction(Transaction { max_gas, ..tx }));
+    let hash = match method {
+        Write::Submit => client.wait(api.submit_transaction(signed)),
+        Write::ScheduleUpgrade => client.wait(api.schedule_upgrade(signed)),
+        Write::CancelUpgrade => client.wait(api.cancel_upgrade(signed)),
+        Write::VoteUpgrade => client.wait(api.vote_upgrade(signed)),
+    }?;
     if opts.no_wait {
         print(
             output,
@@ -569,33 +573,42 @@ fn send_via(
         );
         return Ok(());
     }
-    let included = client.wait_included(&hash, Duration::from_secs(opts.timeout))?;
-    let receipt = included.get("receipt").cloned().unwrap_or(Value::Null);
-    print(output, &included, || {
+    let included = client.wait_included_typed(hash, Duration::from_secs(opts.timeout))?;
+    let TransactionStatus::Included {
+        height,
+        index,
+        receipt,
+        ..
+    } = &included
+    else {
+        bail!("transaction {hash} is not included");
+    };
+    print(output, &to_json(&included), || {
         format!(
-            "transaction {hash}\nincluded in block {} (index {})\nstatus:   {}\ngas used: {}\nfee:      {}{}",
-            u(&included, "height"),
-            u(&included, "index"),
-            if receipt["success"].as_bool() == Some(true) {
-                "success"
-            } else {
-                "FAILED"
-            },
-            u(&receipt, "gas_used"),
-            format_vxs(receipt["fee"].as_u64().unwrap_or(0) as u128),
-            receipt["error"]
-                .as_str()
+            "transaction {hash}\nincluded in block {height} (index {index})\nstatus:   {}\ngas used: {}\nfee:      {}{}",
+            if receipt.success { "success" } else { "FAILED" },
+            receipt.gas_used,
+            format_vxs(receipt.fee),
+            receipt
+                .error
+                .as_ref()
                 .map(|e| format!("\nerror:    {e}"))
                 .unwrap_or_default(),
         )
     });
-    if receipt["success"].as_bool() != Some(true) {
+    if !receipt.success {
         bail!(
             "transaction failed: {}",
-            receipt["error"].as_str().unwrap_or("unknown error")
+            receipt.error.as_deref().unwrap_or("no reason given")
         );
     }
     Ok(())
+}
+
+/// An answer as JSON for `--output json`.
+fn to_json(v: &impl serde::Serialize) -> Value {
+    // The answer types serialize to JSON without failing (no maps with non-string keys).
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 fn tx(cmd: TxCmd, client: &RpcClient, output: Output) -> Result<()> {
@@ -635,83 +648,73 @@ fn tx(cmd: TxCmd, client: &RpcClient, output: Output) -> Result<()> {
 }
 
 fn query(cmd: QueryCmd, client: &RpcClient, output: Output) -> Result<()> {
+    let api = client.api();
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     match cmd {
         QueryCmd::Status => {
-            let s = client.status()?;
-            print(output, &s, || {
+            let s = client.wait(api.status())?;
+            print(output, &to_json(&s), || {
                 format!(
                     "chain:     {}\nheight:    {}\nfinalized: {}\nhead:      {}\nruntime:   {} v{} ({})\npending:   {}",
-                    s["chain_id"].as_str().unwrap_or("?"),
-                    u(&s, "height"),
-                    u(&s, "finalized_height"),
-                    s["head_hash"].as_str().unwrap_or("?"),
-                    s["runtime"]["spec_name"].as_str().unwrap_or("?"),
-                    s["runtime"]["spec_version"],
-                    s["runtime"]["code_hash"].as_str().unwrap_or("?"),
-                    u(&s, "pending_transactions"),
+                    s.chain_id,
+                    s.height,
+                    s.finalized_height,
+                    s.head_hash,
+                    s.runtime.spec_name,
+                    s.runtime.spec_version,
+                    s.runtime.code_hash,
+                    s.pending_transactions,
                 )
             });
         }
         QueryCmd::Block { id } => {
-            let param = match id.parse::<u64>() {
-                Ok(h) => json!(h),
-                Err(_) => json!(id),
-            };
-            let b = client.call("vex_getBlock", json!([param]))?;
-            if b.is_null() {
+            let which: BlockId = id.parse().map_err(anyhow::Error::msg)?;
+            let Some(b) = client.wait(api.block(which, None))? else {
                 bail!("no block {id}");
-            }
-            print(output, &b, || {
-                serde_json::to_string_pretty(&b).unwrap_or_default()
-            });
+            };
+            let v = to_json(&b);
+            print(output, &v, || pretty(&v));
         }
         QueryCmd::Account { address } => {
             let a = parse_address(&address)?;
-            let v = client.call("vex_getAccount", json!([a.to_string()]))?;
-            print(output, &v, || {
+            let v = client.wait(api.account(a))?;
+            print(output, &to_json(&v), || {
                 format!(
                     "address: {}\nbalance: {} ({} nanoVXS)\nnonce:   {}",
-                    a,
-                    format_vxs(v["balance"].as_u64().unwrap_or(0) as u128),
-                    v["balance"],
-                    u(&v, "nonce")
+                    v.address,
+                    format_vxs(v.balance),
+                    v.balance,
+                    v.nonce
                 )
             });
         }
         QueryCmd::Validators => {
-            let v = client.call("vex_getValidators", json!([]))?;
-            print(output, &v, || {
-                let rows: Vec<String> = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|x| {
-                                format!(
-                                    "{}  stake {}  commission {} bps  jailed until {}",
-                                    x["address"].as_str().unwrap_or("?"),
-                                    format_vxs(x["total_stake"].as_u64().unwrap_or(0) as u128),
-                                    x["commission_bps"],
-                                    x["jailed_until"]
-                                )
-                            })
-                            .collect()
+            let vs = client.wait(api.validators())?;
+            print(output, &to_json(&vs), || {
+                vs.iter()
+                    .map(|x| {
+                        format!(
+                            "{}  stake {}  commission {} bps  jailed until {}",
+                            x.address,
+                            format_vxs(x.total_stake),
+                            x.commission_bps,
+                            x.jailed_until
+                        )
                     })
-                    .unwrap_or_default();
-                rows.join("\n")
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         QueryCmd::Validator { address } => {
             let a = parse_address(&address)?;
-            let v = client.call("vex_getValidator", json!([a.to_string()]))?;
-            if v.is_null() {
+            let Some(v) = client.wait(api.validator(a))? else {
                 bail!("{a} is not a validator");
-            }
-            print(output, &v, || {
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            });
+            };
+            let v = to_json(&v);
+            print(output, &v, || pretty(&v));
         }
         QueryCmd::Params => {
-            let v = client.call("vex_getParameters", json!([]))?;
+            let v = to_json(&client.wait(api.parameters())?);
             print(output, &v, || {
                 v.as_object()
                     .map(|o| {
@@ -724,22 +727,19 @@ fn query(cmd: QueryCmd, client: &RpcClient, output: Output) -> Result<()> {
             });
         }
         QueryCmd::Proposal { id } => {
-            let v = client.call("vex_getProposal", json!([id]))?;
-            if v.is_null() {
+            let Some(p) = client.wait(api.proposal(id))? else {
                 bail!("no proposal {id}");
-            }
-            print(output, &v, || {
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            });
+            };
+            let v = to_json(&p);
+            print(output, &v, || pretty(&v));
         }
         QueryCmd::Transaction { hash } => {
-            let v = client.call("vex_getTransaction", json!([hash]))?;
-            if v.is_null() {
+            let h = H256::parse(&hash).map_err(anyhow::Error::msg)?;
+            let Some(t) = client.wait(api.transaction(h))? else {
                 bail!("unknown transaction {hash}");
-            }
-            print(output, &v, || {
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            });
+            };
+            let v = to_json(&t);
+            print(output, &v, || pretty(&v));
         }
     }
     Ok(())
@@ -824,7 +824,7 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
                 info_url,
                 target,
             };
-            send_via(client, "vex_scheduleUpgrade", &send, vec![op], output)
+            send_via(client, Write::ScheduleUpgrade, &send, vec![op], output)
         }
         UpgradeCmd::Runtime {
             send,
@@ -841,7 +841,7 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
                 info_url,
                 target: UpgradeTarget::Runtime { code },
             };
-            send_via(client, "vex_scheduleUpgrade", &send, vec![op], output)
+            send_via(client, Write::ScheduleUpgrade, &send, vec![op], output)
         }
         UpgradeCmd::Vote {
             send,
@@ -852,7 +852,7 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
             let approve = approve && !reject;
             send_via(
                 client,
-                "vex_voteUpgrade",
+                Write::VoteUpgrade,
                 &send,
                 vec![Operation::VoteUpgrade { name, approve }],
                 output,
@@ -860,29 +860,32 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
         }
         UpgradeCmd::Cancel { send, name } => send_via(
             client,
-            "vex_cancelUpgrade",
+            Write::CancelUpgrade,
             &send,
             vec![Operation::CancelUpgrade { name }],
             output,
         ),
         UpgradeCmd::Plan => {
-            let p = client.call("vex_getUpgradePlan", json!([]))?;
-            print(output, &p, || {
-                if p.is_null() {
+            let plan = client.wait(client.api().upgrade_plan())?;
+            print(output, &to_json(&plan), || {
+                let Some(p) = &plan else {
                     return "no active upgrade plan".to_string();
-                }
+                };
+                let kind = match p.target {
+                    PlanTarget::Binary { .. } => "binary",
+                    PlanTarget::Runtime { .. } => "runtime",
+                };
                 format!(
-                    "plan:      {} ({})\nstatus:    {}\nheight:    {}\nscheduled: {} (vote ends {})\ntally:     {} approve / {} reject of {} (quorum {}%)",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["target"]["type"].as_str().unwrap_or("?"),
-                    p["status"].as_str().unwrap_or("?"),
-                    p["height"],
-                    p["scheduled_at"],
-                    p["voting_ends_at"],
-                    p["tally"]["approve"],
-                    p["tally"]["reject"],
-                    p["tally"]["total"],
-                    p["tally"]["quorum_percent"],
+                    "plan:      {} ({kind})\nstatus:    {}\nheight:    {}\nscheduled: {} (vote ends {})\ntally:     {} approve / {} reject of {} (quorum {}%)",
+                    p.name,
+                    p.status.as_str(),
+                    p.height,
+                    p.scheduled_at,
+                    p.voting_ends_at,
+                    p.tally.approve,
+                    p.tally.reject,
+                    p.tally.total,
+                    p.tally.quorum_percent,
                 )
             });
             Ok(())
@@ -928,10 +931,7 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
             let digest = sha2::Sha256::digest(&bytes);
             let chain_id = match chain_id {
                 Some(c) => c,
-                None => client.status()?["chain_id"]
-                    .as_str()
-                    .context("node did not report a chain id")?
-                    .to_string(),
+                None => client.wait(client.api().status())?.chain_id,
             };
             let sig = key.sign(
                 vexidus_runtime_api::signing::BINARY_DOMAIN,

@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use vexidus_cli::RpcClient;
+use vexidus_rpc_api::{PlanTarget, VexApiClient};
 use vexidus_upgrade_contract::{RawUpgradeInfo, UpgradeInfo};
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
@@ -14,29 +15,31 @@ use vexvisor::verify::{SignaturePolicy, sha256_file};
 
 /// Fetches and verifies the active binary plan's binary into `<home>/vexvisor/upgrades/<name>/`.
 pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Result<Value> {
-    let plan = client.call("vex_getUpgradePlan", json!([]))?;
-    if plan.is_null() {
+    let api = client.api();
+    let Some(plan) = client.wait(api.upgrade_plan())? else {
         bail!("there is no active upgrade plan; nothing to prepare");
-    }
-    let name = plan["name"].as_str().context("plan without a name")?;
-    if plan["target"]["type"] != "binary" {
-        bail!("plan {name:?} is a runtime upgrade: it needs no binary (the chain carries it)");
-    }
-    let status = client.status()?;
-    let text = |v: &Value, what: &str| -> Result<String> {
-        v.as_str()
-            .map(str::to_string)
-            .with_context(|| format!("the node's answer lacks {what}"))
     };
+    let PlanTarget::Binary {
+        binary_url,
+        sha256,
+        signature,
+    } = &plan.target
+    else {
+        bail!(
+            "plan {:?} is a runtime upgrade: it needs no binary (the chain carries it)",
+            plan.name
+        );
+    };
+    let status = client.wait(api.status())?;
     let raw = RawUpgradeInfo {
-        name: name.to_string(),
-        height: plan["height"].as_u64().context("plan without a height")?,
-        binary_url: text(&plan["target"]["binary_url"], "the binary URL")?,
-        sha256: text(&plan["target"]["sha256"], "the SHA-256")?,
-        signature: plan["target"]["signature"].as_str().map(str::to_string),
-        authority: text(&status["upgrade_authority"], "the upgrade authority")?,
-        info_url: plan["info_url"].as_str().map(str::to_string),
-        chain_id: text(&status["chain_id"], "the chain id")?,
+        name: plan.name.clone(),
+        height: plan.height,
+        binary_url: binary_url.clone(),
+        sha256: hex::encode(sha256),
+        signature: signature.as_ref().map(hex::encode),
+        authority: status.upgrade_authority.to_string(),
+        info_url: Some(plan.info_url.clone()),
+        chain_id: status.chain_id,
     };
     let info = UpgradeInfo::validate(raw, "the active plan")?;
     let home = Home::new(home);
@@ -46,7 +49,7 @@ pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Resu
     Ok(json!({
         "name": info.name, "height": info.height, "path": staged.display().to_string(),
         "sha256": info.sha256_hex(), "signed": info.signature.is_some(),
-        "plan_status": plan["status"],
+        "plan_status": plan.status,
     }))
 }
 

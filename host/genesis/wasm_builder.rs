@@ -126,13 +126,14 @@ fn ensure_wasm_target(root: &Path) -> Result<(), String> {
 
 /// The sources a node binary is built from (every crate of the workspace it links).
 #[allow(dead_code)]
-pub const DIGEST_DIRS: [&str; 13] = [
+pub const DIGEST_DIRS: [&str; 14] = [
     "host/blob/src",
     "host/executor/src",
     "host/storage/src",
     "host/genesis/src",
     "host/chain/src",
     "host/pool/src",
+    "host/rpc-api/src",
     "host/node/src",
     "runtime/src",
     "runtime-api/src",

@@ -40,7 +40,11 @@ pub struct Receipt {
 /// Something the runtime wants the outside world to know. Indices are fixed like operation
 /// discriminants.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
-#[cfg_attr(feature = "std", derive(serde::Serialize), serde(tag = "type"))]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "type")
+)]
 pub enum Event {
     /// Funds moved between accounts.
     #[codec(index = 0)]
@@ -50,6 +54,10 @@ pub enum Event {
         /// Recipient.
         to: Address,
         /// Amount in nanoVXS.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         amount: u128,
     },
     /// A fee was charged and split.
@@ -58,10 +66,22 @@ pub enum Event {
         /// Who paid.
         payer: Address,
         /// Whole fee.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         fee: u128,
         /// The proposer's 80%.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         to_proposer: u128,
         /// The treasury's 20% (and any rounding remainder).
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         to_treasury: u128,
     },
     /// A validator registered.
@@ -70,6 +90,10 @@ pub enum Event {
         /// Its address.
         validator: Address,
         /// Self-stake.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         stake: u128,
         /// Commission.
         commission_bps: u16,
@@ -82,6 +106,10 @@ pub enum Event {
         /// Validator.
         validator: Address,
         /// Amount.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         amount: u128,
     },
     /// Stake undelegated.
@@ -92,6 +120,10 @@ pub enum Event {
         /// Validator.
         validator: Address,
         /// Amount.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         amount: u128,
     },
     /// Rewards claimed.
@@ -100,6 +132,10 @@ pub enum Event {
         /// Validator.
         validator: Address,
         /// Amount.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         amount: u128,
     },
     /// A validator left jail.
@@ -134,6 +170,10 @@ pub enum Event {
         /// Approve or reject.
         approve: bool,
         /// Snapshot weight of the vote.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         weight: u128,
     },
     /// The authority cancelled a plan.
@@ -192,6 +232,10 @@ pub enum Event {
         /// Approve or reject.
         approve: bool,
         /// Weight.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         weight: u128,
     },
     /// A passed proposal was executed.
@@ -212,6 +256,10 @@ pub enum Event {
         /// Parameter.
         key: crate::transaction::ParamKey,
         /// New value.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         value: u128,
     },
     /// The treasury paid out.
@@ -220,6 +268,10 @@ pub enum Event {
         /// Recipient.
         to: Address,
         /// Amount.
+        #[cfg_attr(
+            feature = "std",
+            serde(deserialize_with = "crate::serde_amount::deserialize")
+        )]
         amount: u128,
     },
     /// A multisig account was created.

@@ -33,7 +33,10 @@ pub mod guest;
 pub mod guest_alloc;
 pub mod header;
 pub mod primitives;
+pub mod queries;
 pub mod schedule;
+#[cfg(feature = "std")]
+pub mod serde_amount;
 pub mod state;
 pub mod transaction;
 pub mod upgrade_name;

@@ -175,6 +175,11 @@ impl Default for Parameters {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode,
 )]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum GovernanceMode {
     /// A plan is approved the moment the authority schedules it.
     #[default]
@@ -236,7 +241,7 @@ pub struct GenesisConfig {
 /// A runtime's identity, read by the host from the `vexidus_runtime_version` custom section
 /// without executing the blob.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Encode, Decode)]
-#[cfg_attr(feature = "std", derive(serde::Serialize))]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 pub struct RuntimeVersion {
     /// The runtime family; an upgrade must keep it.
     pub spec_name: String,
@@ -250,6 +255,11 @@ pub struct RuntimeVersion {
 
 /// Where an upgrade plan stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum PlanStatus {
     /// Waiting for votes (`full` mode).
     #[codec(index = 0)]

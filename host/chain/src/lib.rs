@@ -25,6 +25,7 @@ use vexidus_runtime_api::abi::{
     ValidateArgs,
 };
 use vexidus_runtime_api::block::Event;
+use vexidus_runtime_api::queries::{self, TypedQuery};
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::{
     Block, GenesisConfig, Hash, Header, PublicKey, Receipt, Signature, SignedTransaction,
@@ -59,6 +60,9 @@ pub enum ChainError {
     /// The runtime answered with an error.
     #[error("runtime error: {0}")]
     Runtime(String),
+    /// The runtime answered a query with another query's answer (it broke the ABI).
+    #[error(transparent)]
+    WrongAnswer(#[from] vexidus_runtime_api::queries::WrongAnswer),
     /// A block's parent is neither the last irreversible block nor a block above it.
     #[error("unknown parent {}", hex::encode(.0))]
     UnknownParent(Hash),
@@ -80,6 +84,9 @@ pub struct ExecutedBlock {
     pub events: Vec<Event>,
     /// Transactions left out during production, with the reason.
     pub rejected: Vec<(Hash, String)>,
+    /// Fuel the runtime used for the block (migration, begin, transactions, end): the same
+    /// on every node, whether its transactions ran one after another or on Block-STM.
+    pub fuel: u64,
 }
 
 /// What executing a block gave.
@@ -88,6 +95,19 @@ struct Execution {
     receipts: Vec<Receipt>,
     rejected: Vec<(Hash, String)>,
     events: Vec<Event>,
+    /// Fuel the runtime used for the whole block.
+    fuel: u64,
+    /// The same block run with a pending runtime, when one was given.
+    shadow: Option<ShadowReport>,
+}
+
+/// How running a block's hooks and transactions ended. Lives for one call, on the stack.
+#[allow(clippy::large_enum_variant)]
+enum Run {
+    /// Executed.
+    Done(Execution),
+    /// `vex_begin_block` halts the chain for a binary upgrade; nothing else ran.
+    Halt(Box<UpgradeHalt>),
 }
 
 /// Whether refused transactions are dropped (production) or fail the block (import).
@@ -136,8 +156,6 @@ pub struct Chain {
     head: HeadInfo,
     genesis: GenesisConfig,
     implemented_upgrades: Vec<String>,
-    shadow: Option<Arc<Prototype>>,
-    last_shadow: Option<ShadowReport>,
     /// Workers for a block's transactions: 1 executes them one after another, more runs
     /// Block-STM (`stm`); the outcome is the same either way.
     execution: crate::stm::Workers,
@@ -155,12 +173,27 @@ pub struct Built {
     shadow: Option<ShadowReport>,
 }
 
-/// What [`Chain::check_block`] found: a block kept already, or one it executed.
-pub enum Checked {
+impl Built {
+    /// The block as executed.
+    pub fn executed(&self) -> &ExecutedBlock {
+        &self.executed
+    }
+
+    /// The shadow run of the block with the pending runtime, when one was given.
+    pub fn shadow_report(&self) -> Option<&ShadowReport> {
+        self.shadow.as_ref()
+    }
+}
+
+/// What executing a block on its parent came to ([`Chain::build_on`], [`Chain::check_block`]).
+pub enum BlockOutcome {
+    /// Valid and executed, to be kept with [`Chain::keep_built`].
+    Executed(Box<Built>),
     /// Kept already (executed once, not again).
     Known(Box<ExecutedBlock>),
-    /// Valid and executed, to be kept.
-    Executed(Box<Built>),
+    /// The runtime's `vex_begin_block` for this height says the chain halts here for a binary
+    /// upgrade this binary does not implement: nothing was executed.
+    Halt(Box<UpgradeHalt>),
 }
 
 /// What running one block with a pending runtime on a throwaway copy of state showed.
@@ -248,8 +281,6 @@ impl Chain {
             pending: BTreeMap::new(),
             genesis: genesis.clone(),
             implemented_upgrades,
-            shadow: None,
-            last_shadow: None,
             execution: crate::stm::Workers::new(crate::stm::default_threads()),
             last_stm_stats: Default::default(),
         };
@@ -545,12 +576,16 @@ impl Chain {
     }
 
     /// Asks the runtime a read-only question about the head state.
-    pub fn query(&self, q: Query) -> Result<QueryResponse> {
+    pub fn query<Q: TypedQuery>(&self, q: Q) -> Result<Q::Answer> {
         self.query_at(&self.head.hash.clone(), q)
     }
 
     /// Asks the runtime a read-only question about the state after block `at`.
-    pub fn query_at(&self, at: &Hash, q: Query) -> Result<QueryResponse> {
+    pub fn query_at<Q: TypedQuery>(&self, at: &Hash, q: Q) -> Result<Q::Answer> {
+        queries::ask(&q, |q| self.wire_query(at, q))
+    }
+
+    fn wire_query(&self, at: &Hash, q: Query) -> Result<QueryResponse> {
         let base = self.base(at)?;
         let layered = Layered::new(&*self.db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
@@ -609,7 +644,7 @@ impl Chain {
         let layered = Layered::new(&*self.db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
         let ctx = self.context(base.height + 1, base.hash, PublicKey::default());
-        let runtime = self.migrate_if_pending(&base.runtime, &mut overlay, ctx.height)?;
+        let (runtime, _) = self.migrate_if_pending(&base.runtime, &mut overlay, ctx.height)?;
         let begin: std::result::Result<BeginBlockOutcome, String> = self.executor.call(
             &runtime,
             abi::BEGIN_BLOCK,
@@ -660,7 +695,8 @@ impl Chain {
         pre_state: Changes,
     ) -> Result<ExecutedBlock> {
         let parent = self.head.hash;
-        let built = self.build(&parent, candidates, key, timestamp_ms, pre_state)?;
+        let built =
+            halt_as_error(self.build(&parent, candidates, key, timestamp_ms, pre_state, None)?)?;
         let produced = self.keep_built(built)?;
         self.set_head(&produced.hash)?;
         self.finalize(&produced.hash)?;
@@ -676,21 +712,31 @@ impl Chain {
         key: &Keypair,
         timestamp_ms: u64,
     ) -> Result<ExecutedBlock> {
-        let built = self.build_on(parent, candidates, key, timestamp_ms)?;
+        let built = halt_as_error(self.build_on(parent, candidates, key, timestamp_ms, None)?)?;
         self.keep_built(built)
     }
 
     /// [`Self::produce_on`]'s building and executing, which reads the chain only: a node runs
     /// it under shared access (admission and queries go on meanwhile) and keeps the result with
-    /// [`Self::keep_built`].
+    /// [`Self::keep_built`]. With a `shadow` runtime (a pending upgrade), the block is also run
+    /// with it on a throwaway copy of state, and [`Built::shadow_report`] says how that went.
+    /// Never [`BlockOutcome::Known`].
     pub fn build_on(
         &self,
         parent: &Hash,
         candidates: Vec<SignedTransaction>,
         key: &Keypair,
         timestamp_ms: u64,
-    ) -> Result<Built> {
-        self.build(parent, candidates, key, timestamp_ms, Changes::new())
+        shadow: Option<&Arc<Prototype>>,
+    ) -> Result<BlockOutcome> {
+        self.build(
+            parent,
+            candidates,
+            key,
+            timestamp_ms,
+            Changes::new(),
+            shadow,
+        )
     }
 
     fn build(
@@ -700,7 +746,8 @@ impl Chain {
         key: &Keypair,
         timestamp_ms: u64,
         pre_state: Changes,
-    ) -> Result<Built> {
+        shadow: Option<&Arc<Prototype>>,
+    ) -> Result<BlockOutcome> {
         let base = self.base(parent)?;
         let height = base.height + 1;
         let ctx = self.context(height, *parent, key.public());
@@ -714,22 +761,25 @@ impl Chain {
             }
         }
         overlay.commit_transaction();
-        let (
-            Execution {
-                included: txs,
-                receipts,
-                rejected,
-                events,
-            },
+        let Execution {
+            included: txs,
+            receipts,
+            rejected,
+            events,
+            fuel,
             shadow,
-        ) = self.execute_and_shadow(
+        } = match self.execute_and_shadow(
             &base.runtime,
             &layered,
             &mut overlay,
             &ctx,
             candidates,
             Mode::Produce,
-        )?;
+            shadow,
+        )? {
+            Run::Done(x) => x,
+            Run::Halt(halt) => return Ok(BlockOutcome::Halt(halt)),
+        };
         let mut changes = overlay.into_changes();
         let lthash = vexidus_storage::updated_lthash(&base.lthash, &layered, &mut changes)?;
         let tx_hashes: Vec<Hash> = txs.iter().map(signing::transaction_hash).collect();
@@ -749,20 +799,21 @@ impl Chain {
             transactions: txs,
             signature,
         };
-        Ok(Built {
+        Ok(BlockOutcome::Executed(Box::new(Built {
             executed: ExecutedBlock {
                 block,
                 hash,
                 receipts,
                 rejected,
                 events,
+                fuel,
             },
             tx_hashes,
             changes,
             lthash,
             parent_runtime: base.runtime,
             shadow,
-        })
+        })))
     }
 
     /// Verifies, re-executes and commits a block built elsewhere (or replayed from storage) on
@@ -789,15 +840,21 @@ impl Chain {
     /// block or one above it) and keeps it above the last irreversible block. The head does
     /// not move: fork choice is consensus's.
     pub fn execute_block(&mut self, block: Block) -> Result<ExecutedBlock> {
-        match self.check_block(block)? {
-            Checked::Known(executed) => Ok(*executed),
-            Checked::Executed(built) => self.keep_built(*built),
+        match self.check_block(block, None)? {
+            BlockOutcome::Known(executed) => Ok(*executed),
+            BlockOutcome::Executed(built) => self.keep_built(*built),
+            BlockOutcome::Halt(halt) => Err(ChainError::UpgradeHalt(halt)),
         }
     }
 
     /// [`Self::execute_block`]'s checks and execution, which read the chain only: a node runs
-    /// them under shared access and keeps the result with [`Self::keep_built`].
-    pub fn check_block(&self, block: Block) -> Result<Checked> {
+    /// them under shared access and keeps the result with [`Self::keep_built`]. A `shadow`
+    /// runtime runs the block too, as in [`Self::build_on`].
+    pub fn check_block(
+        &self,
+        block: Block,
+        shadow: Option<&Arc<Prototype>>,
+    ) -> Result<BlockOutcome> {
         let height = block.header.height;
         let invalid = |reason: String| ChainError::InvalidBlock { height, reason };
         let hash = signing::header_hash(&block.header);
@@ -808,7 +865,7 @@ impl Chain {
             )));
         }
         if let Some(p) = self.pending.get(&hash) {
-            return Ok(Checked::Known(Box::new(p.executed.clone())));
+            return Ok(BlockOutcome::Known(Box::new(p.executed.clone())));
         }
         let base = self.base(&block.header.parent_hash)?;
         if height != base.height + 1 {
@@ -828,8 +885,8 @@ impl Chain {
             return Err(invalid("bad proposer signature".into()));
         }
         let proposer_address = block.header.proposer.address();
-        match self.query_at(&base.hash, Query::Validator(proposer_address))? {
-            QueryResponse::Validator(Some(v)) if !v.is_jailed_at(height) => {}
+        match self.query_at(&base.hash, queries::Validator(proposer_address))? {
+            Some(v) if !v.is_jailed_at(height) => {}
             _ => {
                 return Err(invalid(format!(
                     "proposer {proposer_address} is not an active validator"
@@ -853,19 +910,24 @@ impl Chain {
         let db = self.db.clone();
         let layered = Layered::new(&*db, base.layers);
         let mut overlay = StateOverlay::new(&layered);
-        let (
-            Execution {
-                receipts, events, ..
-            },
+        let Execution {
+            receipts,
+            events,
+            fuel,
             shadow,
-        ) = self.execute_and_shadow(
+            ..
+        } = match self.execute_and_shadow(
             &base.runtime,
             &layered,
             &mut overlay,
             &ctx,
             block.transactions.clone(),
             Mode::Import,
-        )?;
+            shadow,
+        )? {
+            Run::Done(x) => x,
+            Run::Halt(halt) => return Ok(BlockOutcome::Halt(halt)),
+        };
         let mut changes = overlay.into_changes();
         let lthash = vexidus_storage::updated_lthash(&base.lthash, &layered, &mut changes)?;
         if lthash.root() != block.header.state_root {
@@ -878,13 +940,14 @@ impl Chain {
         if receipts_root(&receipts, &events) != block.header.receipts_root {
             return Err(invalid("receipts root mismatch".into()));
         }
-        Ok(Checked::Executed(Box::new(Built {
+        Ok(BlockOutcome::Executed(Box::new(Built {
             executed: ExecutedBlock {
                 block,
                 hash,
                 receipts,
                 rejected: vec![],
                 events,
+                fuel,
             },
             tx_hashes,
             changes,
@@ -895,7 +958,7 @@ impl Chain {
     }
 
     /// Keeps a block [`Self::build_on`] or [`Self::check_block`] executed above the last
-    /// irreversible block (memory and `pending`), with its shadow run's report. The chain may
+    /// irreversible block (memory and `pending`). The chain may
     /// have moved since (under shared access nothing stops another block being kept or made
     /// irreversible): a block already kept is returned as it is, and one whose parent is no
     /// longer above the last irreversible block is refused.
@@ -906,7 +969,7 @@ impl Chain {
             changes,
             lthash,
             parent_runtime,
-            shadow,
+            ..
         } = built;
         if let Some(p) = self.pending.get(&executed.hash) {
             return Ok(p.executed.clone());
@@ -915,7 +978,6 @@ impl Chain {
         if parent != self.finalized.hash && !self.pending.contains_key(&parent) {
             return Err(ChainError::UnknownParent(parent));
         }
-        self.last_shadow = shadow;
         self.keep(executed, tx_hashes, changes, lthash, parent_runtime)
     }
 
@@ -1034,13 +1096,14 @@ impl Chain {
         runtime: &Arc<Prototype>,
         overlay: &mut StateOverlay<'_>,
         height: u64,
-    ) -> Result<Arc<Prototype>> {
+    ) -> Result<(Arc<Prototype>, u64)> {
         let Some(marker) = overlay
             .get(abi::PENDING_MIGRATION_KEY)
             .map_err(storage_err)?
         else {
-            return Ok(runtime.clone());
+            return Ok((runtime.clone(), 0));
         };
+        let mut used = 0;
         let fuel = self.executor.fuel.block;
         let outcome = match PendingMigration::decode(&mut &marker[..]) {
             Ok(pending) => {
@@ -1048,12 +1111,18 @@ impl Chain {
                     from: pending.from,
                     height,
                 };
-                let r: std::result::Result<std::result::Result<(), String>, ExecError> = self
-                    .executor
-                    .call(runtime, abi::MIGRATE, &args, overlay, fuel);
+                let r: std::result::Result<(std::result::Result<(), String>, u64), ExecError> =
+                    self.executor
+                        .call_metered(runtime, abi::MIGRATE, &args, overlay, fuel);
                 match r {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(reason)) => Err((pending.name, format!("migration failed: {reason}"))),
+                    Ok((Ok(()), f)) => {
+                        used = f;
+                        Ok(())
+                    }
+                    Ok((Err(reason), f)) => {
+                        used = f;
+                        Err((pending.name, format!("migration failed: {reason}")))
+                    }
                     Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => {
                         return Err(e.into());
                     }
@@ -1068,7 +1137,7 @@ impl Chain {
                 overlay.remove(abi::PENDING_MIGRATION_KEY);
                 overlay.commit_transaction();
                 tracing::info!(version = ?runtime.version, "runtime migration succeeded");
-                Ok(runtime.clone())
+                Ok((runtime.clone(), used))
             }
             Err((name, reason)) => {
                 overlay.discard_transaction();
@@ -1088,7 +1157,7 @@ impl Chain {
                 );
                 overlay.commit_transaction();
                 tracing::warn!(plan = %name, %reason, "runtime upgrade aborted; the previous runtime is restored");
-                Ok(self.executor.prototype(&previous)?)
+                Ok((self.executor.prototype(&previous)?, used))
             }
         }
     }
@@ -1101,13 +1170,22 @@ impl Chain {
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<Execution> {
-        let runtime = self.migrate_if_pending(runtime, overlay, ctx.height)?;
-        self.execute_with(&runtime, overlay, ctx, candidates, mode)
+    ) -> Result<Run> {
+        let (runtime, migration_fuel) = self.migrate_if_pending(runtime, overlay, ctx.height)?;
+        Ok(
+            match self.execute_with(&runtime, overlay, ctx, candidates, mode)? {
+                Run::Done(mut x) => {
+                    x.fuel = x.fuel.saturating_add(migration_fuel);
+                    Run::Done(x)
+                }
+                halt => halt,
+            },
+        )
     }
 
-    /// Executes with the live runtime and, when a pending runtime is set for shadow runs, runs
-    /// the same block with it on a throwaway overlay and gives the report too.
+    /// Executes with the live runtime and, with a `shadow` runtime (a pending upgrade), runs
+    /// the same block with it on a throwaway overlay and reports how that went.
+    #[allow(clippy::too_many_arguments)]
     fn execute_and_shadow(
         &self,
         runtime: &Arc<Prototype>,
@@ -1116,42 +1194,45 @@ impl Chain {
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<(Execution, Option<ShadowReport>)> {
+        shadow: Option<&Arc<Prototype>>,
+    ) -> Result<Run> {
         let started = std::time::Instant::now();
-        let (executed, live_fuel) =
-            Executor::metered(|| self.execute(runtime, overlay, ctx, candidates, mode));
-        let executed = executed?;
+        let mut executed = match self.execute(runtime, overlay, ctx, candidates, mode)? {
+            Run::Done(x) => x,
+            halt => return Ok(halt),
+        };
         let live_time = started.elapsed();
-        let report = self.shadow.clone().map(|shadow| {
+        executed.shadow = shadow.map(|shadow| {
             let mut throwaway = StateOverlay::new(backend);
             let started = std::time::Instant::now();
-            let (r, shadow_fuel) = Executor::metered(|| {
-                self.execute_with(
-                    &shadow,
-                    &mut throwaway,
-                    ctx,
-                    executed.included.clone(),
-                    Mode::Shadow,
-                )
-            });
-            let error = match r {
-                Err(ChainError::UpgradeHalt(_)) => None,
-                Err(e) => Some(e.to_string()),
-                Ok(x) => x.rejected.first().map(|(_, why)| {
-                    format!("refused a transaction the live runtime included: {why}")
-                }),
+            let r = self.execute_with(
+                shadow,
+                &mut throwaway,
+                ctx,
+                executed.included.clone(),
+                Mode::Shadow,
+            );
+            let (error, shadow_fuel) = match r {
+                Ok(Run::Halt(_)) => (None, 0),
+                Err(e) => (Some(e.to_string()), 0),
+                Ok(Run::Done(x)) => (
+                    x.rejected.first().map(|(_, why)| {
+                        format!("refused a transaction the live runtime included: {why}")
+                    }),
+                    x.fuel,
+                ),
             };
             ShadowReport {
                 height: ctx.height,
                 code_hash: shadow.code_hash,
                 error,
-                live_fuel,
+                live_fuel: executed.fuel,
                 shadow_fuel,
                 live_time,
                 shadow_time: started.elapsed(),
             }
         });
-        Ok((executed, report))
+        Ok(Run::Done(executed))
     }
 
     /// How many workers execute a block's transactions (1: one after another; more: Block-STM).
@@ -1175,19 +1256,6 @@ impl Chain {
             .take()
     }
 
-    /// Sets (or clears) the pending runtime that shadow-runs every block.
-    pub fn set_shadow(&mut self, runtime: Option<Arc<Prototype>>) {
-        if runtime.as_ref().map(|r| r.code_hash) != self.shadow.as_ref().map(|r| r.code_hash) {
-            self.last_shadow = None;
-        }
-        self.shadow = runtime;
-    }
-
-    /// The shadow run of the last block, if a pending runtime was set.
-    pub fn take_shadow_report(&mut self) -> Option<ShadowReport> {
-        self.last_shadow.take()
-    }
-
     /// begin_block → transactions → end_block with `runtime`, on `overlay`.
     fn execute_with(
         &self,
@@ -1196,15 +1264,16 @@ impl Chain {
         ctx: &BlockContext,
         candidates: Vec<SignedTransaction>,
         mode: Mode,
-    ) -> Result<Execution> {
+    ) -> Result<Run> {
         let fuel = self.executor.fuel;
         let mut events = Vec::new();
-        let begin: std::result::Result<BeginBlockOutcome, String> =
-            self.executor
-                .call(runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
+        let (begin, begin_fuel): (std::result::Result<BeginBlockOutcome, String>, u64) = self
+            .executor
+            .call_metered(runtime, abi::BEGIN_BLOCK, ctx, overlay, fuel.block)?;
         let begin = begin.map_err(ChainError::Runtime)?;
+        // The one place a binary-upgrade halt is decided: the runtime's answer for this height.
         if let Some(halt) = begin.halt_for_upgrade {
-            return Err(ChainError::UpgradeHalt(Box::new(halt)));
+            return Ok(Run::Halt(Box::new(halt)));
         }
         events.extend(begin.events);
         overlay.commit_transaction();
@@ -1247,6 +1316,7 @@ impl Chain {
         let mut included = Vec::with_capacity(calls.len());
         let mut receipts = Vec::with_capacity(calls.len());
         let mut rejected = Vec::new();
+        let transactions_fuel: u64 = outcomes.iter().map(|o| o.fuel).sum();
         for (i, (args, outcome)) in calls.into_iter().zip(outcomes).enumerate() {
             match outcome.result {
                 Ok(receipt) => {
@@ -1268,7 +1338,7 @@ impl Chain {
         overlay.set_totals_readable(true);
         let end = self
             .executor
-            .call::<_, std::result::Result<EndBlockOutcome, String>>(
+            .call_metered::<_, std::result::Result<EndBlockOutcome, String>>(
                 runtime,
                 abi::END_BLOCK,
                 ctx,
@@ -1276,9 +1346,10 @@ impl Chain {
                 fuel.block,
             );
         overlay.set_totals_readable(false);
+        let (end, end_fuel) = end?;
         // The runtime refusing a block at its end (over the block budget) makes a peer's block
         // invalid; in production it means the candidates were chosen wrongly.
-        let end = end?.map_err(|reason| match mode {
+        let end = end.map_err(|reason| match mode {
             Mode::Import => ChainError::InvalidBlock {
                 height: ctx.height,
                 reason: format!("refused at the end of the block: {reason}"),
@@ -1287,12 +1358,29 @@ impl Chain {
         })?;
         events.extend(end.events);
         overlay.commit_transaction();
-        Ok(Execution {
+        Ok(Run::Done(Execution {
             included,
             receipts,
             rejected,
             events,
-        })
+            fuel: begin_fuel
+                .saturating_add(transactions_fuel)
+                .saturating_add(end_fuel),
+            shadow: None,
+        }))
+    }
+}
+
+/// A built block, or the halt as an error (for the single-node entry points that have no
+/// other way to say it).
+fn halt_as_error(outcome: BlockOutcome) -> Result<Built> {
+    match outcome {
+        BlockOutcome::Executed(built) => Ok(*built),
+        BlockOutcome::Halt(halt) => Err(ChainError::UpgradeHalt(halt)),
+        BlockOutcome::Known(executed) => Err(ChainError::Runtime(format!(
+            "block {} was built already",
+            hex::encode(executed.hash)
+        ))),
     }
 }
 

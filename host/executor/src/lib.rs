@@ -292,11 +292,6 @@ pub struct CallOutcome {
     pub fuel_used: u64,
 }
 
-thread_local! {
-    /// Fuel used by calls on this thread since the last [`Executor::metered`] began.
-    static FUEL_METER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 /// Largest memory one instance may use.
 pub const MEMORY_LIMIT_BYTES: usize = (blob::MAX_MEMORY_PAGES as usize) * 65536;
 const MAX_WASM_STACK: usize = 1024 * 1024;
@@ -567,22 +562,6 @@ impl Executor {
         call.run(&mut store, input, fuel)
     }
 
-    /// Runs `f` and returns what it returned with the fuel every call it made on this thread
-    /// used (calls that failed count what they used before failing only if they returned).
-    pub fn metered<R>(f: impl FnOnce() -> R) -> (R, u64) {
-        let before = FUEL_METER.with(|m| m.replace(0));
-        let r = f();
-        let used = FUEL_METER.with(|m| m.replace(before));
-        FUEL_METER.with(|m| m.set(m.get().saturating_add(used)));
-        (r, used)
-    }
-
-    /// Adds fuel used on other threads (parallel execution's workers) to this thread's meter,
-    /// so [`Self::metered`] reports what the same calls would have used here.
-    pub fn charge_meter(fuel: u64) {
-        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel)));
-    }
-
     /// Whether a compiled module for `code_hash` is in memory.
     pub fn is_compiled(&self, code_hash: &Hash) -> bool {
         self.lock_cache().contains_key(code_hash)
@@ -597,11 +576,26 @@ impl Executor {
         ext: &mut dyn Externalities,
         fuel: u64,
     ) -> Result<O, ExecError> {
+        self.call_metered(proto, entry, input, ext, fuel)
+            .map(|(out, _)| out)
+    }
+
+    /// [`Self::call`], also returning the fuel the call used. A call that fails returns no
+    /// count.
+    pub fn call_metered<I: Encode, O: Decode>(
+        &self,
+        proto: &Prototype,
+        entry: &str,
+        input: &I,
+        ext: &mut dyn Externalities,
+        fuel: u64,
+    ) -> Result<(O, u64), ExecError> {
         let out = self.call_raw(proto, entry, &input.encode(), ext, fuel)?;
-        O::decode(&mut &out.output[..]).map_err(|e| ExecError::BadOutput {
+        let decoded = O::decode(&mut &out.output[..]).map_err(|e| ExecError::BadOutput {
             entry: entry.into(),
             reason: format!("does not decode: {e}"),
-        })
+        })?;
+        Ok((decoded, out.fuel_used))
     }
 }
 
@@ -661,7 +655,6 @@ impl Call<'_> {
             })?
             .to_vec();
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
-        FUEL_METER.with(|m| m.set(m.get().saturating_add(fuel_used)));
         for (level, line) in &store.data().logs {
             log_runtime(*level, line);
         }

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use vexidus_chain::{Chain, ChainError, ExecutedBlock};
 use vexidus_executor::{ExecError, Executor};
 use vexidus_pool::{Pool, TxError};
-use vexidus_runtime_api::abi::{self, Query, QueryResponse};
+use vexidus_runtime_api::abi;
 use vexidus_runtime_api::block::Event;
+use vexidus_runtime_api::queries::{self, TypedQuery};
 use vexidus_runtime_api::signing::{Keypair, dev_seed};
 use vexidus_runtime_api::transaction::{Operation, Transaction};
 use vexidus_runtime_api::{
@@ -226,41 +227,38 @@ impl Harness {
         Ok(block.receipts[index].clone())
     }
 
-    /// Asks the runtime a question about head state.
-    pub fn query(&self, q: Query) -> Result<QueryResponse> {
+    /// Asks the runtime a question about head state (a typed query of
+    /// `vexidus_runtime_api::queries`, or a raw `Query`).
+    pub fn query<Q: TypedQuery>(&self, q: Q) -> Result<Q::Answer> {
         Ok(self.chain.query(q)?)
     }
 
     /// An account at head.
     pub fn account(&self, who: &Address) -> AccountInfo {
-        match self.chain.query(Query::Account(*who)) {
-            Ok(QueryResponse::Account(a)) => a,
-            other => panic!("account query failed: {other:?}"),
-        }
+        self.chain
+            .query(queries::Account(*who))
+            .unwrap_or_else(|e| panic!("account query failed: {e}"))
     }
 
     /// Every validator at head.
     pub fn validators(&self) -> Vec<ValidatorInfo> {
-        match self.chain.query(Query::Validators) {
-            Ok(QueryResponse::Validators(v)) => v,
-            other => panic!("validators query failed: {other:?}"),
-        }
+        self.chain
+            .query(queries::Validators)
+            .unwrap_or_else(|e| panic!("validators query failed: {e}"))
     }
 
     /// Protocol parameters at head.
     pub fn parameters(&self) -> Parameters {
-        match self.chain.query(Query::Parameters) {
-            Ok(QueryResponse::Parameters(p)) => p,
-            other => panic!("parameters query failed: {other:?}"),
-        }
+        self.chain
+            .query(queries::Parameters)
+            .unwrap_or_else(|e| panic!("parameters query failed: {e}"))
     }
 
     /// The treasury's address.
     pub fn treasury(&self) -> Address {
-        match self.chain.query(Query::Treasury) {
-            Ok(QueryResponse::Treasury(a)) => a,
-            other => panic!("treasury query failed: {other:?}"),
-        }
+        self.chain
+            .query(queries::Treasury)
+            .unwrap_or_else(|e| panic!("treasury query failed: {e}"))
     }
 
     /// Receipts of the block at `height`.

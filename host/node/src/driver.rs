@@ -12,7 +12,7 @@
 //! (`Query::Consensus`) at the last irreversible block, and switches to the set of each newly
 //! irreversible block: every node switches at the same block.
 
-use crate::state::NodeState;
+use crate::state::{Applied, NodeState};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,8 @@ use vexidus_consensus::{
 use vexidus_network::guard::Offence;
 use vexidus_network::service::{Validation, Verdict};
 use vexidus_network::wire::{Gossip, MAX_VOTES_PER_MESSAGE};
-use vexidus_runtime_api::abi::{ConsensusView, Query, QueryResponse, UpgradeHalt};
+use vexidus_runtime_api::abi::{ConsensusView, UpgradeHalt};
+use vexidus_runtime_api::queries;
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::vote::{DoubleSignEvidence, SignedHeader, SignedVote, VoteBody};
 use vexidus_runtime_api::{Address, Block, Hash, Signature};
@@ -283,26 +284,18 @@ fn chain_err(e: impl std::fmt::Display) -> ChainError {
 }
 
 fn consensus_view(state: &NodeState, at: &Hash, height: u64) -> Result<ConsensusView, ChainError> {
-    match state.read_chain().query_at(
+    state.read_chain().query_at(
         at,
-        Query::Consensus {
+        queries::Consensus {
             at_height: height + 1,
         },
-    )? {
-        QueryResponse::Consensus(v) => Ok(v),
-        other => Err(chain_err(format!(
-            "unexpected answer to the consensus query: {other:?}"
-        ))),
-    }
+    )
 }
 
 /// The consensus view of an executed block.
 fn meta_of(state: &NodeState, b: &ExecutedBlock) -> Result<BlockMeta, ChainError> {
     let height = b.block.header.height;
-    let grace_until = match state.read_chain().query_at(&b.hash, Query::GraceUntil)? {
-        QueryResponse::GraceUntil(g) => g,
-        _ => 0,
-    };
+    let grace_until = state.read_chain().query_at(&b.hash, queries::GraceUntil)?;
     Ok(BlockMeta {
         hash: b.hash,
         parent: b.block.header.parent_hash,
@@ -464,12 +457,18 @@ impl Driver {
                 let mut queue = VecDeque::new();
                 let verdict = self.import(*block, from, gossip, &mut queue);
                 if let Some(done) = done {
-                    let _ = done.send(verdict.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                    let answer = match (&verdict, &self.halt) {
+                        (Err(e), _) => Err(e.to_string()),
+                        (Ok(()), Some(halt)) => Err(format!(
+                            "the chain halts at height {} for binary upgrade `{}`",
+                            halt.height, halt.name
+                        )),
+                        (Ok(()), None) => Ok(()),
+                    };
+                    let _ = done.send(answer);
                 }
-                match verdict {
-                    Err(e @ ChainError::Storage(_)) => return Err(e),
-                    Err(ChainError::UpgradeHalt(h)) => self.halt = Some(*h),
-                    _ => {}
+                if let Err(e @ ChainError::Storage(_)) = verdict {
+                    return Err(e);
                 }
                 self.run_queue(queue)
             }
@@ -663,8 +662,15 @@ impl Driver {
             let block_height = block.header.height;
             let result = self.state.execute(block);
             let r = match result {
-                Ok(executed) => {
-                    tracing::info!(height = executed.block.header.height, hash = %crate::views::hex0x(hash), txs = executed.block.transactions.len(), "imported block");
+                Ok(Applied::Halt(halt)) => {
+                    // Nobody is at fault: the block is simply past the halt. Nothing after it
+                    // can be executed either.
+                    self.validated(gossip, Verdict::Ignore);
+                    self.halt = Some(halt);
+                    break;
+                }
+                Ok(Applied::Block(executed)) => {
+                    tracing::info!(height = executed.block.header.height, hash = %vexidus_rpc_api::hex::hex0x(hash), txs = executed.block.transactions.len(), "imported block");
                     self.validated(gossip, Verdict::Accept);
                     queue.push_back(Event::Block(meta_of(&self.state, &executed)?));
                     todo.extend(self.orphans.children_of(&hash));
@@ -675,7 +681,7 @@ impl Driver {
                         Some(offence) => self.reject(from, gossip, offence),
                         None => self.validated(gossip, Verdict::Ignore),
                     }
-                    if !matches!(e, ChainError::UpgradeHalt(_) | ChainError::Storage(_)) {
+                    if !matches!(e, ChainError::Storage(_)) {
                         tracing::warn!(height = block_height, hash = %hex::encode(&hash[..4]), "refused a block: {e}");
                     }
                     Err(e)
@@ -683,7 +689,7 @@ impl Driver {
             };
             if first {
                 verdict = r;
-            } else if let Err(e @ (ChainError::UpgradeHalt(_) | ChainError::Storage(_))) = r {
+            } else if let Err(e @ ChainError::Storage(_)) = r {
                 return Err(e);
             }
             first = false;
@@ -897,9 +903,9 @@ impl Driver {
         };
         let started = std::time::Instant::now();
         let produced = match self.state.produce_on(&parent, &key, now, true) {
-            Ok(b) => b,
-            Err(ChainError::UpgradeHalt(h)) => {
-                self.halt = Some(*h);
+            Ok(Applied::Block(b)) => b,
+            Ok(Applied::Halt(halt)) => {
+                self.halt = Some(halt);
                 return Ok(());
             }
             Err(e @ ChainError::Storage(_)) => return Err(e),
@@ -912,7 +918,7 @@ impl Driver {
             height,
             txs = produced.block.transactions.len(),
             rejected = produced.rejected.len(),
-            hash = %crate::views::hex0x(produced.hash),
+            hash = %vexidus_rpc_api::hex::hex0x(produced.hash),
             ms = started.elapsed().as_millis() as u64,
             "produced block"
         );
@@ -921,8 +927,9 @@ impl Driver {
             // The test fault: a second, different block at the same height, signed by the same
             // key and sent to everyone. Honest nodes see both and report the proposer.
             match self.state.produce_on(&parent, &key, now + 1, false) {
-                Ok(twin) => {
-                    tracing::warn!(height, hash = %crate::views::hex0x(twin.hash), "test fault: double-signed a second block");
+                Ok(Applied::Halt(_)) => {}
+                Ok(Applied::Block(twin)) => {
+                    tracing::warn!(height, hash = %vexidus_rpc_api::hex::hex0x(twin.hash), "test fault: double-signed a second block");
                     self.send(Outbound::Publish(Gossip::Block(twin.block)));
                 }
                 Err(e) => tracing::error!("test fault: cannot produce the twin: {e}"),
@@ -1062,7 +1069,7 @@ impl Driver {
         };
         match self.state.submit_evidence(key, on_chain) {
             Ok(tx) => {
-                tracing::warn!(offender = %evidence.offender(), tx = %crate::views::hex0x(tx), "double-sign reported on chain")
+                tracing::warn!(offender = %evidence.offender(), tx = %vexidus_rpc_api::hex::hex0x(tx), "double-sign reported on chain")
             }
             Err(e) => {
                 tracing::warn!(offender = %evidence.offender(), "cannot report a double-sign: {e}")
@@ -1071,8 +1078,8 @@ impl Driver {
     }
 
     fn key_of(&self, who: &Address) -> Option<vexidus_runtime_api::PublicKey> {
-        match self.state.read_chain().query(Query::Validator(*who)) {
-            Ok(QueryResponse::Validator(Some(v))) => Some(v.public_key),
+        match self.state.read_chain().query(queries::Validator(*who)) {
+            Ok(Some(v)) => Some(v.public_key),
             _ => None,
         }
     }

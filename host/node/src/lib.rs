@@ -10,7 +10,6 @@ pub mod p2p;
 pub mod readiness;
 pub mod rpc;
 pub mod state;
-pub mod views;
 
 /// Binary-upgrade names implemented by every build of this version of the node.
 pub const BUILTIN_UPGRADES: &[&str] = &[];

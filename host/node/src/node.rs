@@ -10,7 +10,7 @@ use vexidus_chain::Chain;
 use vexidus_executor::Executor;
 use vexidus_runtime_api::GenesisConfig;
 use vexidus_runtime_api::abi::UpgradeHalt;
-use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_runtime_api::queries;
 use vexidus_runtime_api::signing::Keypair;
 use vexidus_storage::Db;
 
@@ -183,10 +183,9 @@ pub async fn run(
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);
     let head = chain.head().clone();
     let is_validator = match &config.validator_key {
-        Some(k) => matches!(
-            chain.query(Query::Validator(k.public().address()))?,
-            QueryResponse::Validator(Some(_))
-        ),
+        Some(k) => chain
+            .query(queries::Validator(k.public().address()))?
+            .is_some(),
         None => false,
     };
     tracing::info!(chain_id = %chain.chain_id(), height = head.height, runtime = ?chain.runtime().version, "chain opened");

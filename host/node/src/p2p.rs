@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use vexidus_network::guard::Offence;
 use vexidus_network::service::{NetworkClient, NetworkEvent, NetworkHandle};
 use vexidus_network::wire::{Gossip, MAX_MESSAGE_BYTES, PeerProof, SyncRequest, SyncResponse};
-use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_rpc_api::{BanView, PeersView};
+use vexidus_runtime_api::queries;
 use vexidus_runtime_api::signing::Keypair;
 use vexidus_runtime_api::vote::SignedVote;
 use vexidus_runtime_api::{Address, SignedTransaction};
@@ -87,15 +88,18 @@ pub async fn run(
                 let peers = p2p.client.peers().await;
                 p2p.state.peers.store(peers.len(), Ordering::Relaxed);
                 let bans = p2p.client.bans().await;
-                *p2p.state.network.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
-                    "peer_id": network.peer_id.to_string(),
-                    "connected": peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                    "banned": bans.iter().map(|b| serde_json::json!({
-                        "peer": b.peer.to_string(),
-                        "reason": b.reason,
-                        "remaining_s": b.remaining_ms.div_ceil(1000),
-                    })).collect::<Vec<_>>(),
-                });
+                *p2p.state.network.lock().unwrap_or_else(|p| p.into_inner()) = PeersView {
+                    peer_id: Some(network.peer_id.to_string()),
+                    connected: peers.iter().map(|p| p.to_string()).collect(),
+                    banned: bans
+                        .iter()
+                        .map(|b| BanView {
+                            peer: b.peer.to_string(),
+                            reason: b.reason.clone(),
+                            remaining_s: b.remaining_ms.div_ceil(1000),
+                        })
+                        .collect(),
+                };
                 // Bootnodes that went away (restarted, upgraded) are dialled again.
                 if ticks.is_multiple_of(5) && peers.len() < bootnodes.len() {
                     for addr in &bootnodes {
@@ -196,8 +200,8 @@ impl P2p {
         let registered = matches!(
             self.state
                 .read_chain()
-                .query(Query::Validator(proof.validator.address())),
-            Ok(QueryResponse::Validator(Some(_)))
+                .query(queries::Validator(proof.validator.address())),
+            Ok(Some(_))
         );
         if registered {
             tracing::info!(%peer, validator = %proof.validator, "validator peer");

@@ -3,11 +3,11 @@
 //! runtime on a throwaway copy of state (SPEC §5). `vex_getUpgradeReadiness` shows them, so
 //! validators can vote on evidence.
 
-use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use vexidus_chain::ShadowReport;
 use vexidus_executor::Prototype;
+use vexidus_rpc_api::{H256, ReadinessView};
 use vexidus_runtime_api::Hash;
 
 /// What this node knows of the pending runtime plan.
@@ -69,26 +69,24 @@ impl Readiness {
         self.shadow_time += r.shadow_time;
     }
 
-    /// `vex_getUpgradeReadiness`: `null` when no runtime plan is pending.
-    pub fn to_json(&self) -> Value {
-        let Some(plan) = &self.plan else {
-            return Value::Null;
-        };
+    /// `vex_getUpgradeReadiness`: `None` when no runtime plan is pending.
+    pub fn view(&self) -> Option<ReadinessView> {
+        let plan = self.plan.clone()?;
         let ratio = |a: f64, b: f64| if b > 0.0 { Some(a / b) } else { None };
-        json!({
-            "plan": plan,
-            "code_hash": self.code_hash.map(crate::views::hex0x),
-            "compiled": self.compiled.is_some(),
-            "compiling": self.compiling,
-            "compile_ms": self.compile_ms,
-            "compile_error": self.compile_error,
-            "blocks_run": self.blocks_run,
-            "traps": self.traps,
-            "last_error": self.last_error,
-            "fuel_live": self.live_fuel,
-            "fuel_shadow": self.shadow_fuel,
-            "fuel_ratio": ratio(self.shadow_fuel as f64, self.live_fuel as f64),
-            "time_ratio": ratio(self.shadow_time.as_secs_f64(), self.live_time.as_secs_f64()),
+        Some(ReadinessView {
+            plan,
+            code_hash: self.code_hash.map(H256),
+            compiled: self.compiled.is_some(),
+            compiling: self.compiling,
+            compile_ms: self.compile_ms,
+            compile_error: self.compile_error.clone(),
+            blocks_run: self.blocks_run,
+            traps: self.traps,
+            last_error: self.last_error.clone(),
+            fuel_live: self.live_fuel,
+            fuel_shadow: self.shadow_fuel,
+            fuel_ratio: ratio(self.shadow_fuel as f64, self.live_fuel as f64),
+            time_ratio: ratio(self.shadow_time.as_secs_f64(), self.live_time.as_secs_f64()),
         })
     }
 }

@@ -1,36 +1,33 @@
-//! JSON-RPC over HTTP and WebSocket on one port (SPEC §9), with a request size cap and a
+//! The JSON-RPC server (SPEC §9): the node's implementation of the API trait of
+//! `vexidus-rpc-api`, served over HTTP and WebSocket on one port with a request size cap and a
 //! per-IP rate limit.
 //!
-//! Every error says what is wrong. Codes: `-32602` for parameters that do not parse (bad hex,
-//! bad address), `-32005` when the rate limit is hit, `1001` for a transaction refused at
-//! ingress (the message gives the reason), `1002` for a node-side failure.
+//! Every error says what is wrong; the codes are the API crate's ([`INVALID_PARAMS`] for
+//! parameters that do not parse, [`RATE_LIMITED`], [`TX_REFUSED`] with the ingress reason,
+//! [`NODE_ERROR`]).
 
 use crate::state::{NodeState, Origin};
-use crate::views::{
-    event_json, header_json, hex0x, plan_json, proposal_json, receipt_json, transaction_json,
-    validator_json, version_json,
-};
 use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::server::{ServerConfig, ServerHandle, serve_with_graceful_shutdown, stop_channel};
-use jsonrpsee::types::{ErrorObjectOwned, Id, Params, Request};
-use jsonrpsee::{MethodResponse, RpcModule};
-use serde_json::{Value, json};
+use jsonrpsee::types::{ErrorObjectOwned, Id, Request};
+use jsonrpsee::{MethodResponse, PendingSubscriptionSink, RpcModule};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vexidus_pool::TxError;
-use vexidus_runtime_api::abi::{Query, QueryResponse};
-use vexidus_runtime_api::{Address, Hash, SignedTransaction, ValidatorInfo};
-
-/// Parameters that do not parse.
-pub const INVALID_PARAMS: i32 = -32602;
-/// Rate limit hit.
-pub const RATE_LIMITED: i32 = -32005;
-/// Transaction refused at ingress.
-pub const TX_REFUSED: i32 = 1001;
-/// Node-side failure.
-pub const NODE_ERROR: i32 = 1002;
+use vexidus_rpc_api::{
+    AccountView, BlockAnswer, BlockId, BlockSummary, Full, FullBlock, H256, HeaderView,
+    IncludedTransaction, ParametersView, PeersView, PlanAnswer, ProposalAnswer, RawTransaction,
+    RawTransactions, ReadinessView, ReceiptView, RuntimeInfo, Status, SubmitOutcome,
+    TransactionStatus, TransactionView, ValidatorView, VexApiServer, VexSubscriptionApiServer,
+};
+pub use vexidus_rpc_api::{
+    INVALID_PARAMS, MAX_BATCH_TRANSACTIONS, NODE_ERROR, RATE_LIMITED, TX_REFUSED,
+};
+use vexidus_runtime_api::queries::{self, TypedQuery};
+use vexidus_runtime_api::{Address, SignedTransaction, ValidatorInfo};
 
 /// RPC server settings.
 #[derive(Clone, Debug)]
@@ -54,52 +51,8 @@ fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, msg.into(), None::<()>)
 }
 
-fn bad_params(msg: impl Into<String>) -> ErrorObjectOwned {
-    err(INVALID_PARAMS, msg)
-}
-
 fn node_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
     err(NODE_ERROR, e.to_string())
-}
-
-fn parse_hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
-    let s = s.trim();
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    hex::decode(s).map_err(|e| bad_params(format!("{what} is not valid hex: {e}")))
-}
-
-fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
-    parse_hex_bytes(s, "hash")?
-        .try_into()
-        .map_err(|v: Vec<u8>| bad_params(format!("a hash is 32 bytes, got {}", v.len())))
-}
-
-fn one_param<T: serde::de::DeserializeOwned>(
-    params: &Params<'_>,
-    what: &str,
-) -> Result<T, ErrorObjectOwned> {
-    let mut seq = params.sequence();
-    seq.next::<T>().map_err(|e| {
-        bad_params(format!(
-            "expected {what} as the first parameter: {}",
-            e.message()
-        ))
-    })
-}
-
-/// A validator with its missed-block record.
-fn validator_with_liveness(
-    state: &NodeState,
-    v: &ValidatorInfo,
-) -> Result<Value, ErrorObjectOwned> {
-    match query(state, Query::Liveness(v.address))? {
-        QueryResponse::Liveness(live) => Ok(validator_json(v, &live)),
-        other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-    }
-}
-
-fn query(state: &NodeState, q: Query) -> Result<QueryResponse, ErrorObjectOwned> {
-    state.read_chain().query(q).map_err(node_err)
 }
 
 /// Refuses a transaction sent to a typed write method (`vex_voteUpgrade`, ...) that carries an
@@ -122,332 +75,269 @@ fn only_operation(
     }
 }
 
-/// Most transactions per `vex_submitTransactions` call.
-pub const MAX_BATCH_TRANSACTIONS: usize = 10_000;
+/// The node's RPC methods over its shared state.
+#[derive(Clone)]
+pub struct Rpc {
+    state: Arc<NodeState>,
+}
+
+impl Rpc {
+    fn query<Q: TypedQuery>(&self, q: Q) -> RpcResult<Q::Answer> {
+        self.state.read_chain().query(q).map_err(node_err)
+    }
+
+    /// A validator with its missed-block record.
+    fn with_liveness(&self, v: &ValidatorInfo) -> RpcResult<ValidatorView> {
+        let live = self.query(queries::Liveness(v.address))?;
+        Ok(ValidatorView::new(v, &live))
+    }
+
+    fn plan(&self) -> RpcResult<Option<PlanAnswer>> {
+        Ok(self
+            .query(queries::UpgradePlan)?
+            .as_ref()
+            .map(PlanAnswer::from))
+    }
+
+    /// Admits one transaction, optionally only if it carries `only` operations.
+    fn submit(&self, tx: RawTransaction, only: Option<(u8, &'static str)>) -> RpcResult<H256> {
+        let tx = vexidus_pool::decode(&tx.0).and_then(|tx| match only {
+            Some(only) => only_operation(tx, only),
+            None => Ok(tx),
+        });
+        let mut results = self.state.admit(vec![tx], Origin::Rpc);
+        results
+            .pop()
+            .expect("one result for one transaction")
+            .map(H256)
+            .map_err(|e| match e {
+                TxError::Node(e) => node_err(e),
+                other => err(TX_REFUSED, other.to_string()),
+            })
+    }
+}
+
+impl VexApiServer for Rpc {
+    fn status(&self) -> RpcResult<Status> {
+        self.state.status().map_err(node_err)
+    }
+
+    fn block(&self, id: BlockId, full: Option<Full>) -> RpcResult<Option<BlockAnswer>> {
+        let chain = self.state.read_chain();
+        let block = match id {
+            BlockId::Height(h) => chain.block_at(h),
+            BlockId::Latest => chain.block_at(chain.head().height),
+            BlockId::Finalized => chain.block_at(chain.finalized().height),
+            BlockId::Hash(h) => chain.block(&h.0),
+        }
+        .map_err(node_err)?;
+        let Some(block) = block else {
+            return Ok(None);
+        };
+        let hash = vexidus_runtime_api::signing::header_hash(&block.header);
+        let header = HeaderView::new(&block, &hash);
+        let finalized = block.header.height <= chain.finalized().height;
+        if !full.is_none_or(|f| f.0) {
+            return Ok(Some(BlockAnswer::Summary(Box::new(BlockSummary {
+                header,
+                finalized,
+                transactions: block
+                    .transactions
+                    .iter()
+                    .map(|t| H256(vexidus_runtime_api::signing::transaction_hash(t)))
+                    .collect(),
+            }))));
+        }
+        // A block by hash may be on a fork: its receipts are those of its own execution.
+        let (receipts, events) = match chain.pending_block(&hash) {
+            Some(p) => (p.receipts.clone(), p.events.clone()),
+            None => chain
+                .outcome_at(block.header.height)
+                .map_err(node_err)?
+                .unwrap_or_default(),
+        };
+        Ok(Some(BlockAnswer::Full(Box::new(FullBlock {
+            header,
+            signature: block.signature,
+            finalized,
+            events,
+            transactions: block
+                .transactions
+                .iter()
+                .zip(receipts.iter())
+                .map(|(t, r)| IncludedTransaction {
+                    transaction: TransactionView::from(t),
+                    receipt: ReceiptView::from(r),
+                })
+                .collect(),
+        }))))
+    }
+
+    fn transaction(&self, hash: H256) -> RpcResult<Option<TransactionStatus>> {
+        if self.state.is_pending(&hash.0) {
+            return Ok(Some(TransactionStatus::Pending { hash }));
+        }
+        let chain = self.state.read_chain();
+        let Some((height, index)) = chain.tx_location(&hash.0).map_err(node_err)? else {
+            return Ok(None);
+        };
+        let block = chain
+            .block_at(height)
+            .map_err(node_err)?
+            .ok_or_else(|| node_err("indexed block missing"))?;
+        let (receipts, _) = chain
+            .outcome_at(height)
+            .map_err(node_err)?
+            .unwrap_or_default();
+        let tx = block
+            .transactions
+            .get(index as usize)
+            .ok_or_else(|| node_err("indexed transaction missing"))?;
+        let receipt = receipts
+            .get(index as usize)
+            .ok_or_else(|| node_err("receipt missing"))?;
+        Ok(Some(TransactionStatus::Included {
+            hash,
+            height,
+            index,
+            finalized: height <= chain.finalized().height,
+            block_hash: H256(vexidus_runtime_api::signing::header_hash(&block.header)),
+            transaction: Box::new(TransactionView::from(tx)),
+            receipt: ReceiptView::from(receipt),
+        }))
+    }
+
+    fn account(&self, address: Address) -> RpcResult<AccountView> {
+        let a = self.query(queries::Account(address))?;
+        Ok(AccountView {
+            address,
+            balance: a.balance,
+            nonce: a.nonce,
+        })
+    }
+
+    fn validators(&self) -> RpcResult<Vec<ValidatorView>> {
+        let vs = self.query(queries::Validators)?;
+        vs.iter().map(|v| self.with_liveness(v)).collect()
+    }
+
+    fn validator(&self, address: Address) -> RpcResult<Option<ValidatorView>> {
+        let v = self.query(queries::Validator(address))?;
+        v.as_ref().map(|v| self.with_liveness(v)).transpose()
+    }
+
+    fn parameters(&self) -> RpcResult<ParametersView> {
+        Ok(ParametersView(self.query(queries::Parameters)?))
+    }
+
+    fn proposal(&self, id: u64) -> RpcResult<Option<ProposalAnswer>> {
+        let at_height = self.state.read_chain().head().height + 1;
+        let p = self.query(queries::Proposal { id, at_height })?;
+        Ok(p.as_ref().map(ProposalAnswer::from))
+    }
+
+    fn upgrade_plan(&self) -> RpcResult<Option<PlanAnswer>> {
+        self.plan()
+    }
+
+    fn upgrade_readiness(&self) -> RpcResult<Option<ReadinessView>> {
+        Ok(self.state.readiness())
+    }
+
+    fn runtime_version(&self) -> RpcResult<RuntimeInfo> {
+        let chain = self.state.read_chain();
+        let rt = chain.runtime();
+        Ok(RuntimeInfo::new(&rt.version, &rt.code_hash))
+    }
+
+    fn peers(&self) -> RpcResult<PeersView> {
+        Ok(self
+            .state
+            .network
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+
+    fn submit_transaction(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, None)
+    }
+
+    fn submit_transactions(&self, txs: RawTransactions) -> RpcResult<Vec<SubmitOutcome>> {
+        let decoded = txs.0.iter().map(|t| vexidus_pool::decode(&t.0)).collect();
+        Ok(self
+            .state
+            .admit(decoded, Origin::Rpc)
+            .into_iter()
+            .map(|r| match r {
+                Ok(hash) => SubmitOutcome::Accepted(H256(hash)),
+                Err(e) => SubmitOutcome::Refused(e.to_string()),
+            })
+            .collect())
+    }
+
+    fn schedule_upgrade(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, Some((46, "ScheduleUpgrade")))
+    }
+
+    fn cancel_upgrade(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, Some((47, "CancelUpgrade")))
+    }
+
+    fn vote_upgrade(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, Some((48, "VoteUpgrade")))
+    }
+
+    fn claim_rewards(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, Some((4, "ClaimRewards")))
+    }
+
+    fn unjail(&self, tx: RawTransaction) -> RpcResult<H256> {
+        self.submit(tx, Some((5, "Unjail")))
+    }
+}
+
+#[jsonrpsee::core::async_trait]
+impl VexSubscriptionApiServer for Rpc {
+    async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        forward(pending, self.state.heads.subscribe()).await
+    }
+
+    async fn subscribe_finalized(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        forward(pending, self.state.finalized.subscribe()).await
+    }
+
+    async fn subscribe_upgrade(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut heads = self.state.heads.subscribe();
+        let sink = pending.accept().await?;
+        let mut last = None; // differs from any plan and from "no plan"
+        loop {
+            let plan = self.plan().ok().flatten();
+            if last.as_ref() != Some(&plan) {
+                let msg = serde_json::value::to_raw_value(&plan)?;
+                if sink.send(msg).await.is_err() {
+                    break;
+                }
+                last = Some(plan);
+            }
+            tokio::select! {
+                _ = sink.closed() => break,
+                head = heads.recv() => match head {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                },
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Builds the RPC methods over the node's shared state.
-pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
-    let mut m = RpcModule::new(state);
-    let result = (|| -> Result<(), jsonrpsee::core::RegisterMethodError> {
-        let writes: [(&'static str, Option<(u8, &'static str)>); 6] = [
-            ("vex_submitTransaction", None),
-            ("vex_scheduleUpgrade", Some((46, "ScheduleUpgrade"))),
-            ("vex_cancelUpgrade", Some((47, "CancelUpgrade"))),
-            ("vex_voteUpgrade", Some((48, "VoteUpgrade"))),
-            ("vex_claimRewards", Some((4, "ClaimRewards"))),
-            ("vex_unjail", Some((5, "Unjail"))),
-        ];
-        for (method, only) in writes {
-            m.register_method(method, move |params, state, _| {
-                let hex: String = one_param(&params, "a hex-encoded signed transaction")?;
-                let bytes = parse_hex_bytes(&hex, "transaction")?;
-                let tx = vexidus_pool::decode(&bytes).and_then(|tx| match only {
-                    Some(only) => only_operation(tx, only),
-                    None => Ok(tx),
-                });
-                let mut results = state.admit(vec![tx], Origin::Rpc);
-                results
-                    .pop()
-                    .expect("one result for one transaction")
-                    .map(hex0x)
-                    .map_err(|e| match e {
-                        TxError::Node(e) => node_err(e),
-                        other => err(TX_REFUSED, other.to_string()),
-                    })
-            })?;
-        }
-        m.register_method(
-            "vex_submitTransactions",
-            |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let list: Vec<String> =
-                    one_param(&params, "an array of hex-encoded signed transactions")?;
-                if list.len() > MAX_BATCH_TRANSACTIONS {
-                    return Err(bad_params(format!(
-                        "at most {MAX_BATCH_TRANSACTIONS} transactions per call, got {}",
-                        list.len()
-                    )));
-                }
-                let mut decoded = Vec::with_capacity(list.len());
-                for (i, hex) in list.iter().enumerate() {
-                    let bytes = parse_hex_bytes(hex, &format!("transaction {i}"))?;
-                    decoded.push(vexidus_pool::decode(&bytes));
-                }
-                let results = state.admit(decoded, Origin::Rpc);
-                Ok(json!(
-                    results
-                        .into_iter()
-                        .map(|r| match r {
-                            Ok(hash) => json!({ "hash": hex0x(hash) }),
-                            Err(e) => json!({ "error": e.to_string() }),
-                        })
-                        .collect::<Vec<_>>()
-                ))
-            },
-        )?;
-        m.register_method(
-            "vex_getProposal",
-            |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let id: u64 = one_param(&params, "a proposal id (number)")?;
-                let at_height = state.read_chain().head().height + 1;
-                match query(state, Query::Proposal { id, at_height })? {
-                    QueryResponse::Proposal(p) => {
-                        Ok(p.as_ref().map(proposal_json).unwrap_or(Value::Null))
-                    }
-                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-                }
-            },
-        )?;
-        m.register_method(
-            "vex_getUpgradeReadiness",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.readiness_json()) },
-        )?;
-        m.register_subscription(
-            "vex_subscribeUpgrade",
-            "vex_upgrade",
-            "vex_unsubscribeUpgrade",
-            |_, pending, state, _| async move {
-                let mut rx = state.heads.subscribe();
-                let sink = pending.accept().await?;
-                let mut last = Value::Bool(false); // differs from any plan and from null
-                loop {
-                    let plan = match query(&state, Query::UpgradePlan) {
-                        Ok(QueryResponse::UpgradePlan(p)) => p.as_ref().map(plan_json).unwrap_or(Value::Null),
-                        _ => Value::Null,
-                    };
-                    if plan != last {
-                        let msg = serde_json::value::to_raw_value(&plan)?;
-                        if sink.send(msg).await.is_err() {
-                            break;
-                        }
-                        last = plan;
-                    }
-                    tokio::select! {
-                        _ = sink.closed() => break,
-                        head = rx.recv() => match head {
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(_) => break,
-                        },
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        m.register_method(
-            "vex_getUpgradePlan",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> {
-                match query(state, Query::UpgradePlan)? {
-                    QueryResponse::UpgradePlan(p) => {
-                        Ok(p.as_ref().map(plan_json).unwrap_or(Value::Null))
-                    }
-                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-                }
-            },
-        )?;
-        m.register_method("vex_getPeers", |_, state, _| -> Value {
-            state
-                .network
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        })?;
-        m.register_method(
-            "vex_getStatus",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> { Ok(state.status_json()) },
-        )?;
-        m.register_method(
-            "vex_getBlock",
-            |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let mut seq = params.sequence();
-                let id: Value = seq.next().map_err(|e| {
-                    bad_params(format!(
-                        "expected a height or a block hash as the first parameter: {}",
-                        e.message()
-                    ))
-                })?;
-                // Optional second parameter: false lists transaction hashes only (no bodies,
-                // no receipts), for followers of busy chains.
-                let full: bool = seq
-                    .optional_next::<bool>()
-                    .map_err(|e| {
-                        bad_params(format!(
-                            "the optional second parameter is `full` (true or false): {}",
-                            e.message()
-                        ))
-                    })?
-                    .unwrap_or(true);
-                let chain = state.read_chain();
-                let block = match &id {
-                    Value::Number(n) => {
-                        let h = n
-                            .as_u64()
-                            .ok_or_else(|| bad_params("height must be a non-negative integer"))?;
-                        chain.block_at(h).map_err(node_err)?
-                    }
-                    Value::String(s) if s == "latest" => {
-                        chain.block_at(chain.head().height).map_err(node_err)?
-                    }
-                    Value::String(s) if s == "finalized" => {
-                        chain.block_at(chain.finalized().height).map_err(node_err)?
-                    }
-                    Value::String(s) => chain.block(&parse_hash(s)?).map_err(node_err)?,
-                    _ => {
-                        return Err(bad_params(
-                            "expected a height (number), a block hash (hex string) or \"latest\"",
-                        ));
-                    }
-                };
-                let Some(block) = block else {
-                    return Ok(Value::Null);
-                };
-                let hash = vexidus_runtime_api::signing::header_hash(&block.header);
-                if !full {
-                    let mut v = header_json(&block, &hash);
-                    v["finalized"] = json!(block.header.height <= chain.finalized().height);
-                    v["transactions"] = json!(
-                        block
-                            .transactions
-                            .iter()
-                            .map(|t| hex0x(vexidus_runtime_api::signing::transaction_hash(t)))
-                            .collect::<Vec<_>>()
-                    );
-                    return Ok(v);
-                }
-                // A block by hash may be on a fork: its receipts are those of its own execution.
-                let (receipts, block_events) = match chain.pending_block(&hash) {
-                    Some(p) => (p.receipts.clone(), p.events.clone()),
-                    None => chain
-                        .outcome_at(block.header.height)
-                        .map_err(node_err)?
-                        .unwrap_or_default(),
-                };
-                let mut v = header_json(&block, &hash);
-                v["signature"] = json!(block.signature.to_string());
-                v["finalized"] = json!(block.header.height <= chain.finalized().height);
-                v["events"] = json!(block_events.iter().map(event_json).collect::<Vec<_>>());
-                v["transactions"] = json!(
-                    block
-                        .transactions
-                        .iter()
-                        .zip(receipts.iter())
-                        .map(|(t, r)| {
-                            let mut tj = transaction_json(t);
-                            tj["receipt"] = receipt_json(r);
-                            tj
-                        })
-                        .collect::<Vec<_>>()
-                );
-                Ok(v)
-            },
-        )?;
-        m.register_method(
-            "vex_getTransaction",
-            |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let h: String = one_param(&params, "a transaction hash")?;
-                let hash = parse_hash(&h)?;
-                if state.is_pending(&hash) {
-                    return Ok(json!({ "hash": hex0x(hash), "status": "pending" }));
-                }
-                let chain = state.read_chain();
-                let Some((height, index)) = chain.tx_location(&hash).map_err(node_err)? else {
-                    return Ok(Value::Null);
-                };
-                let block = chain
-                    .block_at(height)
-                    .map_err(node_err)?
-                    .ok_or_else(|| node_err("indexed block missing"))?;
-                let (receipts, _) = chain
-                    .outcome_at(height)
-                    .map_err(node_err)?
-                    .unwrap_or_default();
-                let tx = block
-                    .transactions
-                    .get(index as usize)
-                    .ok_or_else(|| node_err("indexed transaction missing"))?;
-                let receipt = receipts
-                    .get(index as usize)
-                    .ok_or_else(|| node_err("receipt missing"))?;
-                Ok(json!({
-                    "hash": hex0x(hash), "status": "included", "height": height, "index": index,
-                    "finalized": height <= chain.finalized().height,
-                    "block_hash": hex0x(vexidus_runtime_api::signing::header_hash(&block.header)),
-                    "transaction": transaction_json(tx), "receipt": receipt_json(receipt),
-                }))
-            },
-        )?;
-        m.register_method("vex_getAccount", |params, state, _| -> Result<Value, ErrorObjectOwned> {
-            let a: String = one_param(&params, "an address")?;
-            let address = Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
-            match query(state, Query::Account(address))? {
-                QueryResponse::Account(acct) => {
-                    Ok(json!({ "address": address.to_string(), "balance": acct.balance, "nonce": acct.nonce }))
-                }
-                other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-            }
-        })?;
-        m.register_method(
-            "vex_getValidators",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> {
-                match query(state, Query::Validators)? {
-                    QueryResponse::Validators(vs) => Ok(json!(
-                        vs.iter()
-                            .map(|v| validator_with_liveness(state, v))
-                            .collect::<Result<Vec<_>, _>>()?
-                    )),
-                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-                }
-            },
-        )?;
-        m.register_method(
-            "vex_getValidator",
-            |params, state, _| -> Result<Value, ErrorObjectOwned> {
-                let a: String = one_param(&params, "an address")?;
-                let address =
-                    Address::from_hex(&a).map_err(|e| bad_params(format!("address: {e}")))?;
-                match query(state, Query::Validator(address))? {
-                    QueryResponse::Validator(Some(v)) => validator_with_liveness(state, &v),
-                    QueryResponse::Validator(None) => Ok(Value::Null),
-                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-                }
-            },
-        )?;
-        m.register_method(
-            "vex_getParameters",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> {
-                match query(state, Query::Parameters)? {
-                    QueryResponse::Parameters(p) => Ok(serde_json::to_value(p).map_err(node_err)?),
-                    other => Err(node_err(format!("unexpected runtime answer {other:?}"))),
-                }
-            },
-        )?;
-        m.register_method(
-            "vex_getRuntimeVersion",
-            |_, state, _| -> Result<Value, ErrorObjectOwned> {
-                let chain = state.read_chain();
-                let rt = chain.runtime();
-                Ok(version_json(&rt.version, &rt.code_hash))
-            },
-        )?;
-        m.register_subscription(
-            "vex_subscribeNewHeads",
-            "vex_newHead",
-            "vex_unsubscribeNewHeads",
-            |_, pending, state, _| async move {
-                let rx = state.heads.subscribe();
-                forward(pending, rx).await
-            },
-        )?;
-        m.register_subscription(
-            "vex_subscribeFinalized",
-            "vex_finalized",
-            "vex_unsubscribeFinalized",
-            |_, pending, state, _| async move {
-                let rx = state.finalized.subscribe();
-                forward(pending, rx).await
-            },
-        )?;
-        Ok(())
-    })();
-    result.expect("method names are unique");
+pub fn module(state: Arc<NodeState>) -> RpcModule<Rpc> {
+    let rpc = Rpc { state };
+    let mut m = VexApiServer::into_rpc(rpc.clone());
+    m.merge(VexSubscriptionApiServer::into_rpc(rpc))
+        .expect("method names are unique");
     m
 }
 
@@ -455,7 +345,7 @@ pub fn module(state: Arc<NodeState>) -> RpcModule<Arc<NodeState>> {
 /// what it missed.
 async fn forward(
     pending: jsonrpsee::PendingSubscriptionSink,
-    mut rx: tokio::sync::broadcast::Receiver<Value>,
+    mut rx: tokio::sync::broadcast::Receiver<impl serde::Serialize + Clone>,
 ) -> jsonrpsee::core::SubscriptionResult {
     let sink = pending.accept().await?;
     loop {

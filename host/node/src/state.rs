@@ -2,13 +2,16 @@
 //! what the network and consensus tasks keep current for RPC.
 
 use crate::readiness::Readiness;
-use crate::views;
-use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
-use vexidus_chain::{Chain, ChainError, ExecutedBlock};
+use vexidus_chain::{BlockOutcome, Chain, ChainError, ExecutedBlock};
 use vexidus_pool::{BlockBudget, Pool, TxError};
-use vexidus_runtime_api::abi::{Query, QueryResponse};
+use vexidus_rpc_api::hex::hex0x;
+use vexidus_rpc_api::{
+    FinalizedBlock, H256, HeaderView, PeersView, ReadinessView, RuntimeInfo, Status,
+};
+use vexidus_runtime_api::abi::UpgradeHalt;
+use vexidus_runtime_api::queries;
 use vexidus_runtime_api::signing::{self, Keypair};
 use vexidus_runtime_api::state::PlanStatus;
 use vexidus_runtime_api::{Hash, SignedTransaction};
@@ -17,27 +20,47 @@ use vexidus_runtime_api::{Hash, SignedTransaction};
 pub struct NodeState {
     chain: RwLock<Chain>,
     pool: Mutex<Pool>,
-    /// New heads, as JSON, for subscriptions.
-    pub heads: broadcast::Sender<Value>,
-    /// Newly irreversible blocks (`{hash, height}`), in height order, for subscriptions.
-    pub finalized: broadcast::Sender<Value>,
+    /// New heads, for subscriptions.
+    pub heads: broadcast::Sender<HeaderView>,
+    /// Newly irreversible blocks, in height order, for subscriptions.
+    pub finalized: broadcast::Sender<FinalizedBlock>,
     /// Connected peers (the network task keeps it current).
     pub peers: std::sync::atomic::AtomicUsize,
     /// The network as `vex_getPeers` shows it: connected peers and bans (the network task
     /// keeps it current, once a second).
-    pub network: Mutex<Value>,
+    pub network: Mutex<PeersView>,
     /// The validators due to produce next: the next block's producer and the next slot's
     /// leader (the consensus driver keeps it current). Transactions go to them.
     pub leaders: Mutex<Vec<vexidus_runtime_api::Address>>,
     /// Where transactions submitted here go to be forwarded to the leaders (when on a network).
     pub forward:
         Mutex<Option<tokio::sync::mpsc::UnboundedSender<vexidus_runtime_api::SignedTransaction>>>,
-    validator: Option<String>,
+    validator: Option<vexidus_runtime_api::PublicKey>,
     readiness: Mutex<Readiness>,
     auto_vote: Option<Keypair>,
     voted: Mutex<std::collections::HashSet<String>>,
     /// Held while the node signs and admits one of its own transactions.
     own: Mutex<()>,
+}
+
+/// What producing or importing a block came to.
+#[derive(Debug)]
+pub enum Applied {
+    /// Executed and kept above the last irreversible block (or kept already).
+    Block(ExecutedBlock),
+    /// The chain halts at this height for a binary upgrade this binary does not implement
+    /// (the runtime's answer): nothing was executed.
+    Halt(UpgradeHalt),
+}
+
+impl Applied {
+    /// The block, or the halt as [`ChainError::UpgradeHalt`].
+    pub fn block(self) -> Result<ExecutedBlock, ChainError> {
+        match self {
+            Applied::Block(b) => Ok(b),
+            Applied::Halt(h) => Err(ChainError::UpgradeHalt(Box::new(h))),
+        }
+    }
 }
 
 /// Where a transaction came from. It decides only what happens once it is admitted: what was
@@ -62,10 +85,10 @@ impl NodeState {
             heads: broadcast::channel(256).0,
             finalized: broadcast::channel(256).0,
             peers: std::sync::atomic::AtomicUsize::new(0),
-            network: Mutex::new(json!({ "connected": [], "banned": [] })),
+            network: Mutex::new(PeersView::default()),
             leaders: Mutex::new(Vec::new()),
             forward: Mutex::new(None),
-            validator: validator.map(|k| k.public().to_string()),
+            validator: validator.map(|k| k.public()),
             readiness: Mutex::new(Readiness::default()),
             auto_vote: None,
             voted: Mutex::new(std::collections::HashSet::new()),
@@ -84,16 +107,15 @@ impl NodeState {
     }
 
     /// `vex_getUpgradeReadiness`.
-    pub fn readiness_json(&self) -> Value {
-        self.lock_readiness().to_json()
+    pub fn readiness(&self) -> Option<ReadinessView> {
+        self.lock_readiness().view()
     }
 
     /// After each block: start compiling a newly scheduled runtime in the background, forget a
     /// plan that is gone, and cast the automatic vote.
     pub fn after_block(self: &Arc<Self>) {
-        let plan = match self.read_chain().query(Query::UpgradePlan) {
-            Ok(QueryResponse::UpgradePlan(p)) => p,
-            _ => return,
+        let Ok(plan) = self.read_chain().query(queries::UpgradePlan) else {
+            return;
         };
         let Some(view) = plan else {
             let mut r = self.lock_readiness();
@@ -119,12 +141,16 @@ impl NodeState {
         let state = self.clone();
         std::thread::spawn(move || {
             let started = std::time::Instant::now();
-            let code = match state.read_chain().query(Query::PlanCode) {
-                Ok(QueryResponse::PlanCode(Some(code))) => code,
+            let code = match state.read_chain().query(queries::PlanCode) {
+                Ok(Some(code)) => code,
                 other => {
+                    let why = match other {
+                        Ok(_) => "the plan carries no code".to_string(),
+                        Err(e) => e.to_string(),
+                    };
                     let mut r = state.lock_readiness();
                     r.compiling = false;
-                    r.compile_error = Some(format!("cannot read the plan's code: {other:?}"));
+                    r.compile_error = Some(format!("cannot read the plan's code: {why}"));
                     return;
                 }
             };
@@ -274,7 +300,7 @@ impl NodeState {
     }
 
     /// `vex_getStatus`.
-    pub fn status_json(&self) -> Value {
+    pub fn status(&self) -> Result<Status, ChainError> {
         let (pending, pending_bytes) = {
             let pool = self.lock_pool();
             (pool.len(), pool.bytes())
@@ -282,25 +308,23 @@ impl NodeState {
         let chain = self.read_chain();
         let head = chain.head();
         let rt = chain.runtime();
-        json!({
-            "chain_id": chain.chain_id(),
-            "height": head.height,
-            "finalized_height": chain.finalized().height,
-            "finalized_hash": views::hex0x(chain.finalized().hash),
-            "head_hash": views::hex0x(head.hash),
-            "state_root": views::hex0x(head.state_root),
-            "peers": self.peers.load(std::sync::atomic::Ordering::Relaxed),
-            "pending_transactions": pending,
-            "pending_bytes": pending_bytes,
-            "validator": self.validator,
-            "block_time_ms": chain.genesis().block_time_ms,
-            "governance_mode": chain.genesis().governance.mode.as_str(),
-            "upgrade_authority": chain.genesis().governance.upgrade_authority.to_string(),
-            "upgrade_grace_until": match chain.query(Query::GraceUntil) {
-                Ok(QueryResponse::GraceUntil(g)) => Some(g),
-                _ => None,
-            },
-            "runtime": views::version_json(&rt.version, &rt.code_hash),
+        let genesis = chain.genesis();
+        Ok(Status {
+            chain_id: chain.chain_id().into(),
+            height: head.height,
+            finalized_height: chain.finalized().height,
+            finalized_hash: H256(chain.finalized().hash),
+            head_hash: H256(head.hash),
+            state_root: H256(head.state_root),
+            peers: self.peers.load(std::sync::atomic::Ordering::Relaxed) as u64,
+            pending_transactions: pending as u64,
+            pending_bytes: pending_bytes as u64,
+            validator: self.validator,
+            block_time_ms: genesis.block_time_ms,
+            governance_mode: genesis.governance.mode,
+            upgrade_authority: genesis.governance.upgrade_authority,
+            upgrade_grace_until: chain.query(queries::GraceUntil).ok(),
+            runtime: RuntimeInfo::new(&rt.version, &rt.code_hash),
         })
     }
 
@@ -311,14 +335,8 @@ impl NodeState {
         key: &Keypair,
         timestamp_ms: u64,
         with_transactions: bool,
-    ) -> Result<ExecutedBlock, ChainError> {
-        let budget = match self.read_chain().query_at(parent, Query::Parameters)? {
-            QueryResponse::Parameters(p) => BlockBudget::of(&p),
-            _ => BlockBudget {
-                transactions: 0,
-                bytes: 0,
-            },
-        };
+    ) -> Result<Applied, ChainError> {
+        let budget = BlockBudget::of(&self.read_chain().query_at(parent, queries::Parameters)?);
         let candidates = if with_transactions {
             let mut pool = self.lock_pool();
             let evicted = pool.evict_oversized(budget);
@@ -334,42 +352,38 @@ impl NodeState {
             Vec::new()
         };
         let shadow = self.lock_readiness().compiled.clone();
-        self.write_chain().set_shadow(shadow);
         // Executing needs shared access only, so admission and queries go on meanwhile; only
         // keeping the block takes the chain for itself.
-        let built = self
-            .read_chain()
-            .build_on(parent, candidates, key, timestamp_ms)?;
-        let (produced, report) = {
-            let mut chain = self.write_chain();
-            let produced = chain.keep_built(built)?;
-            (produced, chain.take_shadow_report())
+        let outcome =
+            self.read_chain()
+                .build_on(parent, candidates, key, timestamp_ms, shadow.as_ref())?;
+        let produced = match self.keep(outcome)? {
+            Applied::Block(b) => b,
+            halt => return Ok(halt),
         };
-        if let Some(report) = report {
-            self.lock_readiness().record(&report);
-        }
         self.lock_pool().prune(&[], &produced.rejected);
-        Ok(produced)
+        Ok(Applied::Block(produced))
+    }
+
+    /// Keeps what [`Self::produce_on`] or [`Self::execute`] executed, recording its shadow run.
+    fn keep(&self, outcome: BlockOutcome) -> Result<Applied, ChainError> {
+        let built = match outcome {
+            BlockOutcome::Executed(built) => built,
+            BlockOutcome::Known(executed) => return Ok(Applied::Block(*executed)),
+            BlockOutcome::Halt(halt) => return Ok(Applied::Halt(*halt)),
+        };
+        if let Some(report) = built.shadow_report() {
+            self.lock_readiness().record(report);
+        }
+        Ok(Applied::Block(self.write_chain().keep_built(*built)?))
     }
 
     /// Verifies and executes a block from a peer on its parent's state.
-    pub fn execute(&self, block: vexidus_runtime_api::Block) -> Result<ExecutedBlock, ChainError> {
+    pub fn execute(&self, block: vexidus_runtime_api::Block) -> Result<Applied, ChainError> {
         let shadow = self.lock_readiness().compiled.clone();
-        self.write_chain().set_shadow(shadow);
         // As in `produce_on`: checked and executed under shared access, kept under exclusive.
-        let checked = self.read_chain().check_block(block)?;
-        let (imported, report) = {
-            let mut chain = self.write_chain();
-            let imported = match checked {
-                vexidus_chain::Checked::Known(executed) => *executed,
-                vexidus_chain::Checked::Executed(built) => chain.keep_built(*built)?,
-            };
-            (imported, chain.take_shadow_report())
-        };
-        if let Some(report) = report {
-            self.lock_readiness().record(&report);
-        }
-        Ok(imported)
+        let outcome = self.read_chain().check_block(block, shadow.as_ref())?;
+        self.keep(outcome)
     }
 
     /// Consensus moved the head: queries follow it, the pool drops what the canonical chain
@@ -383,7 +397,7 @@ impl NodeState {
             chain.set_head(hash)?;
             let block = chain.block(hash)?.ok_or(ChainError::UnknownParent(*hash))?;
             (
-                views::header_json(&block, hash),
+                HeaderView::new(&block, hash),
                 chain.canonical_tx_hashes(),
                 retracted,
             )
@@ -395,7 +409,7 @@ impl NodeState {
                 .into_iter()
                 .filter(Result::is_ok)
                 .count();
-            tracing::info!(head = %views::hex0x(*hash), back, "head moved to another branch; its left-out transactions are back in the pool");
+            tracing::info!(head = %hex0x(hash), back, "head moved to another branch; its left-out transactions are back in the pool");
         }
         let _ = self.heads.send(header);
         self.after_block();
@@ -413,10 +427,10 @@ impl NodeState {
                 .map(signing::transaction_hash)
                 .collect();
             self.lock_pool().prune(&hashes, &[]);
-            let _ = self.finalized.send(serde_json::json!({
-                "hash": views::hex0x(b.hash),
-                "height": b.block.header.height,
-            }));
+            let _ = self.finalized.send(FinalizedBlock {
+                hash: H256(b.hash),
+                height: b.block.header.height,
+            });
         }
         Ok(())
     }
@@ -446,14 +460,7 @@ impl NodeState {
         let tx = {
             let chain = self.read_chain();
             let me = key.public().address();
-            let nonce = match chain.query(Query::Account(me))? {
-                QueryResponse::Account(a) => a.nonce,
-                other => {
-                    return Err(TxError::Node(ChainError::Runtime(format!(
-                        "unexpected answer to an account query: {other:?}"
-                    ))));
-                }
-            };
+            let nonce = chain.query(queries::Account(me))?.nonce;
             vexidus_runtime_api::Transaction {
                 chain_id: chain.chain_id().into(),
                 sender: key.public(),

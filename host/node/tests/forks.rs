@@ -4,7 +4,7 @@
 //! node executes its kept non-final blocks again.
 
 use std::sync::Arc;
-use vexidus_chain::Chain;
+use vexidus_chain::{BlockOutcome, Chain};
 use vexidus_executor::Executor;
 use vexidus_genesis::dev_genesis;
 use vexidus_harness::Harness;
@@ -195,14 +195,18 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
     let b1 = chain.produce_on(&g, vec![], &alice, 2).expect("b1");
 
     // Built on a1 while a1 is above the last irreversible block...
-    let on_a1 = chain
+    let BlockOutcome::Executed(on_a1) = chain
         .build_on(
             &a1.hash,
             vec![transfer(&chain, &payer, 1, carol, NANO_PER_VXS)],
             &alice,
             3,
+            None,
         )
-        .expect("built on a1");
+        .expect("built on a1")
+    else {
+        panic!("a block on a1 is built, not a halt");
+    };
     // ...and the same block checked for import twice, before either is kept.
     let mut elsewhere = open(&dir.path().join("other"), &dev_genesis());
     elsewhere
@@ -216,9 +220,13 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
             4,
         )
         .expect("a2 elsewhere");
-    let check = |chain: &Chain| match chain.check_block(a2.block.clone()).expect("a2 checks") {
-        vexidus_chain::Checked::Executed(built) => *built,
-        vexidus_chain::Checked::Known(_) => panic!("a2 is not kept yet"),
+    let check = |chain: &Chain| match chain
+        .check_block(a2.block.clone(), None)
+        .expect("a2 checks")
+    {
+        BlockOutcome::Executed(built) => *built,
+        BlockOutcome::Known(_) => panic!("a2 is not kept yet"),
+        BlockOutcome::Halt(h) => panic!("no halt is planned, got {h:?}"),
     };
     let (first, second) = (check(&chain), check(&chain));
     let kept = chain.keep_built(first).expect("a2 kept");
@@ -231,7 +239,7 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
     chain.finalize(&b1.hash).expect("finalize b1");
     assert!(chain.pending_block(&a1.hash).is_none());
     assert!(matches!(
-        chain.keep_built(on_a1),
+        chain.keep_built(*on_a1),
         Err(vexidus_chain::ChainError::UnknownParent(p)) if p == a1.hash
     ));
     assert!(chain.pending_block(&a2.hash).is_none());
@@ -242,7 +250,7 @@ fn a_block_executed_under_shared_access_is_kept_only_while_its_parent_is() {
 /// includes too, or made stale, stays out.
 #[test]
 fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
-    use vexidus_node::state::{NodeState, Origin};
+    use vexidus_node::state::{Applied, NodeState, Origin};
     let dir = tempfile::tempdir().expect("tmp");
     let alice = Harness::dev_key();
     let bob = Keypair::from_seed([0xb0; 32]);
@@ -274,7 +282,10 @@ fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
     let both_hash = submit(&both);
 
     // Branch A: one block with both transactions; the head, so the pool lets them go.
-    let a = node.produce_on(&root, &alice, 1_000, true).expect("a");
+    let a = node
+        .produce_on(&root, &alice, 1_000, true)
+        .and_then(Applied::block)
+        .expect("a");
     assert_eq!(a.receipts.len(), 2);
     node.set_head(&a.hash).expect("head a");
     assert!(!node.is_pending(&left_out_hash) && !node.is_pending(&both_hash));
@@ -288,8 +299,14 @@ fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
         .produce_on(&root, vec![both.clone()], &alice, 1_500)
         .expect("b1");
     assert_eq!(b1.receipts.len(), 1);
-    let b1 = node.execute(b1.block).expect("import b1");
-    let b2 = node.produce_on(&b1.hash, &alice, 2_000, false).expect("b2");
+    let b1 = node
+        .execute(b1.block)
+        .and_then(Applied::block)
+        .expect("import b1");
+    let b2 = node
+        .produce_on(&b1.hash, &alice, 2_000, false)
+        .and_then(Applied::block)
+        .expect("b2");
     node.set_head(&b2.hash).expect("head b2");
     assert!(
         node.is_pending(&left_out_hash),
@@ -301,7 +318,10 @@ fn a_head_switch_puts_the_left_branchs_transactions_back_in_the_pool() {
     );
 
     // The next block on the new branch includes it.
-    let b3 = node.produce_on(&b2.hash, &alice, 2_500, true).expect("b3");
+    let b3 = node
+        .produce_on(&b2.hash, &alice, 2_500, true)
+        .and_then(Applied::block)
+        .expect("b3");
     assert_eq!(b3.block.transactions, vec![left_out]);
     node.set_head(&b3.hash).expect("head b3");
     assert!(!node.is_pending(&left_out_hash));

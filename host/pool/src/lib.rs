@@ -41,23 +41,9 @@ impl TxValidator for Chain {
     }
 
     fn funds(&self, sender: &Address) -> Result<(u128, u128), ChainError> {
-        use vexidus_runtime_api::abi::{Query, QueryResponse};
-        let balance = match self.query(Query::Account(*sender))? {
-            QueryResponse::Account(a) => a.balance,
-            other => {
-                return Err(ChainError::Runtime(format!(
-                    "unexpected answer to an account query: {other:?}"
-                )));
-            }
-        };
-        let gas_price = match self.query(Query::Parameters)? {
-            QueryResponse::Parameters(p) => p.gas_price,
-            other => {
-                return Err(ChainError::Runtime(format!(
-                    "unexpected answer to a parameters query: {other:?}"
-                )));
-            }
-        };
+        use vexidus_runtime_api::queries;
+        let balance = self.query(queries::Account(*sender))?.balance;
+        let gas_price = self.query(queries::Parameters)?.gas_price;
         Ok((balance, gas_price))
     }
 }

@@ -21,7 +21,7 @@ pub struct TxOutcome {
     /// The receipt, or why the runtime refused the transaction (the same text sequential
     /// execution gives).
     pub result: Result<Receipt, String>,
-    /// Fuel the call used, counted as [`vexidus_executor::Executor::metered`] counts it.
+    /// Fuel the call used ([`vexidus_executor::Executor::call_metered`]).
     pub fuel: u64,
 }
 
@@ -36,6 +36,14 @@ pub(crate) fn classify(
         Ok(Err(invalid)) => Ok(Err(invalid.to_string())),
         Err(e @ (ExecError::Storage { .. } | ExecError::Instantiate(_))) => Err(e),
         Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// A metered call's outcome and fuel, apart (a failed call used none that counts).
+pub(crate) fn metered<T>(r: Result<(T, u64), ExecError>) -> (Result<T, ExecError>, u64) {
+    match r {
+        Ok((out, fuel)) => (Ok(out), fuel),
+        Err(e) => (Err(e), 0),
     }
 }
 

@@ -67,7 +67,7 @@ mod worker;
 pub use common::TxOutcome;
 pub use threads::{default_threads, pinned_cores};
 
-use common::{classify, lock, run_range};
+use common::{classify, lock, metered, run_range};
 use gather::final_ranges;
 use memory::MvMemory;
 use scheduler::Scheduler;
@@ -149,7 +149,6 @@ pub fn execute(
     let (parallel, mut stats) = execute_parallel(executor, runtime, overlay, txs, fuel, workers)?;
     match parallel {
         Some((outcomes, changes, totals)) => {
-            Executor::charge_meter(outcomes.iter().map(|o| o.fuel).sum());
             overlay.commit_changes(changes);
             overlay.commit_totals(totals);
             Ok((outcomes, stats))
@@ -275,9 +274,8 @@ pub fn execute_sequentially(
 ) -> Result<Vec<TxOutcome>, ExecError> {
     let mut outcomes = Vec::with_capacity(txs.len());
     for args in txs {
-        let (outcome, fuel) = Executor::metered(|| {
-            executor.call(runtime, abi::APPLY_TRANSACTION, args, overlay, fuel)
-        });
+        let (outcome, fuel) =
+            metered(executor.call_metered(runtime, abi::APPLY_TRANSACTION, args, overlay, fuel));
         let result = classify(outcome)?;
         let refused = result.is_err();
         if refused {

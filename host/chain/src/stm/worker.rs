@@ -1,7 +1,7 @@
 //! A worker's loop over one block's tasks: execute a run over its view, validate a run's
 //! reads, give up on a block that conflicts too much.
 
-use super::common::{Incarnation, RunIndex, TxOutcome, classify, lock, run_range};
+use super::common::{Incarnation, RunIndex, TxOutcome, classify, lock, metered, run_range};
 use super::memory::{MvMemory, Ran};
 use super::scheduler::{Scheduler, Task};
 use super::view::View;
@@ -98,15 +98,13 @@ impl Shared<'_> {
             let mut view = View::new(&self.mv, r);
             let mut outcomes = Vec::with_capacity(range.len());
             for args in &self.txs[range.clone()] {
-                let (outcome, fuel) = Executor::metered(|| {
-                    self.executor.call(
-                        self.runtime,
-                        abi::APPLY_TRANSACTION,
-                        args,
-                        &mut view,
-                        self.fuel,
-                    )
-                });
+                let (outcome, fuel) = metered(self.executor.call_metered(
+                    self.runtime,
+                    abi::APPLY_TRANSACTION,
+                    args,
+                    &mut view,
+                    self.fuel,
+                ));
                 if view.blocked_on.is_some() {
                     break;
                 }
