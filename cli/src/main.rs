@@ -893,29 +893,22 @@ fn upgrade(cmd: UpgradeCmd, client: &RpcClient, output: Output) -> Result<()> {
         UpgradeCmd::Prepare { home, signatures } => {
             let policy = signatures.policy()?;
             let v = supervisor_cmds::prepare(client, &home, policy)?;
-            print(output, &v, || {
+            print(output, &to_json(&v), || {
                 format!(
                     "staged upgrade {} (height {}) at {}\nsha256 {} verified{}",
-                    v["name"].as_str().unwrap_or("?"),
-                    v["height"],
-                    v["path"].as_str().unwrap_or("?"),
-                    v["sha256"].as_str().unwrap_or("?"),
-                    if v["signed"] == true {
-                        ", signature verified"
-                    } else {
-                        ""
-                    }
+                    v.name,
+                    v.height,
+                    v.path,
+                    v.sha256,
+                    if v.signed { ", signature verified" } else { "" }
                 )
             });
             Ok(())
         }
         UpgradeCmd::Rollback { home, yes, pick } => {
             let v = supervisor_cmds::rollback(&home, yes, pick)?;
-            print(output, &v, || {
-                format!(
-                    "current/ now holds {}",
-                    v["restored"].as_str().unwrap_or("?")
-                )
+            print(output, &to_json(&v), || {
+                format!("current/ now holds {}", v.restored)
             });
             Ok(())
         }

@@ -2,19 +2,47 @@
 //! `vexvisor` home, through the same code the supervisor uses.
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use vexidus_cli::RpcClient;
 use vexidus_rpc_api::{PlanTarget, VexApiClient};
+use vexidus_runtime_api::state::PlanStatus;
 use vexidus_upgrade_contract::{RawUpgradeInfo, UpgradeInfo};
 use vexvisor::Home;
 use vexvisor::fetch::FetchOptions;
 use vexvisor::verify::{SignaturePolicy, sha256_file};
 
+/// A binary staged by `vexidus upgrade prepare`.
+#[derive(serde::Serialize)]
+pub struct Staged {
+    /// The plan's name.
+    pub name: String,
+    /// Its height.
+    pub height: u64,
+    /// Where the binary is.
+    pub path: String,
+    /// Its SHA-256, bare hex.
+    pub sha256: String,
+    /// Whether a signature was verified.
+    pub signed: bool,
+    /// Where the plan stands on chain.
+    pub plan_status: PlanStatus,
+}
+
+/// A backup swapped back into `current/` by `vexidus upgrade rollback`.
+#[derive(serde::Serialize)]
+pub struct Restored {
+    /// The backup restored.
+    pub restored: String,
+    /// Its SHA-256, bare hex.
+    pub sha256: String,
+    /// The binary path it now occupies.
+    pub current: String,
+}
+
 /// Fetches and verifies the active binary plan's binary into `<home>/vexvisor/upgrades/<name>/`.
-pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Result<Value> {
+pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Result<Staged> {
     let api = client.api();
     let Some(plan) = client.wait(api.upgrade_plan())? else {
         bail!("there is no active upgrade plan; nothing to prepare");
@@ -46,16 +74,19 @@ pub fn prepare(client: &RpcClient, home: &Path, policy: SignaturePolicy) -> Resu
     home.create_dirs()?;
     let stop = AtomicBool::new(false);
     let staged = vexvisor::upgrade::stage(&home, &info, &policy, &FetchOptions::default(), &stop)?;
-    Ok(json!({
-        "name": info.name, "height": info.height, "path": staged.display().to_string(),
-        "sha256": info.sha256_hex(), "signed": info.signature.is_some(),
-        "plan_status": plan.status,
-    }))
+    Ok(Staged {
+        sha256: info.sha256_hex(),
+        signed: info.signature.is_some(),
+        name: info.name,
+        height: info.height,
+        path: staged.display().to_string(),
+        plan_status: plan.status,
+    })
 }
 
 /// Lists the backups newest first and swaps the chosen one into `current/` (the current binary
 /// is backed up first, so a rollback can itself be undone).
-pub fn rollback(home: &Path, yes: bool, pick: Option<usize>) -> Result<Value> {
+pub fn rollback(home: &Path, yes: bool, pick: Option<usize>) -> Result<Restored> {
     let home = Home::new(home);
     let backups = home.backups()?;
     if backups.is_empty() {
@@ -135,9 +166,9 @@ pub fn rollback(home: &Path, yes: bool, pick: Option<usize>) -> Result<Value> {
         "restored {}; restart the node (a running vexvisor picks it up at the next restart)",
         chosen.path.display()
     )?;
-    Ok(json!({
-        "restored": chosen.path.display().to_string(),
-        "sha256": hex::encode(digest),
-        "current": current.display().to_string(),
-    }))
+    Ok(Restored {
+        restored: chosen.path.display().to_string(),
+        sha256: hex::encode(digest),
+        current: current.display().to_string(),
+    })
 }
