@@ -5,6 +5,8 @@
 //! They live outside the node because the execution benchmark's baseline is the runtime
 //! compiled natively ([`native`]): the node itself runs the runtime only as a blob.
 
+#![forbid(unsafe_code)]
+
 pub mod native;
 
 use crate::native::NativeEnv;

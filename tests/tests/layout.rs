@@ -242,3 +242,59 @@ fn the_circle_check_finds_circles() {
     );
     assert_eq!(find_cycle(&module_graph(src)), None);
 }
+
+/// Whether Rust source uses `unsafe` (a block, function, impl or trait), comments aside.
+fn uses_unsafe(text: &str) -> bool {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .any(|code| {
+            [
+                "unsafe {",
+                "unsafe fn",
+                "unsafe impl",
+                "unsafe trait",
+                "unsafe extern",
+            ]
+            .iter()
+            .any(|u| code.contains(u))
+        })
+}
+
+#[test]
+fn a_crate_without_unsafe_code_forbids_it() {
+    let mut missing = Vec::new();
+    for member in members() {
+        let src = root().join(&member).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let any_unsafe = files
+            .iter()
+            .any(|f| uses_unsafe(&std::fs::read_to_string(f).unwrap_or_default()));
+        if any_unsafe {
+            continue;
+        }
+        // Every crate root: the library, the main binary and each binary under src/bin.
+        let mut roots = vec![src.join("lib.rs"), src.join("main.rs")];
+        roots.extend(
+            std::fs::read_dir(src.join("bin"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rs")),
+        );
+        for path in roots {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.contains("#![forbid(unsafe_code)]")
+            {
+                missing.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "crates without unsafe code that do not forbid it: {missing:?}"
+    );
+    assert!(uses_unsafe("let x = unsafe { f() };"));
+    assert!(!uses_unsafe("// an unsafe { block } in a comment"));
+}

@@ -1,6 +1,8 @@
 //! `vexidus-bench`: the node's benchmarks (use a release build); each prints its baseline,
 //! measured in the same process, and the ratios against it.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use vexidus_bench::{Contention, Execution, admission, execution, print_table, signatures};
 

@@ -2,6 +2,8 @@
 //! crate's build script), the released blobs a node can start an older chain on, and the
 //! development chain's genesis.
 
+#![forbid(unsafe_code)]
+
 mod dev;
 
 pub use dev::{DEV_ACCOUNTS, DEV_CHAIN_ID, GenesisFile, dev_account_seed, dev_genesis};

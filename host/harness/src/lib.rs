@@ -16,6 +16,8 @@
 //! assert!(receipt.success);
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use vexidus_chain::{Chain, ChainError, ExecutedBlock};
 use vexidus_executor::{ExecError, Executor};

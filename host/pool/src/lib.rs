@@ -5,6 +5,8 @@
 //! expiry). The pool keeps each sender's transactions in nonce order with no gaps, and hands them
 //! out in arrival order, which never puts a sender's nonce n+1 before n.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use vexidus_chain::{Chain, ChainError};
 use vexidus_runtime_api::abi::{InvalidTransaction, ValidTransaction};

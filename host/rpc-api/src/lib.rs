@@ -8,6 +8,8 @@
 //! for a transaction refused at ingress (the message gives the reason), [`NODE_ERROR`] for a
 //! node-side failure.
 
+#![forbid(unsafe_code)]
+
 pub mod hex;
 pub mod params;
 pub mod types;

@@ -22,6 +22,8 @@
 //! The LtHash accumulator is written in the same batch as the state it summarises, so the
 //! stored root always matches the stored state, whatever moment the process dies at.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod lthash;
 pub mod overlay;
