@@ -128,14 +128,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The `crate::<name>` paths in `text`, whatever follows them.
 fn crate_paths(text: &str) -> BTreeSet<String> {
+    paths_after(text, "crate::")
+}
+
+/// The names that follow `prefix` (a path ending in `::`) in `text`, braced groups included.
+fn paths_after(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for (i, _) in text.match_indices("crate::") {
+    for (i, _) in text.match_indices(prefix) {
         // `vexidus_crate::` or `$crate::` are other paths.
         let before = text[..i].chars().next_back();
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
-        let rest = &text[i + "crate::".len()..];
+        let rest = &text[i + prefix.len()..];
         let name: String = rest
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
@@ -160,6 +165,82 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
     found
 }
 
+/// A file's code without its comment lines (doc links name modules without importing them).
+fn code_of(f: &Path) -> String {
+    std::fs::read_to_string(f)
+        .expect("a source file")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// For every module directory under `src` (such as `stm/`), the graph of its child modules:
+/// which siblings each names, through `super::` in its own file or the full `crate::` path
+/// from anywhere inside it.
+fn nested_graphs(src: &Path) -> Vec<(String, BTreeMap<String, BTreeSet<String>>)> {
+    fn dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                out.push(p.clone());
+                dirs(&p, out);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    dirs(src, &mut found);
+    let mut graphs = Vec::new();
+    for dir in found {
+        let rel = dir.strip_prefix(src).expect("under src");
+        if rel
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "bin")
+        {
+            continue;
+        }
+        let path: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let full = format!("crate::{}::", path.join("::"));
+        let mut children: BTreeMap<String, Vec<(PathBuf, bool)>> = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let Some(name) = stem.filter(|n| n != "mod") else {
+                continue;
+            };
+            if p.is_dir() {
+                let mut files = Vec::new();
+                rust_files(&p, &mut files);
+                children
+                    .entry(name)
+                    .or_default()
+                    .extend(files.into_iter().map(|f| (f, false)));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                children.entry(name).or_default().push((p, true));
+            }
+        }
+        let names: BTreeSet<String> = children.keys().cloned().collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, files) in &children {
+            let edges = graph.entry(name.clone()).or_default();
+            for (f, direct) in files {
+                let code = code_of(f);
+                let mut used = paths_after(&code, &full);
+                if *direct {
+                    used.extend(paths_after(&code, "super::"));
+                }
+                edges.extend(used.into_iter().filter(|u| u != name && names.contains(u)));
+            }
+        }
+        graphs.push((path.join("/"), graph));
+    }
+    graphs
+}
+
 /// The top-level modules of a crate and, for each, the others its files name.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
@@ -177,14 +258,7 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         .collect();
     for f in &files {
         let Some(m) = module_of(f) else { continue };
-        let text = std::fs::read_to_string(f).expect("a source file");
-        // Comments (and doc links in them) name modules without importing them.
-        let code: String = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for used in crate_paths(&code) {
+        for used in crate_paths(&code_of(f)) {
             if used != m && modules.contains(&used) {
                 graph.get_mut(&m).expect("a module").insert(used);
             }
@@ -193,7 +267,8 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-/// No two files (top-level modules) of one crate name each other, directly or around a circle.
+/// No two files (top-level modules) of one crate name each other, directly or around a circle,
+/// and no two children of a module directory (such as `stm/`) either.
 #[test]
 fn no_crate_has_an_import_circle_between_its_files() {
     let mut checked = 0;
@@ -205,6 +280,12 @@ fn no_crate_has_an_import_circle_between_its_files() {
             circles.push(format!("{member}: {}", cycle.join(" → ")));
         }
         checked += graph.len();
+        for (dir, nested) in nested_graphs(&src) {
+            if let Some(cycle) = find_cycle(&nested) {
+                circles.push(format!("{member}: {dir}/: {}", cycle.join(" → ")));
+            }
+            checked += nested.len();
+        }
     }
     assert!(
         circles.is_empty(),
@@ -241,6 +322,19 @@ fn the_circle_check_finds_circles() {
         "/// See [`crate::a`].\nuse vexidus_crate::a; fn f() { $crate::a::g() }",
     );
     assert_eq!(find_cycle(&module_graph(src)), None);
+    // Inside a module directory: siblings through `super::` and through the full path.
+    std::fs::create_dir(src.join("d")).expect("mkdir");
+    write("d/mod.rs", "mod x; mod y;");
+    write("d/x.rs", "use super::y::A;");
+    write("d/y.rs", "use crate::d::x::B;");
+    let nested = nested_graphs(src);
+    assert_eq!(nested.len(), 1);
+    assert_eq!(
+        find_cycle(&nested[0].1),
+        Some(vec!["x".into(), "y".into(), "x".into()])
+    );
+    write("d/y.rs", "use super::super::a;");
+    assert_eq!(find_cycle(&nested_graphs(src)[0].1), None);
 }
 
 /// Whether Rust source uses `unsafe` (a block, function, impl or trait), comments aside.
