@@ -43,6 +43,30 @@ pub fn genesis_runtime(spec_version: Option<u32>) -> Result<&'static [u8], Strin
 mod tests {
     use super::*;
 
+    /// Every file `runtime/releases/SHA256SUMS` lists is there with that digest and names its
+    /// spec_version, including a release recorded before this build carries it.
+    #[test]
+    fn every_recorded_release_matches_its_digest() {
+        use sha2::Digest;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime/releases");
+        let sums = include_str!("../../../runtime/releases/SHA256SUMS");
+        let mut seen = 0;
+        for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+            let (digest, name) = line.split_once("  ").expect("`<sha256>  <file>` lines");
+            let code = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(hex::encode(sha2::Sha256::digest(&code)), digest, "{name}");
+            let spec: u32 = name
+                .strip_prefix("spec-")
+                .and_then(|n| n.strip_suffix(".wasm"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{name} is not spec-<N>.wasm"));
+            let version = vexidus_blob::check_unlimited_cached(&code).expect("a valid blob");
+            assert_eq!(version.spec_version, spec, "{name}");
+            seen += 1;
+        }
+        assert!(seen >= 2, "only {seen} releases recorded");
+    }
+
     /// Each embedded release is the file its digest in `runtime/releases/SHA256SUMS` names, and
     /// says the spec_version it is listed under: a release never changes.
     #[test]
