@@ -199,7 +199,7 @@ enum Shown {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct NamedOperation {
     #[serde(rename = "type")]
     name: String,
@@ -239,7 +239,7 @@ impl From<&vexidus_runtime_api::Operation> for OperationView {
 
 impl Serialize for OperationView {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.clone() {
+        match *self {
             Self::Transfer { to, amount } => Shown::Transfer { to, amount }.serialize(s),
             Self::RegisterValidator {
                 stake,
@@ -255,8 +255,15 @@ impl Serialize for OperationView {
             Self::Undelegate { validator, amount } => {
                 Shown::Undelegate { validator, amount }.serialize(s)
             }
-            Self::Other { name, discriminant } => {
-                NamedOperation { name, discriminant }.serialize(s)
+            Self::Other {
+                ref name,
+                discriminant,
+            } => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", name)?;
+                m.serialize_entry("discriminant", &discriminant)?;
+                m.end()
             }
         }
     }
